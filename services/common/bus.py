@@ -1,0 +1,307 @@
+"""The one message bus of the project.
+
+Services are faust-streaming workers: :func:`create_app` makes the app and :func:`subscribe`
+registers a handler for a topic. Every consumed message goes through the same path: decode and
+validate (schemas), dead-letter with a reason if that fails, run the handler with retries, and
+dead-letter with the error if it keeps failing. Offsets are committed after the handler returns
+(at-least-once), so handlers are idempotent (dedupe by event/trial id in Redis).
+
+The CLI and tests use plain aiokafka through :class:`KafkaPublisher`, :func:`ensure_topics` and
+:func:`read_events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+import schemas
+from schemas import Event, SchemaError
+from services.common.settings import Settings
+from services.common.topics import ALL_TOPICS, DEAD_LETTER, EVENT_TOPIC, TOPIC_EVENTS
+
+log = logging.getLogger("falcon.bus")
+RAW_KEEP = 64 * 1024
+
+
+class Reject(Exception):
+    """Raised by a handler for a well-formed event it must not act on (unknown search id,
+    configuration outside the space, ...): the event is dead-lettered with this reason."""
+
+
+class Publisher(Protocol):
+    async def publish(self, event: Event) -> None: ...
+
+
+Handler = Callable[[Event, Publisher], Awaitable[None]]
+
+
+def encode_for_topic(event: Event, settings: Settings) -> tuple[str, bytes, bytes]:
+    """(topic, key, value): every search event is keyed by its search id, so one search's
+    events share a partition and are handled in order by one consumer."""
+    topic = EVENT_TOPIC[event.type]
+    return topic, event.search_id.encode(), schemas.encode(event, settings.max_message_bytes)
+
+
+def dead_letter_event(*, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None,
+                      reason: str, service: str, search_id: str = "",
+                      causation_id: str | None = None) -> Event:
+    raw = raw or b""
+    return Event(type="dead-letter", search_id=search_id if _safe_id(search_id) else "",
+                 causation_id=causation_id, producer=service, data={
+                     "source_topic": topic, "partition": partition, "offset": offset,
+                     "key": key.decode("utf-8", "replace")[:256] if key is not None else None,
+                     "reason": reason[:4000] or "unknown", "service": service,
+                     "raw_b64": base64.b64encode(raw[:RAW_KEEP]).decode(), "raw_size": len(raw)})
+
+
+def _safe_id(s: str) -> bool:
+    return len(s) <= 128 and all(c.isalnum() or c in "._:-" for c in s)
+
+
+# --------------------------------------------------------------------------------------------
+# faust side (services)
+# --------------------------------------------------------------------------------------------
+def create_app(service: str, settings: Settings) -> faust.App:
+    """A faust app whose consumer group is ``falcon-<service>``: start N copies of a service and
+    Kafka splits the partitions between them."""
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.broker.split(","))
+    app = faust.App(
+        f"falcon-{service}",
+        broker=brokers,
+        store="memory://",                     # state lives in Redis, never in faust Tables
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_max_poll_interval=3600.0,       # a trial may run long inside its handler
+        producer_acks=-1,
+        producer_max_request_size=settings.max_message_bytes + 64 * 1024,
+        consumer_max_fetch_size=settings.max_message_bytes * 4,
+        stream_wait_empty=False,
+    )
+    app.conf.falcon_service = service  # type: ignore[attr-defined]
+    return app
+
+
+@dataclass
+class FaustPublisher:
+    app: faust.App
+    settings: Settings
+    _topics: dict[str, Any] = field(default_factory=dict)
+
+    def _topic(self, name: str) -> Any:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
+                                                key_serializer="raw", value_serializer="raw",
+                                                partitions=self.settings.partitions)
+        return self._topics[name]
+
+    async def publish(self, event: Event) -> None:
+        topic, key, value = encode_for_topic(event, self.settings)
+        fut = await self._topic(topic).send(key=key, value=value)
+        await fut  # wait for the broker's ack before the consumed offset can be committed
+
+
+def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) -> FaustPublisher:
+    """Register ``handler`` for every valid event on ``topic``; returns the app's publisher."""
+    service = app.conf.falcon_service  # type: ignore[attr-defined]
+    publisher = getattr(app, "_falcon_publisher", None) or FaustPublisher(app, settings)
+    app._falcon_publisher = publisher  # type: ignore[attr-defined]
+    channel = publisher._topic(topic)
+    expected = TOPIC_EVENTS[topic]
+
+    async def agent(stream: Any) -> None:
+        async for ev in stream.events():
+            msg = ev.message
+            await handle_message(service=service, settings=settings, publisher=publisher, handler=handler,
+                                 topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                                 key=msg.key, raw=msg.value, expect=expected)
+
+    agent.__name__ = f"{service}_{topic.replace('-', '_')}"
+    agent.__qualname__ = agent.__name__
+    app.agent(channel, name=f"{service}.{topic}")(agent)
+    return publisher
+
+
+async def handle_message(*, service: str, settings: Settings, publisher: Publisher, handler: Handler,
+                         topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None,
+                         expect: tuple[str, ...]) -> None:
+    """Decode -> handler, with dead-lettering and bounded retries. Never raises: one bad message
+    must not stop a consumer (a failure to write the dead letter itself is retried forever,
+    because dropping it would lose the message)."""
+    try:
+        event = schemas.decode(raw, settings.max_message_bytes, expect=expect)
+    except SchemaError as exc:
+        log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, exc)
+        await _publish_forever(publisher, dead_letter_event(
+            topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=str(exc), service=service))
+        return
+    delay = 0.2
+    for attempt in range(1, settings.handler_retries + 1):
+        try:
+            await handler(event, publisher)
+            return
+        except Reject as exc:
+            reason = f"rejected by {service}: {exc}"
+            break
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            reason = f"handler failed {attempt}x in {service}: {type(exc).__name__}: {exc}"
+            log.warning("search=%s event=%s %s", event.search_id, event.event_id, reason)
+            if attempt < settings.handler_retries:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+    log.warning("dead-letter search=%s event=%s: %s", event.search_id, event.event_id, reason)
+    await _publish_forever(publisher, dead_letter_event(
+        topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=reason, service=service,
+        search_id=event.search_id, causation_id=event.event_id))
+
+
+async def _publish_forever(publisher: Publisher, event: Event) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await publisher.publish(event)
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.error("cannot publish %s (%s); retrying in %.1fs", event.type, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def run_worker(app: faust.App, settings: Settings) -> None:
+    """Run a service until SIGTERM/SIGINT."""
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+
+
+def instance_name(service: str) -> str:
+    return f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+
+# --------------------------------------------------------------------------------------------
+# aiokafka side (CLI, tests, local stack)
+# --------------------------------------------------------------------------------------------
+async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30) -> None:
+    """Create the project's topics (idempotent); waits for the broker to come up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(t, num_partitions=settings.partitions, replication_factor=1)
+                       for t in topics if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except Exception as exc:  # noqa: BLE001 - broker still starting
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker {settings.broker} not reachable: {exc}") from exc
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()
+
+
+class KafkaPublisher:
+    """aiokafka producer that speaks the contract (validates before sending)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all",
+                                          max_request_size=settings.max_message_bytes + 64 * 1024)
+
+    async def __aenter__(self) -> "KafkaPublisher":
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def publish(self, event: Event) -> None:
+        topic, key, value = encode_for_topic(event, self.settings)
+        await self._producer.send_and_wait(topic, value, key=key)
+
+    async def publish_raw(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+        """For tests and tools: put arbitrary bytes on a topic (e.g. a poison message)."""
+        await self._producer.send_and_wait(topic, value, key=key)
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    topic: str
+    partition: int
+    offset: int
+    event: Event | None          # None when the bytes are not a valid event
+    error: str | None
+
+
+async def read_events(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, *, idle_s: float = 1.5,
+                      until: Callable[[LoggedEvent], bool] | None = None,
+                      timeout_s: float | None = None) -> AsyncIterator[LoggedEvent]:
+    """Read the log of ``topics`` from the beginning, outside any consumer group.
+
+    Stops after ``idle_s`` without new messages (tansu's end offsets are not reliable, so "caught
+    up" means "quiet"), or once ``until`` returns True, or after ``timeout_s``. With ``until`` set,
+    quiet periods do not stop the read (it waits for the awaited event)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None,
+                                fetch_max_bytes=settings.max_message_bytes * 8,
+                                max_partition_fetch_bytes=settings.max_message_bytes * 2)
+    await consumer.start()
+    try:
+        parts = []
+        for t in topics:
+            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t)):
+                parts.append(TopicPartition(t, p))
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        start = last = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            now = time.monotonic()
+            if batch:
+                last = now
+            for tp, messages in batch.items():
+                for m in messages:
+                    try:
+                        item = LoggedEvent(tp.topic, tp.partition, m.offset,
+                                           schemas.decode(m.value, settings.max_message_bytes), None)
+                    except SchemaError as exc:
+                        item = LoggedEvent(tp.topic, tp.partition, m.offset, None, str(exc))
+                    yield item
+                    if until is not None and until(item):
+                        return
+            if timeout_s is not None and now - start > timeout_s:
+                return
+            if until is None and now - last > idle_s:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        await consumer.topics()  # refreshes cluster metadata
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return parts
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic!r} does not exist")

@@ -1,0 +1,53 @@
+"""A search request as the user states it (travels inside model-submitted and kops-identified)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from services.common.pricing import DEFAULT_PRICES, PriceCatalogue
+from services.common.space import PAPER_SPACE, Space
+
+DEFAULT_KOP_THRESHOLD = 0.05
+DEFAULT_TRIAL_SECONDS = 900.0   # a real trial (deploy + stress test) takes ~15 minutes
+
+
+@dataclass(frozen=True)
+class StopRules:
+    max_trials: int = 15
+    target_value: float | None = None
+    budget_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    model: Mapping[str, Any]
+    backend: Mapping[str, Any]
+    space: Space = PAPER_SPACE
+    prices: PriceCatalogue = DEFAULT_PRICES
+    stop: StopRules = field(default_factory=StopRules)
+    strategy: str = "random"
+    seed: int = 0
+    kop_threshold: float = DEFAULT_KOP_THRESHOLD
+
+    @property
+    def trial_seconds(self) -> float:
+        return float(self.backend.get("trial_seconds", DEFAULT_TRIAL_SECONDS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": dict(self.model), "backend": dict(self.backend), "space": self.space.to_dict(),
+            "prices": self.prices.to_dict(),
+            "stop": {"max_trials": self.stop.max_trials, "target_value": self.stop.target_value,
+                     "budget_usd": self.stop.budget_usd},
+            "strategy": {"name": self.strategy, "seed": self.seed}, "kop_threshold": self.kop_threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchSpec":
+        stop = d["stop"]
+        return cls(model=dict(d["model"]), backend=dict(d["backend"]), space=Space.from_dict(d["space"]),
+                   prices=PriceCatalogue.from_dict(d["prices"]),
+                   stop=StopRules(int(stop["max_trials"]), stop.get("target_value"), stop.get("budget_usd")),
+                   strategy=str(d["strategy"]["name"]), seed=int(d["strategy"]["seed"]),
+                   kop_threshold=float(d["kop_threshold"]))

@@ -1,0 +1,3 @@
+from services.profiler.app import main
+
+main()

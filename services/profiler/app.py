@@ -1,0 +1,57 @@
+"""Profiler service shell: model-submitted -> kops-identified (or search-failed with the reason).
+
+The operator profile comes with the submission for now (falcon-data operators.csv); measuring it
+with TVM is its own issue, and a submission without a profile fails clearly until then."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from schemas import Event
+from services.common.bus import Publisher, create_app, run_worker, subscribe
+from services.common.settings import Settings
+from services.common.spec import SearchSpec
+from services.profiler.kops import ProfileError, aggregate, identify_kops
+
+SERVICE = "profiler"
+PROFILE_FORMATS = ("falcon-profile",)     # model formats whose operators arrive with the submission
+log = logging.getLogger("falcon.profiler")
+
+
+def profile_submission(data: dict) -> tuple[list[dict], list[str], float]:
+    """(operator table, KOPs, threshold) for a submission, or ProfileError/ValueError with why."""
+    spec = SearchSpec.from_dict(data["spec"])
+    operators = data.get("operators")
+    if not operators:
+        fmt = spec.model.get("format")
+        if fmt in PROFILE_FORMATS:
+            raise ProfileError(f"model {spec.model['name']!r} of format {fmt!r} came without its operator profile")
+        raise ProfileError(f"model format {fmt!r} cannot be profiled by this profiler "
+                           f"(it reads operator profiles that come with the submission: {list(PROFILE_FORMATS)})")
+    table = [o.to_dict() for o in aggregate(operators)]
+    return table, identify_kops(table, spec.kop_threshold), spec.kop_threshold
+
+
+async def on_model_submitted(event: Event, publisher: Publisher) -> None:
+    try:
+        table, kops, threshold = profile_submission(event.data)
+    except ValueError as exc:      # ProfileError, SpaceError, PricingError
+        log.warning("search=%s profile failed: %s", event.search_id, exc)
+        await publisher.publish(event.caused("search-failed", {"stage": "profile", "reason": str(exc)}, SERVICE))
+        return
+    log.info("search=%s kops=%s", event.search_id, kops)
+    await publisher.publish(event.caused("kops-identified", {
+        "spec": event.data["spec"], "operators": table, "kops": kops, "threshold": threshold}, SERVICE))
+
+
+def build(settings: Settings) -> faust.App:
+    app = create_app(SERVICE, settings)
+    subscribe(app, settings, "model-submitted", on_model_submitted)
+    return app
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    run_worker(build(settings), settings)

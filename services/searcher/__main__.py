@@ -1,0 +1,3 @@
+from services.searcher.app import main
+
+main()

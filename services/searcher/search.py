@@ -1,0 +1,193 @@
+"""The searcher's pure core: a search's state and the decision taken on each event.
+
+No Kafka, no Redis: the shell loads a :class:`SearchState`, calls :func:`start_search` or
+:func:`record_trial`, stores the new state and publishes what the :class:`Decision` says.
+Everything here is deterministic given the state, which is what makes restart-from-Redis exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Mapping, Sequence
+
+from services.common.pricing import PricingError
+from services.common.space import Config, SpaceError
+from services.common.spec import SearchSpec
+from services.searcher.strategies import SearchContext, StrategyError, make_strategy
+
+Status = Literal["running", "completed", "failed"]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    index: int
+    config: Config
+    status: Literal["ok", "failed"]
+    value: float | None
+    cost_usd: float
+    duration_s: float
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    reason: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "index": self.index, "config": dict(self.config),
+                "status": self.status, "value": self.value, "rps": self.rps, "p50_ms": self.p50_ms,
+                "p99_ms": self.p99_ms, "cost_usd": self.cost_usd, "duration_s": self.duration_s,
+                "reason": self.reason}
+
+    @classmethod
+    def from_row(cls, d: Mapping[str, Any]) -> "TrialRecord":
+        return cls(trial_id=d["trial_id"], index=int(d["index"]), config=dict(d["config"]), status=d["status"],
+                   value=d.get("value"), cost_usd=float(d["cost_usd"]), duration_s=float(d["duration_s"]),
+                   rps=d.get("rps"), p50_ms=d.get("p50_ms"), p99_ms=d.get("p99_ms"), reason=d.get("reason"))
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    trial_id: str
+    index: int
+    config: Config
+    price_per_hour: float
+
+
+@dataclass(frozen=True)
+class SearchState:
+    search_id: str
+    spec: SearchSpec
+    kops: tuple[str, ...]
+    operators: tuple[Mapping[str, Any], ...]
+    trials: tuple[TrialRecord, ...] = ()
+    pending: TrialRequest | None = None
+    status: Status = "running"
+    stop_reason: str | None = None
+    outbox: tuple[Mapping[str, Any], ...] = ()   # events of the last decision, kept for re-publishing
+
+    @property
+    def spent_usd(self) -> float:
+        return sum(t.cost_usd for t in self.trials)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        ok = [t for t in self.trials if t.status == "ok" and t.value is not None]
+        return max(ok, key=lambda t: (t.value, -t.index)) if ok else None
+
+    def has_trial(self, trial_id: str) -> bool:
+        return any(t.trial_id == trial_id for t in self.trials)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.pending
+        return {"search_id": self.search_id, "spec": self.spec.to_dict(), "kops": list(self.kops),
+                "operators": [dict(o) for o in self.operators], "trials": [t.to_row() for t in self.trials],
+                "pending": None if p is None else {"trial_id": p.trial_id, "index": p.index,
+                                                   "config": dict(p.config), "price_per_hour": p.price_per_hour},
+                "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchState":
+        p = d.get("pending")
+        return cls(search_id=d["search_id"], spec=SearchSpec.from_dict(d["spec"]), kops=tuple(d["kops"]),
+                   operators=tuple(d["operators"]), trials=tuple(TrialRecord.from_row(t) for t in d["trials"]),
+                   pending=None if p is None else TrialRequest(p["trial_id"], int(p["index"]), dict(p["config"]),
+                                                               float(p["price_per_hour"])),
+                   status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())))
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: SearchState
+    request: TrialRequest | None = None   # publish trial-requested
+    finished: bool = False                # publish search-completed / search-failed (state.status says which)
+    duplicate: bool = False               # the event was seen before: re-publish state.outbox, decide nothing
+    ignored: str | None = None            # why the event changed nothing (stale, search already over)
+
+
+def validate_spec(spec: SearchSpec) -> list[str]:
+    """Problems that make a search impossible, found before any trial is paid for."""
+    problems = []
+    try:
+        make_strategy(spec.strategy, SearchContext(spec.space, spec.seed))
+    except StrategyError as exc:
+        problems.append(str(exc))
+    gpu_knob = spec.prices.gpu_knob
+    if gpu_knob in spec.space.names:
+        unpriced = [v for v in spec.space.knob(gpu_knob).values if str(v) not in spec.prices.instances]
+        if unpriced:
+            problems.append(f"no price for {gpu_knob} value(s) {unpriced}")
+    return problems
+
+
+def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
+                 operators: Sequence[Mapping[str, Any]]) -> Decision:
+    problems = validate_spec(spec)
+    state = SearchState(search_id, spec, tuple(kops), tuple(operators))
+    if problems:
+        return Decision(replace(state, status="failed", stop_reason="; ".join(problems)), finished=True)
+    return _next(state)
+
+
+def record_trial(state: SearchState, result: TrialRecord) -> Decision:
+    if state.has_trial(result.trial_id):
+        return Decision(state, duplicate=True)
+    if state.status != "running":
+        return Decision(state, ignored=f"search is {state.status}")
+    if state.pending is None or state.pending.trial_id != result.trial_id:
+        return Decision(state, ignored=f"trial {result.trial_id} was not requested by this search")
+    try:
+        config = state.spec.space.canonical(result.config)
+    except SpaceError as exc:
+        return Decision(state, ignored=f"trial result outside the space: {exc}")
+    if state.spec.space.key(config) != state.spec.space.key(state.pending.config):
+        return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
+    return _next(replace(state, trials=state.trials + (replace(result, config=config),), pending=None))
+
+
+def _stop(state: SearchState, reason: str) -> Decision:
+    if state.best is None:
+        reason = f"{reason}; no trial succeeded"
+        return Decision(replace(state, status="failed", stop_reason=reason, pending=None), finished=True)
+    return Decision(replace(state, status="completed", stop_reason=reason, pending=None), finished=True)
+
+
+def _next(state: SearchState) -> Decision:
+    spec, stop = state.spec, state.spec.stop
+    best = state.best
+    if stop.target_value is not None and best is not None and best.value is not None \
+            and best.value >= stop.target_value:
+        return _stop(state, "target")
+    if len(state.trials) >= stop.max_trials:
+        return _stop(state, "max-trials")
+    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators))
+    for t in state.trials:
+        strategy.tell(t.config, t.value if t.status == "ok" else None)
+    config = strategy.ask()
+    if config is None:
+        return _stop(state, "space-exhausted")
+    try:
+        hourly = spec.prices.hourly(config)
+    except PricingError as exc:
+        return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
+    if stop.budget_usd is not None and state.spent_usd + hourly * spec.trial_seconds / 3600 > stop.budget_usd:
+        return _stop(state, "budget")
+    index = len(state.trials)
+    request = TrialRequest(f"{state.search_id}/t{index}", index, config, hourly)
+    return Decision(replace(state, pending=request), request=request)
+
+
+def completed_data(state: SearchState) -> dict[str, Any]:
+    """Payload of search-completed."""
+    best = state.best
+    assert best is not None
+    return {"best": best.to_row(), "stop_reason": state.stop_reason or "", "trials": [t.to_row() for t in state.trials],
+            "spent_usd": state.spent_usd, "strategy": state.spec.strategy, "kops": list(state.kops)}
+
+
+def failed_data(state: SearchState) -> dict[str, Any]:
+    return {"stage": "search", "reason": state.stop_reason or "search failed",
+            "trials": [t.to_row() for t in state.trials]}
+
+
+__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "completed_data", "failed_data",
+           "record_trial", "start_search", "validate_spec"]

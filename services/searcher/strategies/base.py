@@ -1,0 +1,44 @@
+"""The strategy interface: ask for the next configuration, tell what it measured.
+
+Strategies are rebuilt from a search's stored history (``tell`` every past trial, then ``ask``),
+so a searcher restarted from Redis decides exactly what it would have decided; an ``ask`` must
+therefore be a deterministic function of (context, the tells so far)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+from services.common.space import Config, Space
+
+
+class StrategyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    space: Space
+    seed: int = 0
+    kops: tuple[str, ...] = ()
+    operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        self.history: list[tuple[Config, float | None]] = []
+        self.tried: set[str] = set()
+
+    def tell(self, config: Mapping[str, Any], value: float | None) -> None:
+        """Record a finished trial (value None: the trial failed)."""
+        c = self.ctx.space.canonical(config)
+        self.history.append((c, value))
+        self.tried.add(self.ctx.space.key(c))
+
+    @abstractmethod
+    def ask(self) -> Config | None:
+        """The next configuration to try, never one already tried; None when nothing is left."""

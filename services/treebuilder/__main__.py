@@ -1,0 +1,3 @@
+from services.treebuilder.app import main
+
+main()

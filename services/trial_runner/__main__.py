@@ -1,0 +1,3 @@
+from services.trial_runner.app import main
+
+main()

@@ -1,0 +1,92 @@
+"""Trial runner shell: trial-requested -> run on a backend -> trial-completed.
+
+Runners are one consumer group, so Kafka gives each request to one runner. On top of that a
+trial id is claimed atomically in Redis (SET NX with a lease the runner keeps renewing) and
+its result is stored before it is published: a redelivered request re-publishes the stored
+result instead of paying for the trial again, and a request whose runner died is taken over
+once the lease runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Mapping
+
+import faust
+import msgpack
+from redis.asyncio import Redis
+
+from schemas import Event
+from services.common.bus import Publisher, create_app, instance_name, run_worker, subscribe
+from services.common.settings import Settings
+from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOutcome, TrialSpec
+
+SERVICE = "trial-runner"
+CLAIM = "falcon:trial:{}:claim"
+RESULT = "falcon:trial:{}:result"
+RESULT_TTL_S = 30 * 24 * 3600
+log = logging.getLogger("falcon.trial_runner")
+
+
+class TrialRunner:
+    def __init__(self, redis: Redis, backends: Mapping[str, TrialBackend], settings: Settings,
+                 name: str | None = None) -> None:
+        self.redis = redis
+        self.backends = dict(backends)
+        self.settings = settings
+        self.name = name or instance_name(SERVICE)
+
+    async def on_trial_requested(self, event: Event, publisher: Publisher) -> None:
+        d = event.data
+        trial_id = d["trial_id"]
+        while True:
+            stored = await self.redis.get(RESULT.format(trial_id))
+            if stored is not None:
+                log.info("trial=%s already measured: re-publishing its result", trial_id)
+                await publisher.publish(Event(**msgpack.unpackb(stored, raw=False)))
+                return
+            lease_ms = int(self.settings.trial_lease_s * 1000)
+            if await self.redis.set(CLAIM.format(trial_id), self.name, nx=True, px=lease_ms):
+                break
+            await asyncio.sleep(min(1.0, self.settings.trial_lease_s / 4))  # another runner has it
+        renew = asyncio.create_task(self._renew(trial_id))
+        try:
+            outcome = await asyncio.to_thread(self._run, d)
+        finally:
+            renew.cancel()
+        result = event.caused("trial-completed", {
+            "trial_id": trial_id, "index": d["index"], "config": d["config"], "status": outcome.status,
+            "value": outcome.value, "rps": outcome.rps, "p50_ms": outcome.p50_ms, "p99_ms": outcome.p99_ms,
+            "cost_usd": outcome.cost_usd, "duration_s": outcome.duration_s, "reason": outcome.reason,
+            "runner": self.name}, SERVICE)
+        await self.redis.set(RESULT.format(trial_id), msgpack.packb(result.as_dict(), use_bin_type=True),
+                             ex=RESULT_TTL_S)
+        await publisher.publish(result)
+        log.info("search=%s trial=%s status=%s value=%s", event.search_id, trial_id, outcome.status, outcome.value)
+
+    def _run(self, d: Mapping) -> TrialOutcome:
+        kind = d["backend"]["kind"]
+        backend = self.backends.get(kind)
+        if backend is None:
+            return TrialOutcome("failed", None, 0.0, 0.0,
+                                reason=f"this runner has no {kind!r} backend (it has {sorted(self.backends)})")
+        return backend.run(TrialSpec(d["trial_id"], d["config"], d["model"], d["backend"], d["price_per_hour"]))
+
+    async def _renew(self, trial_id: str) -> None:
+        every = self.settings.trial_lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            await self.redis.pexpire(CLAIM.format(trial_id), int(self.settings.trial_lease_s * 1000))
+
+
+def build(settings: Settings) -> faust.App:
+    app = create_app(SERVICE, settings)
+    runner = TrialRunner(Redis.from_url(settings.redis_url),
+                         {ReplayBackend.kind: ReplayBackend(settings.trial_time_scale)}, settings)
+    subscribe(app, settings, "trial-requested", runner.on_trial_requested)
+    return app
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    run_worker(build(settings), settings)

@@ -1,0 +1,8 @@
+"""Pluggable trial backends, chosen per trial by ``backend.kind`` in the request."""
+
+from __future__ import annotations
+
+from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
+from services.trial_runner.backends.replay_backend import ReplayBackend
+
+__all__ = ["ReplayBackend", "TrialBackend", "TrialOutcome", "TrialSpec"]
