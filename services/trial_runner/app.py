@@ -24,6 +24,7 @@ from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOut
 SERVICE = "trial-runner"
 CLAIM = "falcon:trial:{}:claim"
 RESULT = "falcon:trial:{}:result"
+RUNS = "falcon:trial-runs"          # hash: trial id -> how many times a backend really ran it
 RESULT_TTL_S = 30 * 24 * 3600
 log = logging.getLogger("falcon.trial_runner")
 
@@ -50,6 +51,7 @@ class TrialRunner:
                 break
             await asyncio.sleep(min(1.0, self.settings.trial_lease_s / 4))  # another runner has it
         renew = asyncio.create_task(self._renew(trial_id))
+        await self.redis.hincrby(RUNS, trial_id, 1)
         try:
             outcome = await asyncio.to_thread(self._run, d)
         finally:

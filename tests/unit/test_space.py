@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from services.common.space import PAPER_SPACE, Space, SpaceError
+
+
+def test_paper_space_has_1440_distinct_configurations():
+    configs = list(PAPER_SPACE.configs())
+    assert len(configs) == PAPER_SPACE.size == 1440
+    assert len({PAPER_SPACE.key(c) for c in configs}) == 1440
+
+
+def test_index_and_config_at_are_inverse():
+    for i in (0, 1, 719, 1439):
+        assert PAPER_SPACE.index(PAPER_SPACE.config_at(i)) == i
+    with pytest.raises(SpaceError):
+        PAPER_SPACE.config_at(1440)
+
+
+def test_canonical_accepts_equal_numbers_and_rejects_outsiders():
+    c = {"batchsize": 32.0, "cpus": 2, "gpumem": 1.2, "gpupower": 75, "gputype": "T4"}
+    assert PAPER_SPACE.canonical(c)["batchsize"] == 32
+    assert PAPER_SPACE.key(c) == "batchsize=32,cpus=2,gpumem=1.2,gpupower=75,gputype=T4"
+    with pytest.raises(SpaceError, match="not one of"):
+        PAPER_SPACE.canonical({**c, "batchsize": 33})
+    with pytest.raises(SpaceError, match="unknown knob"):
+        PAPER_SPACE.canonical({**c, "threads": 3})
+    with pytest.raises(SpaceError, match="lacks"):
+        PAPER_SPACE.canonical({k: v for k, v in c.items() if k != "cpus"})
+    assert not PAPER_SPACE.contains({**c, "gputype": "A100"})
+
+
+def test_encoding_scales_ordinals_and_one_hots_categories():
+    assert PAPER_SPACE.encoded_dim == 4 + 4
+    v = PAPER_SPACE.encode({"batchsize": 128, "cpus": 1, "gpumem": 1.6, "gpupower": 75, "gputype": "T4"})
+    assert np.allclose(v, [1.0, 0.0, 2 / 3, 0.5, 0, 0, 1, 0])
+
+
+def test_space_from_yaml_and_toml(tmp_path):
+    y = tmp_path / "space.yaml"
+    y.write_text("knobs:\n  cpus: [2, 1]\n  runtime: [tvm, ort]\n")
+    t = tmp_path / "space.toml"
+    t.write_text('[[knobs]]\nname = "cpus"\nvalues = [1, 2]\n[[knobs]]\nname = "runtime"\nvalues = ["tvm", "ort"]\n')
+    for path in (y, t):
+        s = Space.from_file(path)
+        assert s.size == 4 and s.knob("cpus").values == (1, 2) and s.knob("runtime").kind == "categorical"
+    assert Space.from_dict(Space.from_file(y).to_dict()) == Space.from_file(y)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"knobs": []}, "non-empty"),
+    ({"knobs": {"a": []}}, "non-empty list"),
+    ({"knobs": {"a": [1, 1]}}, "twice"),
+    ({"knobs": [{"name": "a", "values": ["x"], "kind": "ordinal"}]}, "numeric"),
+    ({"knobs": [{"name": "a", "values": [1]}, {"name": "a", "values": [2]}]}, "duplicate"),
+])
+def test_bad_spaces_are_refused_with_a_reason(bad, match):
+    with pytest.raises(SpaceError, match=match):
+        Space.from_dict(bad)
+
+
+def test_unknown_space_file_type(tmp_path):
+    p = tmp_path / "space.json"
+    p.write_text("{}")
+    with pytest.raises(SpaceError, match="yaml"):
+        Space.from_file(p)
+
+
+def test_documented_default_space_file_is_the_default():
+    from tests.helpers import REPO
+    assert Space.from_file(REPO / "deploy" / "config" / "paper-space.yaml") == PAPER_SPACE
