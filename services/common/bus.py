@@ -24,7 +24,11 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, LeaderNotAvailableError,
+                             NodeNotReadyError, NotLeaderForPartitionError, RequestTimedOutError,
+                             TopicAlreadyExistsError)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import schemas
 from schemas import Event, SchemaError
@@ -141,9 +145,12 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) 
 async def handle_message(*, service: str, settings: Settings, publisher: Publisher, handler: Handler,
                          topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None,
                          expect: tuple[str, ...]) -> None:
-    """Decode -> handler, with dead-lettering and bounded retries. Never raises: one bad message
-    must not stop a consumer (a failure to write the dead letter itself is retried forever,
-    because dropping it would lose the message)."""
+    """Decode -> handler. Never raises: one bad message must not stop a consumer.
+
+    Bad bytes and rejected events are dead-lettered at once; a failing handler is retried with
+    backoff, forever while the failure is the infrastructure's (broker, Redis), and up to
+    ``handler_retries`` times otherwise before it is dead-lettered with the error. Writing the
+    dead letter itself is retried forever: dropping it would lose the message."""
     try:
         event = schemas.decode(raw, settings.max_message_bytes, expect=expect)
     except SchemaError as exc:
@@ -151,8 +158,9 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
         await _publish_forever(publisher, dead_letter_event(
             topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=str(exc), service=service))
         return
-    delay = 0.2
-    for attempt in range(1, settings.handler_retries + 1):
+    delay = settings.retry_backoff_s
+    attempt = 0
+    while True:
         try:
             await handler(event, publisher)
             return
@@ -160,15 +168,29 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
             reason = f"rejected by {service}: {exc}"
             break
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
-            reason = f"handler failed {attempt}x in {service}: {type(exc).__name__}: {exc}"
-            log.warning("search=%s event=%s %s", event.search_id, event.event_id, reason)
-            if attempt < settings.handler_retries:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            if is_transient(exc):
+                # broker or Redis unreachable: the event is fine, wait for the infrastructure
+                log.warning("search=%s event=%s waiting for infrastructure: %s: %s", event.search_id,
+                            event.event_id, type(exc).__name__, exc)
+            else:
+                attempt += 1
+                reason = f"handler failed {attempt}x in {service}: {type(exc).__name__}: {exc}"
+                log.warning("search=%s event=%s %s", event.search_id, event.event_id, reason)
+                if attempt >= settings.handler_retries:
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
     log.warning("dead-letter search=%s event=%s: %s", event.search_id, event.event_id, reason)
     await _publish_forever(publisher, dead_letter_event(
         topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=reason, service=service,
         search_id=event.search_id, causation_id=event.event_id))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure (retry until it is back), not of the event or the code."""
+    return isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, RedisConnectionError,
+                            RedisTimeoutError, KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError,
+                            NotLeaderForPartitionError, LeaderNotAvailableError, NodeNotReadyError))
 
 
 async def _publish_forever(publisher: Publisher, event: Event) -> None:

@@ -19,7 +19,9 @@ class Settings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     trial_time_scale: float = 0.0            # replay: real seconds slept per simulated second
     trial_lease_s: float = 120.0             # a claimed trial whose runner vanished is free again after this
-    handler_retries: int = 5                 # transient handler failures before dead-lettering
+    trial_max_attempts: int = 3              # runs of one trial (runner deaths) before it is reported failed
+    handler_retries: int = 5                 # failures of a handler (not of the infrastructure) before dead-lettering
+    retry_backoff_s: float = 0.2             # first wait between handler retries (doubles, capped at 5 s)
     log_level: str = "info"
 
     @classmethod
@@ -35,7 +37,9 @@ class Settings:
             max_message_bytes=int(e.get("FALCON_MAX_MESSAGE_BYTES", d.max_message_bytes)),
             trial_time_scale=float(e.get("FALCON_TRIAL_TIME_SCALE", d.trial_time_scale)),
             trial_lease_s=float(e.get("FALCON_TRIAL_LEASE_S", d.trial_lease_s)),
+            trial_max_attempts=int(e.get("FALCON_TRIAL_MAX_ATTEMPTS", d.trial_max_attempts)),
             handler_retries=int(e.get("FALCON_HANDLER_RETRIES", d.handler_retries)),
+            retry_backoff_s=float(e.get("FALCON_RETRY_BACKOFF_S", d.retry_backoff_s)),
             log_level=e.get("FALCON_LOG_LEVEL", d.log_level),
         )
 
@@ -48,6 +52,8 @@ class Settings:
             "FALCON_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
             "FALCON_TRIAL_TIME_SCALE": str(self.trial_time_scale),
             "FALCON_TRIAL_LEASE_S": str(self.trial_lease_s),
+            "FALCON_TRIAL_MAX_ATTEMPTS": str(self.trial_max_attempts),
             "FALCON_HANDLER_RETRIES": str(self.handler_retries),
+            "FALCON_RETRY_BACKOFF_S": str(self.retry_backoff_s),
             "FALCON_LOG_LEVEL": self.log_level,
         }

@@ -1,95 +1,105 @@
 """Searcher service shell: kops-identified / trial-completed in, trial-requested and search
-results out; each search's state in Redis. Handlers: load state -> pure core -> store state
-with its outbox -> publish the outbox. A redelivered event finds its effects in the outbox and
-re-publishes them (same event ids), so a crash between store and publish loses nothing."""
+results out; each search's state in Redis.
+
+A handler takes the search's lock, loads the state, asks the pure core, stores the new state
+together with the events it decided (the outbox), releases the lock and publishes the outbox.
+A redelivered event finds its effects already in the outbox and re-publishes them (same event
+ids), so a crash between store and publish loses nothing and decides nothing twice. When Redis
+comes up empty (new, or wiped), every search is first rebuilt from the event log."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import faust
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
+from services.common.bus import Publisher, Reject, create_app, read_events, run_worker, subscribe
 from services.common.settings import Settings
 from services.common.spec import SearchSpec
-from services.searcher.search import (Decision, SearchState, TrialRecord, completed_data, failed_data,
-                                      record_trial, start_search)
-from services.searcher.store import SearchStore
+from services.searcher.search import (Decision, SearchState, TrialRecord, decision_events, rebuild_states,
+                                      record_trial, start_search, with_outbox)
+from services.searcher.store import SearchStore, restore
 
 SERVICE = "searcher"
 log = logging.getLogger("falcon.searcher")
 
 
-def outbox_events(cause: Event, decision: Decision) -> list[Event]:
-    s = decision.state
-    events = []
-    if decision.request is not None:
-        r = decision.request
-        events.append(cause.caused("trial-requested", {
-            "trial_id": r.trial_id, "index": r.index, "config": dict(r.config), "model": dict(s.spec.model),
-            "backend": dict(s.spec.backend), "price_per_hour": r.price_per_hour}, SERVICE))
-    if decision.finished:
-        if s.status == "completed":
-            events.append(cause.caused("search-completed", completed_data(s), SERVICE))
-        else:
-            events.append(cause.caused("search-failed", failed_data(s), SERVICE))
-    return events
+async def rebuild_from_log(settings: Settings, store: SearchStore) -> int:
+    """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs)."""
+    events = [item.event async for item in read_events(settings, ("kops-identified", "trial-completed"))
+              if item.event is not None]
+    n = await restore(store, rebuild_states(events).values())
+    await store.mark_initialised()
+    return n
 
 
 class SearcherHandlers:
-    def __init__(self, store: SearchStore) -> None:
+    def __init__(self, store: SearchStore, settings: Settings) -> None:
         self.store = store
+        self.settings = settings
 
-    async def _apply(self, cause: Event, decision: Decision, publisher: Publisher) -> None:
-        if decision.duplicate:
-            log.info("search=%s duplicate %s %s: re-publishing outbox", cause.search_id, cause.type, cause.event_id)
-            for e in decision.state.outbox:
-                await publisher.publish(Event(**e))
+    async def ensure_initialised(self) -> None:
+        if await self.store.is_initialised():
             return
-        if decision.ignored:
-            log.info("search=%s %s ignored: %s", cause.search_id, cause.event_id, decision.ignored)
-            return
-        events = outbox_events(cause, decision)
-        state = replace(decision.state, outbox=tuple(e.as_dict() for e in events))
-        await self.store.put(state)
+        async with self.store.lock("rebuild"):
+            if not await self.store.is_initialised():
+                n = await rebuild_from_log(self.settings, self.store)
+                log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
+
+    async def _handle(self, event: Event, publisher: Publisher, decide) -> None:
+        await self.ensure_initialised()
+        async with self.store.lock(event.search_id):
+            state = await self.store.get(event.search_id)
+            decision: Decision | None = decide(state)
+            if decision is None:
+                return
+            if decision.duplicate:
+                events = [Event(**e) for e in decision.state.outbox]
+                log.info("search=%s duplicate %s: re-publishing its %d events", event.search_id, event.type,
+                         len(events))
+            elif decision.ignored:
+                raise Reject(decision.ignored)
+            else:
+                events = decision_events(event, decision, SERVICE)
+                await self.store.put(with_outbox(decision, events))
+                s = decision.state
+                log.info("search=%s trials=%d status=%s %s", s.search_id, len(s.trials), s.status,
+                         f"next={decision.request.trial_id}" if decision.request else s.stop_reason or "")
         for e in events:
             await publisher.publish(e)
-        log.info("search=%s trials=%d status=%s %s", state.search_id, len(state.trials), state.status,
-                 f"next={decision.request.trial_id}" if decision.request else state.stop_reason or "")
 
     async def on_kops_identified(self, event: Event, publisher: Publisher) -> None:
-        state = await self.store.get(event.search_id)
-        if state is not None:
-            await self._apply(event, Decision(state, duplicate=True), publisher)
-            return
         try:
             spec = SearchSpec.from_dict(event.data["spec"])
         except ValueError as exc:  # SpaceError, PricingError: a spec the schema admits but we cannot use
             await publisher.publish(event.caused("search-failed", {"stage": "search", "reason": str(exc)}, SERVICE))
             return
-        await self._apply(event, start_search(event.search_id, spec, event.data["kops"], event.data["operators"]),
-                          publisher)
+
+        def decide(state: SearchState | None) -> Decision:
+            if state is not None:
+                return Decision(state, duplicate=True)
+            return start_search(event.search_id, spec, event.data["kops"], event.data["operators"])
+        await self._handle(event, publisher, decide)
 
     async def on_trial_completed(self, event: Event, publisher: Publisher) -> None:
-        state = await self.store.get(event.search_id)
-        if state is None:
-            raise Reject(f"unknown search id {event.search_id!r}")
-        d = event.data
-        record = TrialRecord(trial_id=d["trial_id"], index=d["index"], config=d["config"], status=d["status"],
-                             value=d["value"], cost_usd=d["cost_usd"], duration_s=d["duration_s"],
-                             rps=d.get("rps"), p50_ms=d.get("p50_ms"), p99_ms=d.get("p99_ms"),
-                             reason=d.get("reason"))
-        await self._apply(event, record_trial(state, record), publisher)
+        def decide(state: SearchState | None) -> Decision:
+            if state is None:
+                raise Reject(f"unknown search id {event.search_id!r}")
+            return record_trial(state, TrialRecord.from_row(event.data))
+        await self._handle(event, publisher, decide)
 
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    handlers = SearcherHandlers(SearchStore(Redis.from_url(settings.redis_url)))
+    handlers = SearcherHandlers(SearchStore(Redis.from_url(settings.redis_url)), settings)
     subscribe(app, settings, "kops-identified", handlers.on_kops_identified)
     subscribe(app, settings, "trial-completed", handlers.on_trial_completed)
+
+    @app.task
+    async def initialise() -> None:   # noqa: ANN202 - rebuild before the first event, if Redis is empty
+        await handlers.ensure_initialised()
     return app
 
 

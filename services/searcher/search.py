@@ -8,7 +8,9 @@ Everything here is deterministic given the state, which is what makes restart-fr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from schemas import Event
 
 from services.common.pricing import PricingError
 from services.common.space import Config, SpaceError
@@ -176,6 +178,59 @@ def _next(state: SearchState) -> Decision:
     return Decision(replace(state, pending=request), request=request)
 
 
+def decision_events(cause: Event, decision: Decision, producer: str = "searcher") -> list[Event]:
+    """The events a decision publishes; ids derive from the cause, so the same decision taken
+    again (redelivery, rebuild) yields the same events."""
+    s = decision.state
+    events = []
+    if decision.request is not None:
+        r = decision.request
+        events.append(cause.caused("trial-requested", {
+            "trial_id": r.trial_id, "index": r.index, "config": dict(r.config), "model": dict(s.spec.model),
+            "backend": dict(s.spec.backend), "price_per_hour": r.price_per_hour}, producer))
+    if decision.finished:
+        if s.status == "completed":
+            events.append(cause.caused("search-completed", completed_data(s), producer))
+        else:
+            events.append(cause.caused("search-failed", failed_data(s), producer))
+    return events
+
+
+def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
+    return replace(decision.state, outbox=tuple(e.as_dict() for e in events))
+
+
+def rebuild_states(events: Iterable[Event]) -> dict[str, SearchState]:
+    """Every search's state rebuilt from the event log alone, by replaying its kops-identified
+    and trial-completed events (deduplicated by event id, in log order) through the same core:
+    the result equals what the searcher had stored, outbox included."""
+    starts: dict[str, Event] = {}
+    results: dict[str, list[Event]] = {}
+    seen: set[str] = set()
+    for e in events:
+        if e.event_id in seen:
+            continue
+        seen.add(e.event_id)
+        if e.type == "kops-identified":
+            starts.setdefault(e.search_id, e)
+        elif e.type == "trial-completed":
+            results.setdefault(e.search_id, []).append(e)
+    states: dict[str, SearchState] = {}
+    for sid, start in starts.items():
+        try:
+            spec = SearchSpec.from_dict(start.data["spec"])
+        except ValueError:
+            continue                      # the searcher answered it with search-failed, no state
+        d = start_search(sid, spec, start.data["kops"], start.data["operators"])
+        state = with_outbox(d, decision_events(start, d))
+        for r in results.get(sid, ()):
+            d = record_trial(state, TrialRecord.from_row(r.data))
+            if not (d.duplicate or d.ignored):
+                state = with_outbox(d, decision_events(r, d))
+        states[sid] = state
+    return states
+
+
 def completed_data(state: SearchState) -> dict[str, Any]:
     """Payload of search-completed."""
     best = state.best
@@ -189,5 +244,5 @@ def failed_data(state: SearchState) -> dict[str, Any]:
             "trials": [t.to_row() for t in state.trials]}
 
 
-__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "completed_data", "failed_data",
-           "record_trial", "start_search", "validate_spec"]
+__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "completed_data", "decision_events",
+           "failed_data", "rebuild_states", "record_trial", "start_search", "validate_spec", "with_outbox"]

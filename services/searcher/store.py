@@ -1,23 +1,30 @@
-"""Redis repository of search states (the searcher's only state)."""
+"""Redis repository of search states (the searcher's only state), with a per-search lock so
+that two searcher instances never decide for the same search at once (e.g. while Kafka moves a
+partition from one to the other)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Iterable
 
 import msgpack
 from redis.asyncio import Redis
 
+from services.common.redis_lock import redis_lock
 from services.searcher.search import SearchState
 
 PREFIX = "falcon:search:"
 INDEX = "falcon:searches"          # sorted set: search id -> creation time
 OPEN = "falcon:searches:open"      # set of running search ids
+LOCK = "falcon:lock:search:"
+INITIALISED = "falcon:searcher:initialised"   # absent = Redis is new or was wiped: rebuild from the log
 
 
 class SearchStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, lock_ttl_s: float = 10.0) -> None:
         self.redis = redis
+        self.lock_ttl_s = lock_ttl_s
 
     async def get(self, search_id: str) -> SearchState | None:
         raw = await self.redis.get(PREFIX + search_id)
@@ -27,17 +34,38 @@ class SearchStore:
         raw = await self.redis.get(PREFIX + search_id)
         return None if raw is None else msgpack.unpackb(raw, raw=False)
 
-    async def put(self, state: SearchState) -> None:
-        """One MULTI/EXEC: the state, its outbox and the indexes change together or not at all."""
+    async def put(self, *states: SearchState) -> None:
+        """One MULTI/EXEC: states, their outboxes and the indexes change together or not at all."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(PREFIX + state.search_id, msgpack.packb(state.to_dict(), use_bin_type=True))
-            pipe.zadd(INDEX, {state.search_id: time.time()}, nx=True)
-            if state.status == "running":
-                pipe.sadd(OPEN, state.search_id)
-            else:
-                pipe.srem(OPEN, state.search_id)
+            for state in states:
+                pipe.set(PREFIX + state.search_id, msgpack.packb(state.to_dict(), use_bin_type=True))
+                pipe.zadd(INDEX, {state.search_id: time.time()}, nx=True)
+                if state.status == "running":
+                    pipe.sadd(OPEN, state.search_id)
+                else:
+                    pipe.srem(OPEN, state.search_id)
             await pipe.execute()
 
     async def list_ids(self, limit: int = 50) -> list[str]:
         ids = await self.redis.zrevrange(INDEX, 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def open_ids(self) -> list[str]:
+        return sorted(i.decode() for i in await self.redis.smembers(OPEN))
+
+    async def is_initialised(self) -> bool:
+        return bool(await self.redis.exists(INITIALISED))
+
+    async def mark_initialised(self) -> None:
+        await self.redis.set(INITIALISED, str(time.time()))
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Mutual exclusion across searcher instances; expires by itself if its holder dies."""
+        return redis_lock(self.redis, LOCK + name, self.lock_ttl_s)
+
+
+async def restore(store: SearchStore, states: Iterable[SearchState]) -> int:
+    states = list(states)
+    if states:
+        await store.put(*states)
+    return len(states)

@@ -17,7 +17,8 @@ import msgpack
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import Publisher, create_app, instance_name, run_worker, subscribe
+from services.common.bus import Publisher, create_app, instance_name, read_events, run_worker, subscribe
+from services.common.redis_lock import redis_lock
 from services.common.settings import Settings
 from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOutcome, TrialSpec
 
@@ -25,6 +26,7 @@ SERVICE = "trial-runner"
 CLAIM = "falcon:trial:{}:claim"
 RESULT = "falcon:trial:{}:result"
 RUNS = "falcon:trial-runs"          # hash: trial id -> how many times a backend really ran it
+INITIALISED = "falcon:trial-runner:initialised"   # absent = Redis new or wiped: restore results from the log
 RESULT_TTL_S = 30 * 24 * 3600
 log = logging.getLogger("falcon.trial_runner")
 
@@ -37,7 +39,28 @@ class TrialRunner:
         self.settings = settings
         self.name = name or instance_name(SERVICE)
 
+    async def ensure_initialised(self) -> None:
+        """After Redis was wiped, put every result in the log back before running anything, so
+        a redelivered request for a measured trial is answered from its result, not paid again."""
+        if await self.redis.exists(INITIALISED):
+            return
+        async with redis_lock(self.redis, "falcon:lock:trial-runner:init", 60.0):
+            if await self.redis.exists(INITIALISED):
+                return
+            n = 0
+            async for item in read_events(self.settings, ("trial-completed",)):
+                if item.event is not None:
+                    tid = item.event.data["trial_id"]
+                    await self.redis.set(RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
+                                         nx=True, ex=RESULT_TTL_S)
+                    await self.redis.hsetnx(RUNS, tid, 1)
+                    n += 1
+            await self.redis.set(INITIALISED, "1")
+            if n:
+                log.warning("Redis had no trial results: restored %d from the event log", n)
+
     async def on_trial_requested(self, event: Event, publisher: Publisher) -> None:
+        await self.ensure_initialised()
         d = event.data
         trial_id = d["trial_id"]
         while True:
@@ -50,12 +73,16 @@ class TrialRunner:
             if await self.redis.set(CLAIM.format(trial_id), self.name, nx=True, px=lease_ms):
                 break
             await asyncio.sleep(min(1.0, self.settings.trial_lease_s / 4))  # another runner has it
-        renew = asyncio.create_task(self._renew(trial_id))
-        await self.redis.hincrby(RUNS, trial_id, 1)
-        try:
-            outcome = await asyncio.to_thread(self._run, d)
-        finally:
-            renew.cancel()
+        attempt = await self.redis.hincrby(RUNS, trial_id, 1)
+        if attempt > self.settings.trial_max_attempts:
+            outcome = TrialOutcome("failed", None, 0.0, 0.0, reason=(
+                f"gave up after {attempt - 1} attempts: the runner died each time it ran this trial"))
+        else:
+            renew = asyncio.create_task(self._renew(trial_id))
+            try:
+                outcome = await asyncio.to_thread(self._run, d)
+            finally:
+                renew.cancel()
         result = event.caused("trial-completed", {
             "trial_id": trial_id, "index": d["index"], "config": d["config"], "status": outcome.status,
             "value": outcome.value, "rps": outcome.rps, "p50_ms": outcome.p50_ms, "p99_ms": outcome.p99_ms,
@@ -86,6 +113,10 @@ def build(settings: Settings) -> faust.App:
     runner = TrialRunner(Redis.from_url(settings.redis_url),
                          {ReplayBackend.kind: ReplayBackend(settings.trial_time_scale)}, settings)
     subscribe(app, settings, "trial-requested", runner.on_trial_requested)
+
+    @app.task
+    async def initialise() -> None:   # noqa: ANN202
+        await runner.ensure_initialised()
     return app
 
 

@@ -10,7 +10,7 @@ from schemas import Event
 from services.common.bus import Reject, handle_message
 from services.common.settings import Settings
 
-SETTINGS = replace(Settings(), handler_retries=3)
+SETTINGS = replace(Settings(), handler_retries=3, retry_backoff_s=0.001)
 
 
 @dataclass
@@ -86,3 +86,16 @@ async def test_persistent_failure_ends_in_dead_letter_not_a_crash():
 async def test_anything_that_is_not_an_expected_event_is_dead_lettered(raw):
     out = await consume(raw, never_called)
     assert [e.type for e in out] == ["dead-letter"] and out[0].data["reason"]
+
+
+async def test_infrastructure_outage_is_waited_out_not_dead_lettered():
+    calls = []
+
+    async def redis_down_for_a_while(event, pub):
+        calls.append(1)
+        if len(calls) <= SETTINGS.handler_retries + 2:   # more failures than the retry budget
+            raise ConnectionError("connection refused")
+        await pub.publish(event.caused("search-failed", {"stage": "search", "reason": "ok"}, "svc"))
+
+    out = await consume(schemas.encode(failed_event()), redis_down_for_a_while)
+    assert [e.type for e in out] == ["search-failed"] and len(calls) == SETTINGS.handler_retries + 3
