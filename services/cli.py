@@ -255,6 +255,24 @@ def cmd_audit(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def rebuild(s: Settings) -> dict[str, int]:
+    from services.searcher.app import rebuild_from_log
+    from services.trial_runner.app import restore_results
+    redis = Redis.from_url(s.redis_url)
+    try:
+        return {"searches_restored": await rebuild_from_log(s, SearchStore(redis)),
+                "trial_results_restored": await restore_results(redis, s)}
+    finally:
+        await redis.aclose()
+
+
+def cmd_rebuild(a: argparse.Namespace) -> int:
+    counts = asyncio.run(rebuild(settings()))
+    out(counts, a.json, f"restored {counts['searches_restored']} searches and "
+                        f"{counts['trial_results_restored']} trial results from the event log")
+    return EXIT_OK
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     """Start the stack, run one search on a falcon-data target model, print the recommendation."""
     data = Path(a.data)
@@ -334,6 +352,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=3600.0)
     c = cmd("audit", cmd_audit, "print a search's timeline from the event log")
     c.add_argument("search_id")
+    cmd("rebuild", cmd_rebuild, "rebuild the searches and trial results in Redis from the event log")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")
     c.add_argument("--target", default="mobilenet-v2")

@@ -17,6 +17,9 @@ from services.common.bus import ensure_topics
 from services.common.settings import Settings
 
 
+INFRA_PROCS: dict[str, subprocess.Popen] = {}   # "broker"/"redis" of the current module's infra
+
+
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     logs = tmp_path_factory.mktemp("infra")
@@ -26,6 +29,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = replace(Settings(), broker=f"127.0.0.1:{bport}", redis_url=f"redis://127.0.0.1:{rport}/0",
                        session_timeout_s=2.0, heartbeat_s=0.2, trial_lease_s=6.0, handler_retries=3)
     asyncio.run(ensure_topics(settings))
+    INFRA_PROCS.update(broker=broker, redis=redis)
     yield settings
     for p in (broker, redis):
         p.terminate()

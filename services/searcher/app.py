@@ -28,8 +28,8 @@ log = logging.getLogger("falcon.searcher")
 
 async def rebuild_from_log(settings: Settings, store: SearchStore) -> int:
     """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs)."""
-    events = [item.event async for item in read_events(settings, ("kops-identified", "trial-completed"))
-              if item.event is not None]
+    topics = ("kops-identified", "trial-completed", "trial-requested", "search-results")
+    events = [item.event async for item in read_events(settings, topics) if item.event is not None]
     n = await restore(store, rebuild_states(events).values())
     await store.mark_initialised()
     return n
@@ -56,9 +56,11 @@ class SearcherHandlers:
             if decision is None:
                 return
             if decision.duplicate:
+                if await self.store.is_published(event.search_id, decision.state.outbox):
+                    return           # its effects are on the broker already: nothing to do
                 events = [Event(**e) for e in decision.state.outbox]
-                log.info("search=%s duplicate %s: re-publishing its %d events", event.search_id, event.type,
-                         len(events))
+                log.info("search=%s duplicate %s: re-publishing its %d unpublished events", event.search_id,
+                         event.type, len(events))
             elif decision.ignored:
                 raise Reject(decision.ignored)
             else:
@@ -69,6 +71,7 @@ class SearcherHandlers:
                          f"next={decision.request.trial_id}" if decision.request else s.stop_reason or "")
         for e in events:
             await publisher.publish(e)
+        await self.store.mark_published(event.search_id, [e.as_dict() for e in events])
 
     async def on_kops_identified(self, event: Event, publisher: Publisher) -> None:
         try:

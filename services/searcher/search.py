@@ -202,15 +202,16 @@ def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
 
 def rebuild_states(events: Iterable[Event]) -> dict[str, SearchState]:
     """Every search's state rebuilt from the event log alone, by replaying its kops-identified
-    and trial-completed events (deduplicated by event id, in log order) through the same core:
-    the result equals what the searcher had stored, outbox included."""
+    and trial-completed events (deduplicated by event id, in log order) through the same core.
+    The searcher's own events in the log (trial-requested, search results) supply the outbox as
+    it was published, so the result equals what the searcher had stored."""
     starts: dict[str, Event] = {}
     results: dict[str, list[Event]] = {}
-    seen: set[str] = set()
+    seen: dict[str, Event] = {}
     for e in events:
         if e.event_id in seen:
             continue
-        seen.add(e.event_id)
+        seen[e.event_id] = e
         if e.type == "kops-identified":
             starts.setdefault(e.search_id, e)
         elif e.type == "trial-completed":
@@ -221,12 +222,14 @@ def rebuild_states(events: Iterable[Event]) -> dict[str, SearchState]:
             spec = SearchSpec.from_dict(start.data["spec"])
         except ValueError:
             continue                      # the searcher answered it with search-failed, no state
+        def published(cause: Event, decision: Decision) -> list[Event]:
+            return [seen.get(e.event_id, e) for e in decision_events(cause, decision)]
         d = start_search(sid, spec, start.data["kops"], start.data["operators"])
-        state = with_outbox(d, decision_events(start, d))
+        state = with_outbox(d, published(start, d))
         for r in results.get(sid, ()):
             d = record_trial(state, TrialRecord.from_row(r.data))
             if not (d.duplicate or d.ignored):
-                state = with_outbox(d, decision_events(r, d))
+                state = with_outbox(d, published(r, d))
         states[sid] = state
     return states
 

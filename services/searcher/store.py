@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import msgpack
 from redis.asyncio import Redis
@@ -46,6 +46,13 @@ class SearchStore:
                     pipe.srem(OPEN, state.search_id)
             await pipe.execute()
 
+    async def mark_published(self, search_id: str, outbox: Iterable[Mapping[str, Any]]) -> None:
+        """Record that the outbox reached the broker: a later duplicate need not re-publish it."""
+        await self.redis.set(PREFIX + search_id + ":published", _outbox_id(outbox))
+
+    async def is_published(self, search_id: str, outbox: Iterable[Mapping[str, Any]]) -> bool:
+        return (await self.redis.get(PREFIX + search_id + ":published")) == _outbox_id(outbox).encode()
+
     async def list_ids(self, limit: int = 50) -> list[str]:
         ids = await self.redis.zrevrange(INDEX, 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
@@ -64,8 +71,22 @@ class SearchStore:
         return redis_lock(self.redis, LOCK + name, self.lock_ttl_s)
 
 
+def _outbox_id(outbox: Iterable[Mapping[str, Any]]) -> str:
+    return ",".join(e["event_id"] for e in outbox)
+
+
+def _progress(state: SearchState) -> tuple[int, int]:
+    return len(state.trials), 0 if state.status == "running" else 1
+
+
 async def restore(store: SearchStore, states: Iterable[SearchState]) -> int:
-    states = list(states)
-    if states:
-        await store.put(*states)
-    return len(states)
+    """Write rebuilt states where Redis lacks the search or is behind the log; never overwrite a
+    state a live searcher has moved further meanwhile. Returns how many were written."""
+    written = 0
+    for state in states:
+        async with store.lock(state.search_id):
+            current = await store.get(state.search_id)
+            if current is None or _progress(current) < _progress(state):
+                await store.put(state)
+                written += 1
+    return written

@@ -25,6 +25,7 @@ from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOut
 SERVICE = "trial-runner"
 CLAIM = "falcon:trial:{}:claim"
 RESULT = "falcon:trial:{}:result"
+PUBLISHED = "falcon:trial:{}:published"   # the stored result reached the broker
 RUNS = "falcon:trial-runs"          # hash: trial id -> how many times a backend really ran it
 INITIALISED = "falcon:trial-runner:initialised"   # absent = Redis new or wiped: restore results from the log
 RESULT_TTL_S = 30 * 24 * 3600
@@ -47,14 +48,7 @@ class TrialRunner:
         async with redis_lock(self.redis, "falcon:lock:trial-runner:init", 60.0):
             if await self.redis.exists(INITIALISED):
                 return
-            n = 0
-            async for item in read_events(self.settings, ("trial-completed",)):
-                if item.event is not None:
-                    tid = item.event.data["trial_id"]
-                    await self.redis.set(RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
-                                         nx=True, ex=RESULT_TTL_S)
-                    await self.redis.hsetnx(RUNS, tid, 1)
-                    n += 1
+            n = await restore_results(self.redis, self.settings)
             await self.redis.set(INITIALISED, "1")
             if n:
                 log.warning("Redis had no trial results: restored %d from the event log", n)
@@ -66,8 +60,10 @@ class TrialRunner:
         while True:
             stored = await self.redis.get(RESULT.format(trial_id))
             if stored is not None:
-                log.info("trial=%s already measured: re-publishing its result", trial_id)
-                await publisher.publish(Event(**msgpack.unpackb(stored, raw=False)))
+                if not await self.redis.exists(PUBLISHED.format(trial_id)):
+                    log.info("trial=%s already measured: publishing its stored result", trial_id)
+                    await publisher.publish(Event(**msgpack.unpackb(stored, raw=False)))
+                    await self.redis.set(PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
                 return
             lease_ms = int(self.settings.trial_lease_s * 1000)
             if await self.redis.set(CLAIM.format(trial_id), self.name, nx=True, px=lease_ms):
@@ -91,6 +87,7 @@ class TrialRunner:
         await self.redis.set(RESULT.format(trial_id), msgpack.packb(result.as_dict(), use_bin_type=True),
                              ex=RESULT_TTL_S)
         await publisher.publish(result)
+        await self.redis.set(PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
         log.info("search=%s trial=%s status=%s value=%s", event.search_id, trial_id, outcome.status, outcome.value)
 
     def _run(self, d: Mapping) -> TrialOutcome:
@@ -106,6 +103,20 @@ class TrialRunner:
         while True:
             await asyncio.sleep(every)
             await self.redis.pexpire(CLAIM.format(trial_id), int(self.settings.trial_lease_s * 1000))
+
+
+async def restore_results(redis: Redis, settings: Settings) -> int:
+    """Store every trial result found in the log (where none is stored); returns how many."""
+    n = 0
+    async for item in read_events(settings, ("trial-completed",)):
+        if item.event is not None:
+            tid = item.event.data["trial_id"]
+            if await redis.set(RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
+                               nx=True, ex=RESULT_TTL_S):
+                await redis.set(PUBLISHED.format(tid), 1, ex=RESULT_TTL_S)   # it is in the log
+                await redis.hsetnx(RUNS, tid, 1)
+                n += 1
+    return n
 
 
 def build(settings: Settings) -> faust.App:

@@ -96,3 +96,49 @@ def test_impossible_specs_fail_before_any_trial():
     d = start_search("s1", spec(strategy="oracle"), [], [])
     assert d.finished and d.state.status == "failed" and "unknown strategy" in d.state.stop_reason
     assert d.request is None
+
+
+def logged_search(max_trials=5):
+    """Drive a search the way the searcher does and keep every event it would publish."""
+    from schemas import Event
+    from services.searcher.search import decision_events, with_outbox
+    start = Event("kops-identified", "s9", {"spec": spec(max_trials=max_trials).to_dict(), "kops": ["conv2d"],
+                                            "operators": [], "threshold": 0.05}, "profiler")
+    d = start_search("s9", spec(max_trials=max_trials), ["conv2d"], [])
+    states, log = [with_outbox(d, decision_events(start, d))], [start]
+    log += [Event(**e) for e in states[-1].outbox]          # as published
+    while d.request is not None:
+        r = d.request
+        done = Event("trial-completed", "s9", {**TrialRecord(r.trial_id, r.index, r.config, "ok",
+                                                              TABLE.lookup(r.config)["value"], 0.1, 900.0).to_row(),
+                                               "runner": "r"}, "runner")
+        d = record_trial(states[-1], TrialRecord.from_row(done.data))
+        states.append(with_outbox(d, decision_events(done, d)))
+        log.append(done)
+        log += [Event(**e) for e in states[-1].outbox]
+    return states, log
+
+
+def test_rebuild_from_the_log_equals_the_stored_state_at_every_step():
+    from dataclasses import replace
+
+    from services.searcher.search import rebuild_states
+    states, log = logged_search()
+    causes = [i for i, e in enumerate(log) if e.type in ("kops-identified", "trial-completed")]
+    for step, i in enumerate(causes):
+        end = causes[step + 1] if step + 1 < len(causes) else len(log)
+        published = log[:end] + log[: end // 2]           # outbox published, redeliveries mixed in
+        assert rebuild_states(published)["s9"] == states[step]
+        # crashed after storing, before publishing: same state, same outbox event ids
+        unpublished = rebuild_states(log[: i + 1])["s9"]
+        assert replace(unpublished, outbox=()) == replace(states[step], outbox=())
+        assert [e["event_id"] for e in unpublished.outbox] == [e["event_id"] for e in states[step].outbox]
+
+
+def test_inprocess_search_matches_the_event_driven_core():
+    from services.searcher.inprocess import run_search
+    from services.trial_runner.backends import ReplayBackend
+    states, _ = logged_search()
+    ref = run_search("s9", spec(max_trials=5), ["conv2d"], [], ReplayBackend())
+    assert [t.config for t in ref.trials] == [t.config for t in states[-1].trials]
+    assert ref.best.config == states[-1].best.config
