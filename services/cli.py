@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 
 from schemas import Event, SchemaError
 from services.common.bus import KafkaPublisher, LoggedEvent, ensure_topics, read_events
 from services.common.falcon_data import DataError, iter_offline_tables, read_operator_profile
 from services.common.pricing import PriceCatalogue, PricingError
+from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.common.space import Space, SpaceError
 from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, SearchSpec, StopRules
@@ -162,7 +162,7 @@ def state_summary(st: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _status(s: Settings, search_id: str | None) -> list[dict[str, Any]]:
-    redis = Redis.from_url(s.redis_url)
+    redis = redis_client(s)
     try:
         store = SearchStore(redis)
         ids = [search_id] if search_id else await store.list_ids()
@@ -258,7 +258,7 @@ def cmd_audit(a: argparse.Namespace) -> int:
 async def rebuild(s: Settings) -> dict[str, int]:
     from services.searcher.app import rebuild_from_log
     from services.trial_runner.app import restore_results
-    redis = Redis.from_url(s.redis_url)
+    redis = redis_client(s)
     try:
         return {"searches_restored": await rebuild_from_log(s, SearchStore(redis)),
                 "trial_results_restored": await restore_results(redis, s)}

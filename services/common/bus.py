@@ -32,8 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import schemas
 from schemas import Event, SchemaError
+from services.common.connections import faust_credentials, kafka_kwargs
 from services.common.settings import Settings
-from services.common.topics import ALL_TOPICS, DEAD_LETTER, EVENT_TOPIC, TOPIC_EVENTS
+from services.common.topics import ALL_TOPICS, EVENT_TOPIC, TOPIC_EVENTS
 
 log = logging.getLogger("falcon.bus")
 RAW_KEEP = 64 * 1024
@@ -93,6 +94,7 @@ def create_app(service: str, settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_s,
         broker_max_poll_interval=3600.0,       # a trial may run long inside its handler
+        broker_credentials=faust_credentials(settings),
         producer_acks=-1,
         producer_max_request_size=settings.max_message_bytes + 64 * 1024,
         consumer_max_fetch_size=settings.max_message_bytes * 4,
@@ -222,7 +224,8 @@ async def ensure_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS
     """Create the project's topics (idempotent); waits for the broker to come up."""
     deadline = time.monotonic() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=5000,
+                                    **kafka_kwargs(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -248,7 +251,8 @@ class KafkaPublisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all",
-                                          max_request_size=settings.max_message_bytes + 64 * 1024)
+                                          max_request_size=settings.max_message_bytes + 64 * 1024,
+                                          **kafka_kwargs(settings))
 
     async def __aenter__(self) -> "KafkaPublisher":
         await self._producer.start()
@@ -286,7 +290,8 @@ async def read_events(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None,
                                 fetch_max_bytes=settings.max_message_bytes * 8,
-                                max_partition_fetch_bytes=settings.max_message_bytes * 2)
+                                max_partition_fetch_bytes=settings.max_message_bytes * 2,
+                                **kafka_kwargs(settings))
     await consumer.start()
     try:
         parts = []

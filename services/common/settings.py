@@ -4,7 +4,7 @@ on the local stack, in tests and in the deploy manifests."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from schemas import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -23,37 +23,27 @@ class Settings:
     handler_retries: int = 5                 # failures of a handler (not of the infrastructure) before dead-lettering
     retry_backoff_s: float = 0.2             # first wait between handler retries (doubles, capped at 5 s)
     log_level: str = "info"
+    # security (see README): Kafka TLS/SASL and Redis password/TLS; secrets never appear in repr
+    broker_security_protocol: str = "PLAINTEXT"   # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    broker_sasl_mechanism: str = "PLAIN"          # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    broker_sasl_username: str = ""
+    broker_sasl_password: str = field(default="", repr=False)
+    broker_ca_file: str = ""                      # CA bundle that signed the broker's certificate
+    broker_cert_file: str = ""                    # client certificate (mutual TLS)
+    broker_key_file: str = ""
+    redis_password: str = field(default="", repr=False)
+    redis_ca_file: str = ""                       # for rediss:// URLs
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Every field reads FALCON_<FIELD NAME IN CAPITALS>, e.g. FALCON_REDIS_URL."""
         e = os.environ if env is None else env
-        d = cls()
-        return cls(
-            broker=e.get("FALCON_BROKER", d.broker),
-            redis_url=e.get("FALCON_REDIS_URL", d.redis_url),
-            partitions=int(e.get("FALCON_PARTITIONS", d.partitions)),
-            session_timeout_s=float(e.get("FALCON_SESSION_TIMEOUT_S", d.session_timeout_s)),
-            heartbeat_s=float(e.get("FALCON_HEARTBEAT_S", d.heartbeat_s)),
-            max_message_bytes=int(e.get("FALCON_MAX_MESSAGE_BYTES", d.max_message_bytes)),
-            trial_time_scale=float(e.get("FALCON_TRIAL_TIME_SCALE", d.trial_time_scale)),
-            trial_lease_s=float(e.get("FALCON_TRIAL_LEASE_S", d.trial_lease_s)),
-            trial_max_attempts=int(e.get("FALCON_TRIAL_MAX_ATTEMPTS", d.trial_max_attempts)),
-            handler_retries=int(e.get("FALCON_HANDLER_RETRIES", d.handler_retries)),
-            retry_backoff_s=float(e.get("FALCON_RETRY_BACKOFF_S", d.retry_backoff_s)),
-            log_level=e.get("FALCON_LOG_LEVEL", d.log_level),
-        )
+        values = {}
+        for f in fields(cls):
+            name = "FALCON_" + f.name.upper()
+            if name in e:
+                values[f.name] = type(getattr(cls(), f.name))(e[name])
+        return cls(**values)
 
     def as_env(self) -> dict[str, str]:
-        return {
-            "FALCON_BROKER": self.broker, "FALCON_REDIS_URL": self.redis_url,
-            "FALCON_PARTITIONS": str(self.partitions),
-            "FALCON_SESSION_TIMEOUT_S": str(self.session_timeout_s),
-            "FALCON_HEARTBEAT_S": str(self.heartbeat_s),
-            "FALCON_MAX_MESSAGE_BYTES": str(self.max_message_bytes),
-            "FALCON_TRIAL_TIME_SCALE": str(self.trial_time_scale),
-            "FALCON_TRIAL_LEASE_S": str(self.trial_lease_s),
-            "FALCON_TRIAL_MAX_ATTEMPTS": str(self.trial_max_attempts),
-            "FALCON_HANDLER_RETRIES": str(self.handler_retries),
-            "FALCON_RETRY_BACKOFF_S": str(self.retry_backoff_s),
-            "FALCON_LOG_LEVEL": self.log_level,
-        }
+        return {"FALCON_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}

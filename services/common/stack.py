@@ -148,7 +148,7 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         b = start_broker(broker_port, logs / "tansu.log", detach=True)
         started.append(b)
         info.pids["tansu"] = b.pid
-        r = start_redis(redis_port, logs / "redis.log", detach=True)
+        r = start_redis(redis_port, logs / "redis.log", detach=True, password=settings.redis_password or None)
         started.append(r)
         info.pids["redis"] = r.pid
         s = info.settings(settings)

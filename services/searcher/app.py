@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 
 import faust
-from redis.asyncio import Redis
 
 from schemas import Event
 from services.common.bus import Publisher, Reject, create_app, read_events, run_worker, subscribe
+from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.common.spec import SearchSpec
 from services.searcher.search import (Decision, SearchState, TrialRecord, decision_events, rebuild_states,
@@ -96,7 +96,7 @@ class SearcherHandlers:
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    handlers = SearcherHandlers(SearchStore(Redis.from_url(settings.redis_url)), settings)
+    handlers = SearcherHandlers(SearchStore(redis_client(settings)), settings)
     subscribe(app, settings, "kops-identified", handlers.on_kops_identified)
     subscribe(app, settings, "trial-completed", handlers.on_trial_completed)
 

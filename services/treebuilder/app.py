@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from schemas import Event
 from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
 from services.common.falcon_data import DataError
+from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.treebuilder.dataset import OfflineDataset, content_hash
 
@@ -60,7 +61,7 @@ async def load_dataset(redis: Redis) -> OfflineDataset:
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    handlers = TreebuilderHandlers(Redis.from_url(settings.redis_url))
+    handlers = TreebuilderHandlers(redis_client(settings))
     subscribe(app, settings, "offline-data", handlers.on_offline_table)
     return app
 

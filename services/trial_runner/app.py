@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from schemas import Event
 from services.common.bus import Publisher, create_app, instance_name, read_events, run_worker, subscribe
 from services.common.redis_lock import redis_lock
+from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOutcome, TrialSpec
 
@@ -121,7 +122,7 @@ async def restore_results(redis: Redis, settings: Settings) -> int:
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    runner = TrialRunner(Redis.from_url(settings.redis_url),
+    runner = TrialRunner(redis_client(settings),
                          {ReplayBackend.kind: ReplayBackend(settings.trial_time_scale)}, settings)
     subscribe(app, settings, "trial-requested", runner.on_trial_requested)
 

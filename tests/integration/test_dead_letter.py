@@ -4,7 +4,6 @@ its reason, and the consumer carries on with the next good one."""
 import msgpack
 import pytest
 
-import schemas
 from schemas import Event
 from services.common.bus import KafkaPublisher, read_events
 from tests.helpers import PROFILES, spec

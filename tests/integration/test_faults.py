@@ -164,3 +164,19 @@ async def test_broker_frozen_for_a_while_is_waited_out(fs, cluster):
     await asyncio.sleep(5)
     broker.send_signal(signal.SIGCONT)
     await assert_same_as_reference(fs, "freeze", seed=6)
+
+
+async def test_two_searchers_share_searches_without_double_decisions(fs, cluster, start_services):
+    cluster["searcher"] += start_services("searcher", settings=fs)
+    ids = {f"scale-{i}": 100 + i for i in range(8)}
+    async with KafkaPublisher(fs) as pub:
+        for sid, seed in ids.items():
+            await pub.publish(submission(sid, seed))
+    for sid, seed in ids.items():
+        await assert_same_as_reference(fs, sid, seed)
+        assert set((await runs_of(fs, sid)).values()) == {1}
+    deciders = set()
+    async for item in read_events(fs, ("trial-requested",)):
+        if item.event and item.event.search_id in ids:
+            deciders.add(item.event.search_id)
+    assert deciders == set(ids)
