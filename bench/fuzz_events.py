@@ -37,7 +37,7 @@ from services.common.settings import Settings
 from services.common.space import PAPER_SPACE
 from services.common.spec import SearchSpec
 from services.common.topics import TOPIC_EVENTS
-from services.profiler.app import on_model_submitted
+from services.profiler.app import ProfilerHandlers
 from services.searcher.app import SearcherHandlers
 from services.searcher.store import SearchStore
 from services.trial_runner.app import TrialRunner
@@ -176,7 +176,7 @@ def run(n: int, seed_: int) -> Stats:
     runner = TrialRunner(redis, {"replay": ReplayBackend()}, cfg, name="fuzz-runner")
     loop.run_until_complete(searcher.ensure_initialised())
     loop.run_until_complete(runner.ensure_initialised())
-    handlers = {"model-submitted": on_model_submitted, "kops-identified": searcher.on_kops_identified,
+    handlers = {"model-submitted": ProfilerHandlers(cfg).on_model_submitted, "kops-identified": searcher.on_kops_identified,
                 "trial-completed": searcher.on_trial_completed, "trial-requested": runner.on_trial_requested}
     stats = Stats()
 

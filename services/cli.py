@@ -96,7 +96,11 @@ def build_submission(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                                "trial_seconds": a.trial_seconds}
     if not Path(a.replay_table).is_file():
         raise DataError(f"replay table {a.replay_table} does not exist")
-    spec = SearchSpec(model={"name": a.model, "format": "falcon-profile", "uri": None}, backend=backend,
+    fmt, uri = "falcon-profile", None
+    if a.model_file:
+        fmt = a.format or Path(a.model_file).suffix.lstrip(".").lower()
+        uri = str(Path(a.model_file).resolve())
+    spec = SearchSpec(model={"name": a.model, "format": fmt, "uri": uri}, backend=backend,
                       stop=StopRules(a.max_trials, a.target_value, a.budget_usd), strategy=a.strategy,
                       seed=a.seed, kop_threshold=a.kop_threshold,
                       **({"space": space} if space else {}), **({"prices": prices} if prices else {}))
@@ -293,7 +297,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         ns = argparse.Namespace(model=target, profile=str(profile), replay_table=str(table), space=None, prices=None,
                                 max_trials=a.max_trials, target_value=None, budget_usd=None, strategy=a.strategy,
                                 seed=a.seed, kop_threshold=DEFAULT_KOP_THRESHOLD, trial_seconds=DEFAULT_TRIAL_SECONDS,
-                                search_id=None)
+                                search_id=None, model_file=None, format=None)
         search_id, sub = build_submission(ns)
         result = asyncio.run(submit(s, search_id, sub, True, a.timeout))
         if result is None:
@@ -331,6 +335,8 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("submit", cmd_submit, "submit a model for a configuration search (what upstream CI calls)")
     c.add_argument("model", help="model name")
     c.add_argument("--profile", help="operator profile csv (falcon-data operators.csv format)")
+    c.add_argument("--model-file", help="the model itself (ONNX); checked at intake")
+    c.add_argument("--format", help="model file format (default: the file's suffix)")
     c.add_argument("--replay-table", required=True, help="measurement table csv the replay backend answers from")
     c.add_argument("--space", help="configuration space file (.yaml/.toml); default: the paper's 1,440 points")
     c.add_argument("--prices", help="price catalogue file (.yaml/.toml); default: EC2 on-demand")

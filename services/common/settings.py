@@ -17,6 +17,7 @@ class Settings:
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_model_bytes: int = 2 * 1024**3       # model files larger than this are refused
     trial_time_scale: float = 0.0            # replay: real seconds slept per simulated second
     trial_lease_s: float = 120.0             # a claimed trial whose runner vanished is free again after this
     trial_max_attempts: int = 3              # runs of one trial (runner deaths) before it is reported failed

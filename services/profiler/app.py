@@ -13,6 +13,7 @@ from schemas import Event
 from services.common.bus import Publisher, create_app, run_worker, subscribe
 from services.common.settings import Settings
 from services.common.spec import SearchSpec
+from services.profiler.intake import MODEL_FILE_FORMATS, check_model_file
 from services.profiler.kops import ProfileError, aggregate, identify_kops
 
 SERVICE = "profiler"
@@ -20,35 +21,46 @@ PROFILE_FORMATS = ("falcon-profile",)     # model formats whose operators arrive
 log = logging.getLogger("falcon.profiler")
 
 
-def profile_submission(data: dict) -> tuple[list[dict], list[str], float]:
+def profile_submission(data: dict, max_model_bytes: int) -> tuple[list[dict], list[str], float]:
     """(operator table, KOPs, threshold) for a submission, or ProfileError/ValueError with why."""
     spec = SearchSpec.from_dict(data["spec"])
     operators = data.get("operators")
+    fmt = spec.model.get("format")
+    if fmt in MODEL_FILE_FORMATS:
+        check_model_file(spec.model.get("uri"), fmt, max_model_bytes)   # ModelFileError: not a model, too big
     if not operators:
-        fmt = spec.model.get("format")
         if fmt in PROFILE_FORMATS:
             raise ProfileError(f"model {spec.model['name']!r} of format {fmt!r} came without its operator profile")
+        if fmt in MODEL_FILE_FORMATS:
+            raise ProfileError(f"the {fmt} model file is valid, but measuring its operator profile with TVM is "
+                               f"not available yet: submit it with its operator profile (--profile)")
         raise ProfileError(f"model format {fmt!r} cannot be profiled by this profiler "
-                           f"(it reads operator profiles that come with the submission: {list(PROFILE_FORMATS)})")
+                           f"(it reads {list(MODEL_FILE_FORMATS)} files and operator profiles that come "
+                           f"with the submission: {list(PROFILE_FORMATS)})")
     table = [o.to_dict() for o in aggregate(operators)]
     return table, identify_kops(table, spec.kop_threshold), spec.kop_threshold
 
 
-async def on_model_submitted(event: Event, publisher: Publisher) -> None:
-    try:
-        table, kops, threshold = profile_submission(event.data)
-    except ValueError as exc:      # ProfileError, SpaceError, PricingError
-        log.warning("search=%s profile failed: %s", event.search_id, exc)
-        await publisher.publish(event.caused("search-failed", {"stage": "profile", "reason": str(exc)}, SERVICE))
-        return
-    log.info("search=%s kops=%s", event.search_id, kops)
-    await publisher.publish(event.caused("kops-identified", {
-        "spec": event.data["spec"], "operators": table, "kops": kops, "threshold": threshold}, SERVICE))
+class ProfilerHandlers:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def on_model_submitted(self, event: Event, publisher: Publisher) -> None:
+        try:
+            table, kops, threshold = profile_submission(event.data, self.settings.max_model_bytes)
+        except ValueError as exc:      # ProfileError, ModelFileError, SpaceError, PricingError
+            log.warning("search=%s profile failed: %s", event.search_id, exc)
+            await publisher.publish(event.caused("search-failed", {"stage": "profile", "reason": str(exc)},
+                                                 SERVICE))
+            return
+        log.info("search=%s kops=%s", event.search_id, kops)
+        await publisher.publish(event.caused("kops-identified", {
+            "spec": event.data["spec"], "operators": table, "kops": kops, "threshold": threshold}, SERVICE))
 
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    subscribe(app, settings, "model-submitted", on_model_submitted)
+    subscribe(app, settings, "model-submitted", ProfilerHandlers(settings).on_model_submitted)
     return app
 
 

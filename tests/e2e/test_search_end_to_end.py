@@ -101,3 +101,13 @@ def test_budget_stop_is_honoured(local_stack):
                "--search-id", "e2e-budget", "--wait", "--json")
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["stop_reason"] == "budget" and out["spent_usd"] <= 1.0
+
+
+def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
+    home, _ = local_stack
+    bad = tmp_path / "resnet.onnx"
+    bad.write_bytes(b"definitely not a protobuf \xff\xfe")
+    r = falcon(home, "submit", "resnet", "--model-file", str(bad), "--profile", str(PROFILES / "gru" / "operators.csv"),
+               "--replay-table", str(TARGETS / "reg-gru.csv"), "--wait", "--json", "--timeout", "60")
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["stage"] == "profile" and "not an ONNX model" in out["reason"]

@@ -1,0 +1,57 @@
+"""Model intake: refuse what is not a model, or too large, with a reason a person can act on,
+before anything tries to compile it. Reads model files only with the format's own parser
+(never pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+MODEL_FILE_FORMATS = ("onnx",)
+DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3      # BERT-large in fp32 is ~1.3 GB
+
+
+class ModelFileError(ValueError):
+    pass
+
+
+def local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else uri)
+    raise ModelFileError(f"model uri {uri!r}: only local files (a path or file://) can be read here")
+
+
+def check_model_file(uri: str | None, fmt: str, max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> Path:
+    """The model file's path if it is a readable model of ``fmt`` within the size limit."""
+    if fmt not in MODEL_FILE_FORMATS:
+        raise ModelFileError(f"model format {fmt!r} is not one this service reads ({list(MODEL_FILE_FORMATS)})")
+    if not uri:
+        raise ModelFileError(f"a {fmt} submission needs model.uri (the model file)")
+    path = local_path(uri)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"model file {path} is empty")
+    if size > max_bytes:
+        raise ModelFileError(f"model file {path} is {size / 2**20:.1f} MiB, over the "
+                             f"{max_bytes / 2**20:.1f} MiB limit (FALCON_MAX_MODEL_BYTES)")
+    if fmt == "onnx":
+        _check_onnx(path)
+    return path
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+    from google.protobuf.message import DecodeError
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path} is not an ONNX model: {str(exc)[:200] or type(exc).__name__}") from None
+    if not len(model.graph.node):
+        raise ModelFileError(f"{path} is not an ONNX model: it has no graph nodes")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ModelFileError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
