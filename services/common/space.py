@@ -164,6 +164,20 @@ class Space:
     def encoded_dim(self) -> int:
         return sum(len(k.values) if k.kind == "categorical" else 1 for k in self.knobs)
 
+    def encoded_columns(self, names: tuple[str, ...]) -> list[int]:
+        """Columns of :meth:`encode` that belong to the given knobs."""
+        cols, pos = [], 0
+        for k in self.knobs:
+            width = len(k.values) if k.kind == "categorical" else 1
+            if k.name in names:
+                cols.extend(range(pos, pos + width))
+            pos += width
+        return cols
+
+    def encode_all(self) -> np.ndarray:
+        """:meth:`encode` of every configuration, in :meth:`configs` order."""
+        return np.array([self.encode(c) for c in self.configs()])
+
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
         """Numeric vector for models (GP, SVM, KMeans): ordinal knobs -> rank scaled to [0, 1]
         (ranks, not raw values: batch sizes are powers of two and cores are small integers);

@@ -9,28 +9,81 @@ comes up empty (new, or wiped), every search is first rebuilt from the event log
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
+from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import Publisher, Reject, create_app, read_events, run_worker, subscribe
+from services.common.bus import (
+    Publisher,
+    Reject,
+    create_app,
+    read_events,
+    run_worker,
+    subscribe,
+)
 from services.common.connections import redis_client
 from services.common.settings import Settings
+from services.common.space import Space
 from services.common.spec import SearchSpec
-from services.searcher.search import (Decision, SearchState, TrialRecord, decision_events, rebuild_states,
-                                      record_trial, start_search, with_outbox)
+from services.searcher.search import (
+    Decision,
+    SearchState,
+    TrialRecord,
+    decision_events,
+    rebuild_states,
+    record_trial,
+    start_search,
+    with_outbox,
+)
 from services.searcher.store import SearchStore, restore
+from services.treebuilder.app import VERSION as OFFLINE_VERSION
+from services.treebuilder.app import load_dataset
+from services.treebuilder.dataset import OfflineDataset
+from services.treebuilder.kop_curves import Knowledge
 
 SERVICE = "searcher"
 log = logging.getLogger("falcon.searcher")
 
 
-async def rebuild_from_log(settings: Settings, store: SearchStore) -> int:
+class KnowledgeCache:
+    """The offline knowledge for a space, built from the treebuilder's dataset in Redis and kept
+    until the dataset's version changes."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._version: bytes | None = None
+        self._dataset: OfflineDataset | None = None
+        self._by_space: dict[Space, Knowledge] = {}
+
+    async def for_space(self, space: Space) -> Knowledge | None:
+        version = await self.redis.get(OFFLINE_VERSION)
+        if version is None:
+            return None                               # no offline dataset published yet
+        if version != self._version:
+            self._dataset, self._version, self._by_space = await load_dataset(self.redis), version, {}
+        if space not in self._by_space:
+            self._by_space[space] = await asyncio.to_thread(Knowledge.build, self._dataset, space)
+        return self._by_space[space]
+
+
+async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeCache | None = None) -> int:
     """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs)."""
     topics = ("kops-identified", "trial-completed", "trial-requested", "search-results")
     events = [item.event async for item in read_events(settings, topics) if item.event is not None]
-    n = await restore(store, rebuild_states(events).values())
+    cache = knowledge or KnowledgeCache(store.redis)
+    spaces: dict[Space, Knowledge | None] = {}
+    for e in events:
+        if e.type == "kops-identified":
+            try:
+                space = SearchSpec.from_dict(e.data["spec"]).space
+            except ValueError:
+                continue
+            if space not in spaces:
+                spaces[space] = await cache.for_space(space)
+    n = await restore(store, rebuild_states(events, lambda spec: spaces.get(spec.space)).values())
     await store.mark_initialised()
     return n
 
@@ -39,16 +92,17 @@ class SearcherHandlers:
     def __init__(self, store: SearchStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.knowledge = KnowledgeCache(store.redis)
 
     async def ensure_initialised(self) -> None:
         if await self.store.is_initialised():
             return
         async with self.store.lock("rebuild"):
             if not await self.store.is_initialised():
-                n = await rebuild_from_log(self.settings, self.store)
+                n = await rebuild_from_log(self.settings, self.store, self.knowledge)
                 log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
 
-    async def _handle(self, event: Event, publisher: Publisher, decide) -> None:
+    async def _handle(self, event: Event, publisher: Publisher, decide) -> None:  # noqa: ANN001
         await self.ensure_initialised()
         async with self.store.lock(event.search_id):
             state = await self.store.get(event.search_id)
@@ -80,17 +134,22 @@ class SearcherHandlers:
             await publisher.publish(event.caused("search-failed", {"stage": "search", "reason": str(exc)}, SERVICE))
             return
 
+        knowledge = await self.knowledge.for_space(spec.space)
+
         def decide(state: SearchState | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
-            return start_search(event.search_id, spec, event.data["kops"], event.data["operators"])
+            return start_search(event.search_id, spec, event.data["kops"], event.data["operators"], knowledge)
         await self._handle(event, publisher, decide)
 
     async def on_trial_completed(self, event: Event, publisher: Publisher) -> None:
+        current = await self.store.get(event.search_id)
+        knowledge = await self.knowledge.for_space(current.spec.space) if current is not None else None
+
         def decide(state: SearchState | None) -> Decision:
             if state is None:
                 raise Reject(f"unknown search id {event.search_id!r}")
-            return record_trial(state, TrialRecord.from_row(event.data))
+            return record_trial(state, TrialRecord.from_row(event.data), knowledge)
         await self._handle(event, publisher, decide)
 
 

@@ -8,7 +8,7 @@ Everything here is deterministic given the state, which is what makes restart-fr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
 
@@ -122,15 +122,16 @@ def validate_spec(spec: SearchSpec) -> list[str]:
 
 
 def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
-                 operators: Sequence[Mapping[str, Any]]) -> Decision:
+                 operators: Sequence[Mapping[str, Any]], knowledge: Any = None) -> Decision:
+    """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any."""
     problems = validate_spec(spec)
     state = SearchState(search_id, spec, tuple(kops), tuple(operators))
     if problems:
         return Decision(replace(state, status="failed", stop_reason="; ".join(problems)), finished=True)
-    return _next(state)
+    return _next(state, knowledge)
 
 
-def record_trial(state: SearchState, result: TrialRecord) -> Decision:
+def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None) -> Decision:
     if state.has_trial(result.trial_id):
         return Decision(state, duplicate=True)
     if state.status != "running":
@@ -143,7 +144,7 @@ def record_trial(state: SearchState, result: TrialRecord) -> Decision:
         return Decision(state, ignored=f"trial result outside the space: {exc}")
     if state.spec.space.key(config) != state.spec.space.key(state.pending.config):
         return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
-    return _next(replace(state, trials=state.trials + (replace(result, config=config),), pending=None))
+    return _next(replace(state, trials=state.trials + (replace(result, config=config),), pending=None), knowledge)
 
 
 def _stop(state: SearchState, reason: str) -> Decision:
@@ -153,7 +154,7 @@ def _stop(state: SearchState, reason: str) -> Decision:
     return Decision(replace(state, status="completed", stop_reason=reason, pending=None), finished=True)
 
 
-def _next(state: SearchState) -> Decision:
+def _next(state: SearchState, knowledge: Any = None) -> Decision:
     spec, stop = state.spec, state.spec.stop
     best = state.best
     if stop.target_value is not None and best is not None and best.value is not None \
@@ -161,10 +162,14 @@ def _next(state: SearchState) -> Decision:
         return _stop(state, "target")
     if len(state.trials) >= stop.max_trials:
         return _stop(state, "max-trials")
-    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators))
+    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
+                                                          knowledge))
     for t in state.trials:
         strategy.tell(t.config, t.value if t.status == "ok" else None)
-    config = strategy.ask()
+    try:
+        config = strategy.ask()
+    except StrategyError as exc:
+        return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
     if config is None:
         return _stop(state, "space-exhausted")
     try:
@@ -200,7 +205,8 @@ def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
     return replace(decision.state, outbox=tuple(e.as_dict() for e in events))
 
 
-def rebuild_states(events: Iterable[Event]) -> dict[str, SearchState]:
+def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], Any] = lambda spec: None
+                   ) -> dict[str, SearchState]:
     """Every search's state rebuilt from the event log alone, by replaying its kops-identified
     and trial-completed events (deduplicated by event id, in log order) through the same core.
     The searcher's own events in the log (trial-requested, search results) supply the outbox as
@@ -224,10 +230,11 @@ def rebuild_states(events: Iterable[Event]) -> dict[str, SearchState]:
             continue                      # the searcher answered it with search-failed, no state
         def published(cause: Event, decision: Decision) -> list[Event]:
             return [seen.get(e.event_id, e) for e in decision_events(cause, decision)]
-        d = start_search(sid, spec, start.data["kops"], start.data["operators"])
+        k = knowledge(spec)
+        d = start_search(sid, spec, start.data["kops"], start.data["operators"], k)
         state = with_outbox(d, published(start, d))
         for r in results.get(sid, ()):
-            d = record_trial(state, TrialRecord.from_row(r.data))
+            d = record_trial(state, TrialRecord.from_row(r.data), k)
             if not (d.duplicate or d.ignored):
                 state = with_outbox(d, published(r, d))
         states[sid] = state

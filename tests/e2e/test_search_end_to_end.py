@@ -111,3 +111,40 @@ def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
                "--replay-table", str(TARGETS / "reg-gru.csv"), "--wait", "--json", "--timeout", "60")
     out = json.loads(r.stdout)
     assert r.returncode == 1 and out["stage"] == "profile" and "not an ONNX model" in out["reason"]
+
+
+def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack):
+    """The treebuilder's dataset in Redis gives the searcher the same knowledge as the bench."""
+    from bench.search import load_offline
+    from services.common.falcon_data import read_operator_profile
+    from services.common.space import PAPER_SPACE
+    from services.profiler.kops import aggregate, identify_kops
+    from services.searcher.strategies import SearchContext, make_strategy
+    from services.treebuilder.kop_curves import Knowledge
+    from services.trial_runner.backends import ReplayBackend, TrialSpec
+
+    home, settings = local_stack
+    assert falcon(home, "publish-offline", str(DATA)).returncode == 0
+    model = "bert-large"
+    r = falcon(home, "submit", model, "--profile", str(PROFILES / model / "operators.csv"),
+               "--replay-table", str(TARGETS / f"reg-{model}.csv"), "--strategy", "falcon", "--max-trials", "5",
+               "--seed", "2", "--search-id", "e2e-falcon", "--wait", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["strategy"] == "falcon" and result["trials"] == 5 and set(result["kops"]) == {"transpose", "dense"}
+
+    ops = read_operator_profile(PROFILES / model / "operators.csv")
+    s = make_strategy("falcon", SearchContext(PAPER_SPACE, 2, tuple(identify_kops(ops)),
+                                              tuple(o.to_dict() for o in aggregate(ops)),
+                                              Knowledge.build(load_offline(DATA), PAPER_SPACE)))
+    backend, expected = ReplayBackend(), []
+    for i in range(5):
+        c = s.ask()
+        v = backend.run(TrialSpec(f"t{i}", c, {}, {"kind": "replay", "table": str(TARGETS / f"reg-{model}.csv")},
+                                  1.0)).value
+        s.tell(c, v)
+        expected.append(c)
+    timeline = json.loads(falcon(home, "audit", "e2e-falcon", "--json").stdout)
+    requested = [e["summary"].split(" ", 1)[1] for e in timeline if e["type"] == "trial-requested"]
+    assert requested == [str(c) for c in expected]
+    assert result["value"] >= 0.98

@@ -4,9 +4,13 @@ and behind Kafka (searcher service)."""
 from __future__ import annotations
 
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
+from services.searcher.strategies.falcon import Falcon, FalconNoBo, FalconNoPruning, FalconNoTrees
+from services.searcher.strategies.gp_ei import GpEi
+from services.searcher.strategies.prior import PriorOrder
 from services.searcher.strategies.random_search import RandomSearch
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch,)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
+    RandomSearch, PriorOrder, GpEi, Falcon, FalconNoTrees, FalconNoBo, FalconNoPruning)}
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
+import numpy as np
+
 from services.common.space import Config, Space
 
 
@@ -23,6 +25,12 @@ class SearchContext:
     seed: int = 0
     kops: tuple[str, ...] = ()
     operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    knowledge: Any = None          # treebuilder.kop_curves.Knowledge for this space, when there is one
+
+    def kop_shares(self) -> list[tuple[str, float]]:
+        """(KOP, time share), most time-consuming first."""
+        share = {str(o["op"]): float(o["time_share"]) for o in self.operators}
+        return sorted(((k, share.get(k, 0.0)) for k in self.kops), key=lambda kv: -kv[1])
 
 
 class Strategy(ABC):
@@ -42,3 +50,11 @@ class Strategy(ABC):
     @abstractmethod
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
+
+    def untried_mask(self) -> np.ndarray:
+        """True for every configuration (space.configs() order) not tried yet."""
+        space = self.ctx.space
+        mask = np.ones(space.size, dtype=bool)
+        for c, _ in self.history:
+            mask[space.index(c)] = False
+        return mask

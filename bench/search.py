@@ -1,0 +1,151 @@
+"""Search benchmark: how close to each target table's optimum does a strategy get, trial by trial?
+
+    python -m bench.search --offline DIR --targets DIR --trials T --seeds S --strategies a,b,... --json OUT
+
+--offline: a folder in the falcon-data layout (kop-curves/, models/sources/): the only knowledge
+a strategy may learn from before its first trial. --targets: a folder with
+models/targets/reg-<model>.csv and models/operators/<model>/operators.csv; every reg-*.csv found
+is benchmarked, touched only through the replay trial backend (one lookup per trial). Every
+suggestion counts as a trial. OUT: {"trials", "seeds", "results": {strategy: {model: [[best
+after trial 1..T] per seed]}}}. Also prints a table and writes a PNG (OUT with .png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from services.common.falcon_data import iter_offline_tables, read_operator_profile
+from services.common.space import Space
+from services.profiler.kops import aggregate, identify_kops
+from services.searcher.strategies import STRATEGIES, SearchContext, make_strategy
+from services.trial_runner.backends import ReplayBackend, TrialSpec
+from services.treebuilder.dataset import OfflineDataset
+from services.treebuilder.kop_curves import Knowledge
+
+CHECKPOINTS = (1, 3, 6, 15, 30)
+
+
+def load_offline(root: Path) -> OfflineDataset:
+    ds = OfflineDataset()
+    for kind, name, cols, rows in iter_offline_tables(root):
+        ds.add(kind, name, cols, rows)
+    return ds
+
+
+def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
+            seed: int, backend: ReplayBackend) -> list[float]:
+    kops = identify_kops(ops) if ops else []
+    ctx = SearchContext(space, seed, tuple(kops), tuple(o.to_dict() for o in aggregate(ops)) if ops else (),
+                        knowledge)
+    s = make_strategy(strategy, ctx)
+    best, curve = -np.inf, []
+    spec_backend = {"kind": "replay", "table": str(table_path), "trial_seconds": 900.0}
+    for t in range(trials):
+        cfg = s.ask()
+        if cfg is not None:
+            out = backend.run(TrialSpec(f"bench/t{t}", cfg, {"name": table_path.stem}, spec_backend, 1.0))
+            value = out.value if out.status == "ok" else None
+            s.tell(cfg, value)
+            if value is not None:
+                best = max(best, value)
+        curve.append(float(best) if np.isfinite(best) else 0.0)
+    return curve
+
+
+def summarise(results: dict, trials: int) -> str:
+    cps = [c for c in CHECKPOINTS if c <= trials]
+    head = f"{'strategy':18}" + "".join(f"{'@' + str(c):>7}" for c in cps) + f"{'>=.90@6':>9}{'>=.95@6':>9}{'t->.90':>8}"
+    lines = [head, "-" * len(head)]
+    for strat, models in results.items():
+        runs = np.array([r for seeds in models.values() for r in seeds])   # (runs, trials)
+        means = [runs[:, c - 1].mean() for c in cps]
+        at6 = runs[:, min(6, trials) - 1]
+        reach = [int(np.argmax(r >= 0.9)) + 1 if (r >= 0.9).any() else np.inf for r in runs]
+        med = np.median(reach)
+        lines.append(f"{strat:18}" + "".join(f"{m:7.3f}" for m in means) + f"{(at6 >= .9).mean():9.2f}"
+                     f"{(at6 >= .95).mean():9.2f}" + (f"{med:8.0f}" if np.isfinite(med) else f"{'>' + str(trials):>8}"))
+    return "\n".join(lines)
+
+
+def per_model(results: dict, trials: int) -> str:
+    cps = [c for c in (1, 3, 6, 15) if c <= trials]
+    lines = []
+    for strat, models in results.items():
+        for model, seeds in models.items():
+            r = np.array(seeds)
+            lines.append(f"  {strat:18} {model:22}" + " ".join(f"{r[:, c - 1].mean():.3f}" for c in cps))
+    return "\n".join(lines)
+
+
+def plot(results: dict, trials: int, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = np.arange(1, trials + 1)
+    for strat, models in results.items():
+        runs = np.array([r for seeds in models.values() for r in seeds])
+        ax.plot(x, runs.mean(0), label=strat, marker="o" if trials <= 15 else None, ms=3)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("mean best norm.(RPS/$) so far")
+    ax.set_ylim(0.4, 1.005)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Best configuration found vs trials (mean over targets and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--offline", type=Path, required=True)
+    p.add_argument("--targets", type=Path, required=True)
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--strategies", default="falcon,random,gp-ei,prior")
+    p.add_argument("--json", type=Path, required=True)
+    a = p.parse_args(argv)
+    strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        p.error(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
+    tables = sorted((a.targets / "models" / "targets").glob("reg-*.csv"))
+    if not tables:
+        p.error(f"no models/targets/reg-*.csv under {a.targets}")
+    dataset = load_offline(a.offline)
+    knowledge: dict[Space, Knowledge] = {}
+    backend = ReplayBackend()
+    results: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
+    t0 = time.monotonic()
+    for path in tables:
+        model = path.stem.removeprefix("reg-")
+        table = backend.table(str(path))
+        if table.space not in knowledge:
+            knowledge[table.space] = Knowledge.build(dataset, table.space)
+        prof = a.targets / "models" / "operators" / model / "operators.csv"
+        ops = read_operator_profile(prof) if prof.exists() else []
+        for strat in strategies:
+            results[strat][model] = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed,
+                                             backend) for seed in range(a.seeds)]
+    out = {"trials": a.trials, "seeds": a.seeds, "results": results}
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(out))
+    png = a.json.with_suffix(".png")
+    plot(results, a.trials, png)
+    print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {time.monotonic() - t0:.0f}s; "
+          f"mean best norm.(RPS/$) after N trials:")
+    print(summarise(results, a.trials))
+    print(per_model(results, a.trials))
+    print(f"wrote {a.json} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

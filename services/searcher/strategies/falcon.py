@@ -1,0 +1,174 @@
+"""`falcon`: Monte-Carlo tree search over per-KOP trees with Bayesian optimisation inside the
+chosen region (after Falcon, SoCC'22), on a surrogate that starts from the offline knowledge.
+
+- Surrogate mean: a Bayesian model average of offline "experts" - the KOP-curve landscape
+  (KOPs weighted by time share) and every source model's table - each scaled to the
+  observations (ridge towards 1) and weighted by how well it predicted the trials so far.
+  Before any trial this is the offline prior; each trial re-weights it towards the experts that
+  resemble the new model.
+- BO: a GP on the residual (observation - surrogate mean) over the knobs kept by the cut-off
+  (pruned knobs had no effect on the KOPs' curves), expected improvement as acquisition.
+- MCTS: the KOPs' trees (most time-consuming first) under one virtual root. Each node's value
+  mixes its prior (mean surrogate over its members) with the new model's trials inside it
+  (eqs. 3-4: V = (n0 V0 + sum y) / (n0 + n)); UCB descends to a leaf, so a region is exploited
+  while its trials are good and left for a sibling or another KOP's tree when they are not.
+- First trial: the surrogate's best (the offline prior), not a random one.
+- With no knowledge for the space or the KOPs (unseen operators): plain GP-EI.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from services.common.space import Config
+from services.searcher.strategies.base import SearchContext, Strategy
+from services.searcher.strategies.gp import expected_improvement, fit_gp
+
+N0 = 2.0                 # pseudo-trials of a node's prior value
+UCB_C = 0.25             # exploration, in units of the surrogate's spread
+KOP_PRIOR_WEIGHT = 0.5   # prior belief in the KOP curves vs the source tables (shared equally)
+NOISE_FRACTION = 0.1     # expected misfit of a good expert, relative to the observations' scale
+N_RANDOM_WITHOUT_KNOWLEDGE = 3
+
+
+class Falcon(Strategy):
+    name = "falcon"
+
+    def __init__(self, ctx: SearchContext, *, use_trees: bool = True, use_bo: bool = True,
+                 prune: bool = True) -> None:
+        super().__init__(ctx)
+        self.use_trees, self.use_bo, self.prune = use_trees, use_bo, prune
+
+    # -- surrogate ------------------------------------------------------------------------------
+    def experts(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(F: experts x configurations, prior weights) from the offline knowledge."""
+        k = self.ctx.knowledge
+        if k is None:
+            return None
+        rows, prior = [], []
+        kop = k.kop_prior(self.ctx.kop_shares())
+        if kop is not None:
+            rows.append(kop)
+            prior.append(KOP_PRIOR_WEIGHT if k.sources else 1.0)
+        for v in k.sources.values():
+            rows.append(v)
+            prior.append((1 - KOP_PRIOR_WEIGHT if kop is not None else 1.0) / len(k.sources))
+        if not rows:
+            return None
+        return np.array(rows), np.array(prior)
+
+    @staticmethod
+    def surrogate_mean(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if len(y) == 0:
+            return prior @ F
+        fo = F[:, idx]                                            # experts at the tried configurations
+        a = (fo @ y + 1.0) / (np.sum(fo * fo, axis=1) + 1.0)      # per-expert scale, ridge towards 1
+        sse = np.sum((y[None, :] - a[:, None] * fo) ** 2, axis=1)
+        sigma = NOISE_FRACTION * max(float(np.abs(y).max()), 1e-9)
+        logw = np.log(prior) - sse / (2 * sigma ** 2)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        return (w * a) @ F
+
+    # -- MCTS -----------------------------------------------------------------------------------
+    def select_region(self, mu: np.ndarray, idx: np.ndarray, y: np.ndarray, untried: np.ndarray) -> np.ndarray | None:
+        k = self.ctx.knowledge
+        roots = [k.tree(op, None if self.prune else self.ctx.space.names)
+                 for op, _ in self.ctx.kop_shares() if k is not None and op in k.operators]
+        if not roots:
+            return None
+        c = UCB_C * (float(np.ptp(mu)) or 1.0)
+
+        def stats(node) -> tuple[float, int]:  # noqa: ANN001
+            inside = np.isin(idx, node.members)
+            n = int(inside.sum())
+            return (N0 * float(mu[node.members].mean()) + float(y[inside].sum())) / (N0 + n), n
+
+        def pick(nodes, n_parent):  # noqa: ANN001, ANN202
+            best, best_u = None, -np.inf
+            for node in nodes:
+                if not untried[node.members].any():
+                    continue
+                v, n = stats(node)
+                u = v + c * np.sqrt(np.log(n_parent + 1.0) / (n + 1.0))
+                if u > best_u:
+                    best, best_u = node, u
+            return best
+
+        node = pick(roots, len(y))
+        while node is not None and not node.is_leaf:
+            child = pick(node.children, stats(node)[1])
+            if child is None:
+                break
+            node = child
+        return None if node is None else node.members
+
+    # -- ask ------------------------------------------------------------------------------------
+    def ask(self) -> Config | None:
+        space = self.ctx.space
+        untried = self.untried_mask()
+        if not untried.any():
+            return None
+        ok = [(space.index(c), v) for c, v in self.history if v is not None]
+        idx = np.array([i for i, _ in ok], dtype=int)
+        y = np.array([v for _, v in ok], dtype=float)
+        ex = self.experts()
+        if ex is None and len(ok) < N_RANDOM_WITHOUT_KNOWLEDGE:
+            rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
+            return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
+        mean = self.surrogate_mean(*ex, idx, y) if ex is not None else np.full(space.size, y.mean())
+        mu, sd = mean, np.zeros(space.size)
+        if self.use_bo and len(ok) >= 1:
+            X = self._encoded()
+            scale = float(np.abs(y).max()) or 1.0
+            gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed)
+            r_mu, r_sd = gp.predict(X, return_std=True)
+            mu, sd = mean + scale * r_mu, scale * r_sd
+        candidates = untried.copy()
+        if self.use_trees:
+            region = self.select_region(mu, idx, y, untried)
+            if region is not None:
+                in_region = np.zeros(space.size, dtype=bool)
+                in_region[region] = True
+                if (in_region & untried).any():
+                    candidates &= in_region
+        if self.use_bo and len(ok) >= 1:
+            score = expected_improvement(mu, sd, float(y.max()))
+        else:
+            score = mu
+        score = np.where(candidates, score, -np.inf)
+        return space.config_at(int(np.argmax(score)))
+
+    def _encoded(self) -> np.ndarray:
+        k = self.ctx.knowledge
+        X = k.encoded if k is not None else self.ctx.space.encode_all()
+        if self.prune and k is not None:
+            kept = k.kept_knobs([op for op, _ in self.ctx.kop_shares()])
+            X = X[:, self.ctx.space.encoded_columns(kept)]
+        return X
+
+
+class FalconNoTrees(Falcon):
+    """Ablation: no trees - BO on the same surrogate over the whole space."""
+    name = "falcon-no-trees"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx, use_trees=False)
+
+
+class FalconNoBo(Falcon):
+    """Ablation: trees without BO - the best surrogate mean inside the selected region."""
+    name = "falcon-no-bo"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx, use_bo=False)
+
+
+class FalconNoPruning(Falcon):
+    """Ablation: BO and trees over every knob (no cut-off pruning)."""
+    name = "falcon-no-pruning"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx, prune=False)

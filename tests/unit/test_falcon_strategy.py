@@ -1,0 +1,102 @@
+import numpy as np
+
+from services.common.space import PAPER_SPACE, Space
+from services.searcher.search import SearchState, TrialRecord, record_trial, start_search
+from services.searcher.strategies import SearchContext, make_strategy
+from services.searcher.strategies.falcon import Falcon
+from services.searcher.strategies.gp import expected_improvement
+from tests.helpers import spec
+from tests.unit.test_kop_curves_and_trees import knowledge
+
+OPS = ({"op": "conv2d", "time_share": 0.8}, {"op": "relu", "time_share": 0.2})
+
+
+def ctx(seed=0, k="paper"):
+    return SearchContext(PAPER_SPACE, seed, ("conv2d", "relu"), OPS, knowledge() if k == "paper" else k)
+
+
+def test_surrogate_moves_towards_the_expert_that_predicts_the_trials():
+    F = np.array([[0.0, 1.0, 0.5, 0.2], [1.0, 0.0, 0.5, 0.9]])
+    prior = np.array([0.5, 0.5])
+    assert np.allclose(Falcon.surrogate_mean(F, prior, np.array([], int), np.array([])), prior @ F)
+    m = Falcon.surrogate_mean(F, prior, np.array([0, 1]), np.array([1.0, 0.0]))   # expert 2 was right
+    assert m[3] > 0.8 and m[0] > m[1]
+
+
+def test_first_trial_is_the_offline_prior_best_and_no_configuration_repeats():
+    s = make_strategy("falcon", ctx())
+    f = Falcon(ctx())
+    F, prior = f.experts()
+    first = s.ask()
+    assert PAPER_SPACE.index(first) == int(np.argmax(prior @ F))
+    seen = set()
+    rng = np.random.default_rng(0)
+    c = first
+    for _ in range(8):
+        key = PAPER_SPACE.key(c)
+        assert key not in seen
+        seen.add(key)
+        s.tell(c, float(rng.random()))
+        c = s.ask()
+
+
+def test_ucb_exploits_a_good_region_and_leaves_it_when_trials_there_are_bad():
+    f = Falcon(ctx())
+    k = knowledge()
+    tree = k.tree("conv2d")
+    mu = np.full(PAPER_SPACE.size, 0.5)
+    untried = np.ones(PAPER_SPACE.size, dtype=bool)
+    good, bad = tree.children
+    # trials in the good child went well: the selected region stays inside it
+    idx = good.members[:3]
+    region = f.select_region(mu, idx, np.array([0.9, 0.95, 0.9]), untried)
+    assert np.isin(region, good.members).all()
+    # many poor trials there: MCTS goes to the other side
+    idx = good.members[:12]
+    region = f.select_region(mu, idx, np.full(12, 0.0), untried)
+    assert not np.isin(region, good.members).all()
+
+
+def test_region_membership_restricts_the_candidates():
+    f = Falcon(ctx())
+    k = knowledge()
+    mu = k.kop_prior(ctx().kop_shares())
+    region = f.select_region(mu, np.array([], int), np.array([]), np.ones(PAPER_SPACE.size, dtype=bool))
+    leaf = next(n for n in k.tree("conv2d").walk() if n.is_leaf and np.array_equal(n.members, region))
+    assert leaf.value >= k.tree("conv2d").value      # the best-valued path leads to a good leaf
+
+
+def test_expected_improvement():
+    mu, sd = np.array([0.5, 0.9, 0.9, 1.2]), np.array([0.1, 0.0, 0.2, 0.0])
+    ei = expected_improvement(mu, sd, best=1.0)
+    assert ei[0] < 1e-6 and ei[1] < 1e-9 and ei[2] > ei[0]
+    assert abs(ei[3] - 0.2) < 1e-6          # certain improvement of 0.2
+
+
+def test_without_knowledge_it_falls_back_to_plain_bo():
+    tiny = Space.from_dict({"knobs": {"a": [1, 2, 3, 4], "b": ["x", "y"]}})
+    s = make_strategy("falcon", SearchContext(tiny, 3, ("never-seen-op",), ({"op": "never-seen-op", "time_share": 1},)))
+    tried = []
+    for _ in range(8):
+        c = s.ask()
+        tried.append(tiny.key(c))
+        s.tell(c, c["a"] / 4 + (c["b"] == "y"))
+    assert len(set(tried)) == 8 and s.ask() is None
+
+
+def test_restart_from_stored_state_decides_the_same():
+    k = knowledge()
+    sp = spec("mobilenet-v2", max_trials=6, strategy="falcon", seed=4)
+    d = start_search("s1", sp, ["conv2d", "relu"], list(OPS), k)
+    for v in (0.9, 0.7):
+        r = d.request
+        d = record_trial(d.state, TrialRecord(r.trial_id, r.index, r.config, "ok", v, 0.1, 900.0), k)
+    restored = SearchState.from_dict(d.state.to_dict())
+    r = d.request
+    nxt = TrialRecord(r.trial_id, r.index, r.config, "ok", 0.95, 0.1, 900.0)
+    assert record_trial(restored, nxt, k).request == record_trial(d.state, nxt, k).request
+
+
+def test_prior_without_knowledge_fails_the_search_clearly():
+    d = start_search("s1", spec(strategy="prior"), ["conv2d"], [])
+    assert d.state.status == "failed" and "needs offline knowledge" in d.state.stop_reason
