@@ -172,6 +172,8 @@ def _next(state: SearchState, knowledge: Any = None) -> Decision:
         return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
     if config is None:
         return _stop(state, "space-exhausted")
+    if strategy.converged:
+        return _stop(state, "converged")
     try:
         hourly = spec.prices.hourly(config)
     except PricingError as exc:

@@ -131,12 +131,24 @@ class Knowledge:
     cutoff: float = DEFAULT_CUTOFF
     _encoded: np.ndarray | None = field(default=None, repr=False)
     _trees: dict = field(default_factory=dict, repr=False)
+    cache: dict = field(default_factory=dict, repr=False)      # strategies' own derived models (e.g. meta-trained nets)
 
     @property
     def encoded(self) -> np.ndarray:
         if self._encoded is None:
             self._encoded = self.space.encode_all()
         return self._encoded
+
+    def smoother(self, width: float) -> np.ndarray:
+        """Row-normalised Gaussian kernel over the configuration encoding: ``smoother @ values``
+        averages each configuration with its neighbours (ordinal steps of the same GPU type)."""
+        key = ("smoother", width)
+        if key not in self.cache:
+            X = self.encoded
+            d2 = np.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=-1)
+            K = np.exp(-d2 / (2 * width ** 2))
+            self.cache[key] = K / K.sum(axis=1, keepdims=True)
+        return self.cache[key]
 
     def tree(self, op: str, knobs: tuple[str, ...] | None = None) -> TreeNode:
         """The operator's tree over its landscape, split on ``knobs`` (default: the kept ones)."""

@@ -100,3 +100,16 @@ def test_restart_from_stored_state_decides_the_same():
 def test_prior_without_knowledge_fails_the_search_clearly():
     d = start_search("s1", spec(strategy="prior"), ["conv2d"], [])
     assert d.state.status == "failed" and "needs offline knowledge" in d.state.stop_reason
+
+
+def test_search_stops_when_falcon_says_further_trials_are_unlikely_to_help():
+    """A flat landscape: once the model has seen enough, no configuration promises improvement."""
+    import services.searcher.strategies.falcon as falcon_mod
+    tiny = Space.from_dict({"knobs": {"a": [1, 2, 3, 4, 5, 6], "b": [1, 2, 3, 4, 5, 6]}})
+    s = make_strategy("falcon", SearchContext(tiny, 0))
+    for _ in range(falcon_mod.CONVERGED_PATIENCE + falcon_mod.CONVERGED_MIN_TRIALS + 4):
+        c = s.ask()
+        if s.converged:
+            break
+        s.tell(c, 1.0)
+    assert s.converged and len(s.history) >= falcon_mod.CONVERGED_PATIENCE + 1

@@ -6,11 +6,13 @@ from __future__ import annotations
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
 from services.searcher.strategies.falcon import Falcon, FalconNoBo, FalconNoPruning, FalconNoTrees
 from services.searcher.strategies.gp_ei import GpEi
+from services.searcher.strategies.morphling import Morphling
 from services.searcher.strategies.prior import PriorOrder
 from services.searcher.strategies.random_search import RandomSearch
+from services.searcher.strategies.tpe import Tpe
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
-    RandomSearch, PriorOrder, GpEi, Falcon, FalconNoTrees, FalconNoBo, FalconNoPruning)}
+    RandomSearch, PriorOrder, GpEi, Tpe, Morphling, Falcon, FalconNoTrees, FalconNoBo, FalconNoPruning)}
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

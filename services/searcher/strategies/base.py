@@ -35,6 +35,7 @@ class SearchContext:
 
 class Strategy(ABC):
     name: ClassVar[str]
+    converged: bool = False   # set by ask() when the strategy's model says further trials are unlikely to help
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx

@@ -2,10 +2,12 @@
 chosen region (after Falcon, SoCC'22), on a surrogate that starts from the offline knowledge.
 
 - Surrogate mean: a Bayesian model average of offline "experts" - the KOP-curve landscape
-  (KOPs weighted by time share) and every source model's table - each scaled to the
-  observations (ridge towards 1) and weighted by how well it predicted the trials so far.
-  Before any trial this is the offline prior; each trial re-weights it towards the experts that
-  resemble the new model.
+  (KOPs weighted by time share) and every source model's table, each at several smoothing
+  widths (a Gaussian kernel over the encoding: the tables are rugged, and the argmax of a rugged
+  table is a winner's curse) - each scaled to the observations (ridge towards 1) and weighted by
+  how well it predicted the trials so far, from equal prior weights. Before any trial this is the
+  offline consensus; each trial re-weights it towards the experts (and smoothness) that resemble
+  the new model.
 - BO: a GP on the residual (observation - surrogate mean) over the knobs kept by the cut-off
   (pruned knobs had no effect on the KOPs' curves), expected improvement as acquisition.
 - MCTS: the KOPs' trees (most time-consuming first) under one virtual root. Each node's value
@@ -28,9 +30,15 @@ from services.searcher.strategies.gp import expected_improvement, fit_gp
 
 N0 = 2.0                 # pseudo-trials of a node's prior value
 UCB_C = 0.25             # exploration, in units of the surrogate's spread
-KOP_PRIOR_WEIGHT = 0.5   # prior belief in the KOP curves vs the source tables (shared equally)
 NOISE_FRACTION = 0.1     # expected misfit of a good expert, relative to the observations' scale
 N_RANDOM_WITHOUT_KNOWLEDGE = 3
+# convergence: the model promises little (best EI under this fraction of the best value) AND the
+# trials agree (no improvement for CONVERGED_PATIENCE trials), after at least CONVERGED_MIN_TRIALS
+CONVERGED_EI = 1e-3
+CONVERGED_PATIENCE = 8
+CONVERGED_MIN_TRIALS = 6
+NULL_EXPERT = True       # a flat expert: wins the average when every offline expert is wrong
+SMOOTHING: tuple[float, ...] = (0.0, 0.15, 0.3)   # Gaussian-kernel widths the offline experts are smoothed at
 
 
 class Falcon(Strategy):
@@ -47,22 +55,31 @@ class Falcon(Strategy):
         k = self.ctx.knowledge
         if k is None:
             return None
-        rows, prior = [], []
+        rows = list(k.sources.values())
         kop = k.kop_prior(self.ctx.kop_shares())
         if kop is not None:
             rows.append(kop)
-            prior.append(KOP_PRIOR_WEIGHT if k.sources else 1.0)
-        for v in k.sources.values():
-            rows.append(v)
-            prior.append((1 - KOP_PRIOR_WEIGHT if kop is not None else 1.0) / len(k.sources))
         if not rows:
             return None
-        return np.array(rows), np.array(prior)
+        prior = [1.0 / len(rows)] * len(rows)      # no expert is trusted more than another before the evidence
+        F, prior = np.array(rows), np.array(prior)
+        if SMOOTHING:       # every expert at every smoothing width; the evidence picks the width
+            F = np.vstack([F if w == 0 else F @ k.smoother(w).T for w in SMOOTHING])
+            prior = np.tile(prior, len(SMOOTHING)) / len(SMOOTHING)
+        return F, prior
 
     @staticmethod
     def surrogate_mean(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return Falcon.surrogate(F, prior, idx, y)[0]
+
+    @staticmethod
+    def surrogate(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """(surrogate mean per configuration, posterior weight of the null model)."""
         if len(y) == 0:
-            return prior @ F
+            return prior @ F, 0.0
+        if NULL_EXPERT:     # the null model: "the offline data says nothing about this model"
+            F = np.vstack([F, np.full(F.shape[1], float(y.mean()))])
+            prior = np.append(prior * len(prior) / (len(prior) + 1), 1.0 / (len(prior) + 1))
         fo = F[:, idx]                                            # experts at the tried configurations
         a = (fo @ y + 1.0) / (np.sum(fo * fo, axis=1) + 1.0)      # per-expert scale, ridge towards 1
         sse = np.sum((y[None, :] - a[:, None] * fo) ** 2, axis=1)
@@ -70,7 +87,7 @@ class Falcon(Strategy):
         logw = np.log(prior) - sse / (2 * sigma ** 2)
         w = np.exp(logw - logw.max())
         w /= w.sum()
-        return (w * a) @ F
+        return (w * a) @ F, float(w[-1]) if NULL_EXPERT else 0.0
 
     # -- MCTS -----------------------------------------------------------------------------------
     def select_region(self, mu: np.ndarray, idx: np.ndarray, y: np.ndarray, untried: np.ndarray) -> np.ndarray | None:
@@ -118,10 +135,12 @@ class Falcon(Strategy):
         if ex is None and len(ok) < N_RANDOM_WITHOUT_KNOWLEDGE:
             rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
             return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
-        mean = self.surrogate_mean(*ex, idx, y) if ex is not None else np.full(space.size, y.mean())
+        mean, null_weight = self.surrogate(*ex, idx, y) if ex is not None else (np.full(space.size, y.mean()), 1.0)
         mu, sd = mean, np.zeros(space.size)
         if self.use_bo and len(ok) >= 1:
-            X = self._encoded()
+            # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
+            # knowledge explains the trials better than "nothing is known" does
+            X = self._encoded(prune=self.prune and null_weight < 0.5)
             scale = float(np.abs(y).max()) or 1.0
             gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed)
             r_mu, r_sd = gp.predict(X, return_std=True)
@@ -136,15 +155,19 @@ class Falcon(Strategy):
                     candidates &= in_region
         if self.use_bo and len(ok) >= 1:
             score = expected_improvement(mu, sd, float(y.max()))
+            best_ei = float(np.max(np.where(untried, score, 0.0)))
+            since_best = len(y) - 1 - int(np.argmax(y))           # trials since the best one
+            self.converged = (len(ok) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE
+                              and best_ei < CONVERGED_EI * max(abs(float(y.max())), 1e-12))
         else:
             score = mu
         score = np.where(candidates, score, -np.inf)
         return space.config_at(int(np.argmax(score)))
 
-    def _encoded(self) -> np.ndarray:
+    def _encoded(self, prune: bool) -> np.ndarray:
         k = self.ctx.knowledge
         X = k.encoded if k is not None else self.ctx.space.encode_all()
-        if self.prune and k is not None:
+        if prune and k is not None:
             kept = k.kept_knobs([op for op, _ in self.ctx.kop_shares()])
             X = X[:, self.ctx.space.encoded_columns(kept)]
         return X

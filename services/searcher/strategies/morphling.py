@@ -1,0 +1,76 @@
+"""`morphling`: a Morphling-style meta-learned regressor (Morphling, SoCC'21, written from the
+paper): small MLPs meta-trained across the source models, adapted online to the new model's
+trials, and a UCB-like acquisition over the ensemble.
+
+Meta-training: an ensemble of MLPs, each fitted to the configurations -> RPS/$ of a bootstrap
+sample of the source models (the spread of the ensemble is the uncertainty). Online: every member
+is fine-tuned from its meta-trained weights on the trials so far (a few gradient steps, as in
+MAML's adaptation), then the next trial maximises mean + kappa * std over untried configurations."""
+
+from __future__ import annotations
+
+import copy
+import random
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPRegressor
+
+from services.common.space import Config
+from services.searcher.strategies.base import Strategy
+
+ENSEMBLE = 5
+KAPPA = 1.0
+ADAPT_STEPS = 30
+PRETRAIN_EPOCHS = 40
+
+
+def meta_train(X: np.ndarray, sources: np.ndarray, seed: int = 0) -> list[MLPRegressor]:
+    nets = []
+    rng = np.random.default_rng(seed)
+    for e in range(ENSEMBLE):
+        pick = rng.integers(0, len(sources), len(sources))
+        net = MLPRegressor(hidden_layer_sizes=(32, 32), max_iter=PRETRAIN_EPOCHS, batch_size=256,
+                           learning_rate_init=3e-3, random_state=seed + e)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            nets.append(net.fit(np.tile(X, (len(pick), 1)), sources[pick].ravel()))
+    return nets
+
+
+class Morphling(Strategy):
+    name = "morphling"
+
+    def _nets(self) -> list[MLPRegressor] | None:
+        k = self.ctx.knowledge
+        if k is None or not k.sources:
+            return None
+        if "morphling" not in k.cache:
+            k.cache["morphling"] = meta_train(k.encoded, np.array(list(k.sources.values())))
+        return k.cache["morphling"]
+
+    def ask(self) -> Config | None:
+        space = self.ctx.space
+        untried = self.untried_mask()
+        if not untried.any():
+            return None
+        nets = self._nets()
+        if nets is None:                                  # nothing to meta-learn from
+            rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
+            return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
+        X = self.ctx.knowledge.encoded
+        ok = [(space.index(c), v) for c, v in self.history if v is not None]
+        preds = []
+        for net in nets:
+            if ok:
+                net = copy.deepcopy(net)
+                net.batch_size = len(ok)                  # full-batch steps on the few trials
+                idx = np.array([i for i, _ in ok])
+                y = np.array([v for _, v in ok], dtype=float)
+                for _ in range(ADAPT_STEPS):
+                    net.partial_fit(X[idx], y)
+            preds.append(net.predict(X))
+        p = np.array(preds)
+        score = p.mean(0) + KAPPA * p.std(0)
+        return space.config_at(int(np.argmax(np.where(untried, score, -np.inf))))
