@@ -32,6 +32,7 @@ SUPPORTED_VERSIONS: dict[str, tuple[int, ...]] = {
     "search-failed": (1,),
     "dead-letter": (1,),
     "offline-table-published": (1,),
+    "trees-ready": (1,),
 }
 EVENT_TYPES = tuple(SUPPORTED_VERSIONS)
 _EVENT_NS = uuid.UUID("6f1d3c2e-8a47-4c55-9b1e-5a0f0c1d2e3f")

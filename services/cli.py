@@ -277,6 +277,37 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def export_trees(s: Settings, out_dir: Path) -> dict[str, Any]:
+    from services.common.space import PAPER_SPACE
+    from services.treebuilder.app import KNOWLEDGE, TREE_JSON
+    redis = redis_client(s)
+    try:
+        fp = PAPER_SPACE.fingerprint()
+        stored = await redis.get(KNOWLEDGE.format(fp))
+        if stored is None:
+            return {}
+        import msgpack
+        meta = msgpack.unpackb(stored, raw=False)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ops = sorted(meta["knowledge"]["operators"])
+        for op in ops:
+            raw = await redis.get(TREE_JSON.format(fp, op))
+            if raw is not None:
+                (out_dir / f"{op}.json").write_bytes(raw)
+        return {"version": meta["version"], "space": fp, "operators": ops, "out": str(out_dir)}
+    finally:
+        await redis.aclose()
+
+
+def cmd_trees(a: argparse.Namespace) -> int:
+    info = asyncio.run(export_trees(settings(), Path(a.out)))
+    if not info:
+        print("no trees yet: publish an offline dataset first (falcon publish-offline DIR)", file=sys.stderr)
+        return EXIT_FAILED
+    out(info, a.json, f"trees v{info['version']} for {len(info['operators'])} operators written to {info['out']}")
+    return EXIT_OK
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     """Start the stack, run one search on a falcon-data target model, print the recommendation."""
     data = Path(a.data)
@@ -358,6 +389,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=3600.0)
     c = cmd("audit", cmd_audit, "print a search's timeline from the event log")
     c.add_argument("search_id")
+    c = cmd("trees", cmd_trees, "export the treebuilder's per-KOP trees (JSON, one file per operator)")
+    c.add_argument("--out", default="trees")
     cmd("rebuild", cmd_rebuild, "rebuild the searches and trial results in Redis from the event log")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")

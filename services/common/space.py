@@ -100,6 +100,12 @@ class Space:
     def to_dict(self) -> dict[str, Any]:
         return {"knobs": [{"name": k.name, "values": list(k.values), "kind": k.kind} for k in self.knobs]}
 
+    def fingerprint(self) -> str:
+        """A short stable id of the space (its knobs, values and kinds)."""
+        import hashlib
+        import json
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
     # -- queries ------------------------------------------------------------------------------
     @property
     def names(self) -> tuple[str, ...]:

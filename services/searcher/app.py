@@ -40,7 +40,7 @@ from services.searcher.search import (
 )
 from services.searcher.store import SearchStore, restore
 from services.treebuilder.app import VERSION as OFFLINE_VERSION
-from services.treebuilder.app import load_dataset
+from services.treebuilder.app import load_dataset, load_knowledge
 from services.treebuilder.dataset import OfflineDataset
 from services.treebuilder.kop_curves import Knowledge
 
@@ -63,9 +63,14 @@ class KnowledgeCache:
         if version is None:
             return None                               # no offline dataset published yet
         if version != self._version:
-            self._dataset, self._version, self._by_space = await load_dataset(self.redis), version, {}
+            self._dataset, self._version, self._by_space = None, version, {}
         if space not in self._by_space:
-            self._by_space[space] = await asyncio.to_thread(Knowledge.build, self._dataset, space)
+            stored = await load_knowledge(self.redis, space, int(version))     # the treebuilder's product
+            if stored is None:                                                 # not built (yet) for this space
+                if self._dataset is None:
+                    self._dataset = await load_dataset(self.redis)
+                stored = await asyncio.to_thread(Knowledge.build, self._dataset, space)
+            self._by_space[space] = stored
         return self._by_space[space]
 
 

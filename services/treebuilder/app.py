@@ -1,9 +1,13 @@
 """Treebuilder service shell: collects the offline dataset from offline-table-published events
-into Redis (one key per table, an index, and a version bumped whenever the content changes).
-Learning KOP curves and trees from it is the search issue's work; this shell is where it plugs in."""
+into Redis (one key per table, an index, and a version bumped whenever the content changes), and,
+once the dataset is quiet, learns the KOP curves and per-KOP trees for the default space, stores
+them (``falcon:knowledge:<space>`` and each tree's JSON under ``falcon:trees:<space>:<op>``) with
+the dataset version they come from, and publishes ``trees-ready``."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 import faust
@@ -15,9 +19,14 @@ from services.common.bus import Publisher, Reject, create_app, run_worker, subsc
 from services.common.falcon_data import DataError
 from services.common.connections import redis_client
 from services.common.settings import Settings
+from services.common.space import PAPER_SPACE, Space
 from services.treebuilder.dataset import OfflineDataset, content_hash
+from services.treebuilder.kop_curves import Knowledge
 
 SERVICE = "treebuilder"
+KNOWLEDGE = "falcon:knowledge:{}"       # msgpack {"version", "knowledge"} per space fingerprint
+TREE_JSON = "falcon:trees:{}:{}"        # JSON export of one operator's tree (with its SVMs)
+BUILD_EVERY_S = 2.0
 TABLE = "falcon:offline:table:{}:{}"
 INDEX = "falcon:offline:index"          # hash: "<kind>:<name>" -> content hash
 VERSION = "falcon:offline:version"
@@ -47,6 +56,46 @@ class TreebuilderHandlers:
         log.info("offline table %s:%s stored (%d rows)", kind, name, len(rows))
 
 
+async def build_and_store(redis: Redis, space: Space, publisher: Publisher | None = None) -> Event | None:
+    """Build the knowledge for ``space`` from the stored dataset if its version changed; store it
+    and announce it. Returns the trees-ready event (None when there was nothing new)."""
+    raw = await redis.get(VERSION)
+    if raw is None:
+        return None
+    version = int(raw)
+    key = KNOWLEDGE.format(space.fingerprint())
+    stored = await redis.get(key)
+    if stored is not None and msgpack.unpackb(stored, raw=False)["version"] == version:
+        return None
+    dataset = await load_dataset(redis)
+    knowledge = await asyncio.to_thread(Knowledge.build, dataset, space)
+    blob = await asyncio.to_thread(lambda: msgpack.packb({"version": version, "knowledge": knowledge.to_dict()}))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(key, blob)
+        for op in knowledge.operators:
+            pipe.set(TREE_JSON.format(space.fingerprint(), op), json.dumps(knowledge.tree(op).to_json()))
+        await pipe.execute()
+    event = Event("trees-ready", "", {
+        "version": version, "space_key": space.fingerprint(), "redis_key": key, "sources": sorted(knowledge.sources),
+        "operators": [{"op": op, "kept": list(oc.kept), "importance": dict(oc.importance), "shapes": dict(oc.shapes),
+                       "tree_height": knowledge.tree(op).height, "tree_leaves": knowledge.tree(op).leaves}
+                      for op, oc in sorted(knowledge.operators.items())]}, SERVICE)
+    if publisher is not None:
+        await publisher.publish(event)
+    log.info("knowledge v%d for space %s: %d operators, %d source models", version, space.fingerprint(),
+             len(knowledge.operators), len(knowledge.sources))
+    return event
+
+
+async def load_knowledge(redis: Redis, space: Space, version: int) -> Knowledge | None:
+    """The stored knowledge for ``space`` if it was built from dataset ``version``."""
+    stored = await redis.get(KNOWLEDGE.format(space.fingerprint()))
+    if stored is None:
+        return None
+    d = msgpack.unpackb(stored, raw=False)
+    return Knowledge.from_dict(d["knowledge"]) if d["version"] == version else None
+
+
 async def load_dataset(redis: Redis) -> OfflineDataset:
     """The whole offline dataset as stored by the treebuilder."""
     ds = OfflineDataset()
@@ -61,8 +110,22 @@ async def load_dataset(redis: Redis) -> OfflineDataset:
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    handlers = TreebuilderHandlers(redis_client(settings))
-    subscribe(app, settings, "offline-data", handlers.on_offline_table)
+    redis = redis_client(settings)
+    handlers = TreebuilderHandlers(redis)
+    publisher = subscribe(app, settings, "offline-data", handlers.on_offline_table)
+
+    seen: dict[str, bytes | None] = {"version": None}
+
+    @app.timer(interval=BUILD_EVERY_S)
+    async def build_knowledge() -> None:   # noqa: ANN202
+        version = await redis.get(VERSION)
+        if version != seen["version"]:     # tables are still arriving: wait for a quiet tick
+            seen["version"] = version
+            return
+        try:
+            await build_and_store(redis, PAPER_SPACE, publisher)
+        except Exception:  # noqa: BLE001 - a failed build is retried at the next tick
+            log.exception("building the knowledge failed; retrying")
     return app
 
 

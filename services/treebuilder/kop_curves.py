@@ -175,6 +175,27 @@ class Knowledge:
                 k.sources[name] = v
         return k
 
+    def to_dict(self) -> dict:
+        """Serialisable form (trees for each operator's kept knobs included, SVMs left out)."""
+        return {"space": self.space.to_dict(), "cutoff": self.cutoff,
+                "operators": {op: {"score": oc.score.tolist(), "importance": dict(oc.importance),
+                                   "kept": list(oc.kept), "shapes": dict(oc.shapes)}
+                              for op, oc in self.operators.items()},
+                "sources": {n: v.tolist() for n, v in self.sources.items()},
+                "trees": {op: self.tree(op).structure() for op in self.operators}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Knowledge":
+        space = Space.from_dict(d["space"])
+        k = cls(space, cutoff=float(d["cutoff"]))
+        for op, o in d["operators"].items():
+            k.operators[op] = OperatorCurves(op, np.asarray(o["score"], dtype=float), dict(o["importance"]),
+                                             tuple(o["kept"]), dict(o["shapes"]))
+        k.sources = {n: np.asarray(v, dtype=float) for n, v in d["sources"].items()}
+        for op, t in d.get("trees", {}).items():
+            k._trees[(op, k.operators[op].kept)] = TreeNode.from_structure(t)
+        return k
+
     def kop_prior(self, kops: list[tuple[str, float]]) -> np.ndarray | None:
         """Time-share-weighted KOP-RC score per configuration; None if no KOP has curves."""
         known = [(op, w) for op, w in kops if op in self.operators and w > 0]

@@ -40,6 +40,20 @@ class TreeNode:
     def height(self) -> int:
         return 1 + max((c.height for c in self.children), default=0)
 
+    @property
+    def leaves(self) -> int:
+        return sum(1 for n in self.walk() if n.is_leaf)
+
+    def structure(self) -> dict[str, Any]:
+        """What the search needs (members, values, shape of the tree), without the SVMs."""
+        return {"members": self.members.tolist(), "value": self.value, "depth": self.depth,
+                "children": [c.structure() for c in self.children]}
+
+    @classmethod
+    def from_structure(cls, d: dict[str, Any]) -> "TreeNode":
+        return cls(np.asarray(d["members"], dtype=int), float(d["value"]), int(d["depth"]),
+                   [cls.from_structure(c) for c in d["children"]])
+
     def to_json(self) -> dict[str, Any]:
         node: dict[str, Any] = {"value": self.value, "size": int(len(self.members)), "depth": self.depth,
                                 "members": self.members.tolist()}

@@ -148,3 +148,29 @@ def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack
     requested = [e["summary"].split(" ", 1)[1] for e in timeline if e["type"] == "trial-requested"]
     assert requested == [str(c) for c in expected]
     assert result["value"] >= 0.98
+
+
+def test_treebuilder_publishes_versioned_trees_and_exports_them(local_stack, tmp_path):
+    from services.common.bus import read_events
+    home, settings = local_stack
+    assert falcon(home, "publish-offline", str(DATA)).returncode == 0
+
+    async def trees_ready():
+        redis = Redis.from_url(settings.redis_url)
+        version = int(await redis.get("falcon:offline:version"))
+        await redis.aclose()
+
+        def current(i):
+            return i.event is not None and i.event.data["version"] == version
+        async for item in read_events(settings, ("trees",), until=current, timeout_s=90):
+            if current(item):
+                return item.event
+    ev = asyncio.run(trees_ready())
+    assert ev is not None and ev.type == "trees-ready" and ev.data["version"] >= 1
+    ops = {o["op"]: o for o in ev.data["operators"]}
+    assert {"conv2d", "dense", "transpose"} <= set(ops) and len(ev.data["sources"]) == 18
+    assert all(1 <= o["tree_height"] <= 8 and o["kept"] for o in ops.values())
+    r = falcon(home, "trees", "--out", str(tmp_path / "trees"), "--json")
+    assert r.returncode == 0, r.stderr
+    conv = json.loads((tmp_path / "trees" / "conv2d.json").read_text())
+    assert conv["size"] == 1440 and len(conv["children"]) == 2 and "svm" in conv

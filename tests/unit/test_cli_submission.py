@@ -32,7 +32,7 @@ def test_missing_table_is_a_usage_error(tmp_path, capsys):
 
 
 def test_every_command_has_help(capsys):
-    for cmd in ("up", "down", "submit", "status", "watch", "audit", "demo", "publish-offline", "rebuild"):
+    for cmd in ("up", "down", "submit", "status", "watch", "audit", "demo", "publish-offline", "rebuild", "trees"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0

@@ -69,3 +69,24 @@ def test_operator_trees_respect_the_height_bound():
     tree = k.tree("conv2d")
     assert 2 <= tree.height <= 8 and len(tree.members) == 1440
     assert tree is k.tree("conv2d")          # built once, cached
+
+
+def test_stored_knowledge_drives_the_same_search_as_a_fresh_build():
+    import msgpack
+
+    from services.searcher.strategies import SearchContext, make_strategy
+    k = knowledge()
+    back = Knowledge.from_dict(msgpack.unpackb(msgpack.packb(k.to_dict()), raw=False))
+    assert back.space == k.space and set(back.operators) == set(k.operators) and set(back.sources) == set(k.sources)
+    assert np.array_equal(back.tree("conv2d").members, k.tree("conv2d").members)
+    ops = ({"op": "dense", "time_share": 0.6}, {"op": "transpose", "time_share": 0.4})
+    runs = []
+    for kk in (k, back):
+        s = make_strategy("falcon", SearchContext(PAPER_SPACE, 1, ("dense", "transpose"), ops, kk))
+        seq = []
+        for i in range(4):
+            c = s.ask()
+            s.tell(c, float(kk.sources["bert-base"][PAPER_SPACE.index(c)]))
+            seq.append(PAPER_SPACE.key(c))
+        runs.append(seq)
+    assert runs[0] == runs[1]
