@@ -72,19 +72,32 @@ def cmd_down(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def publish_offline(s: Settings, root: Path) -> int:
+async def publish_offline(s: Settings, root: Path, wait_s: float = 120.0) -> int:
+    """Publish every table of an offline dataset folder; with ``wait_s`` > 0, return only once the
+    treebuilder has stored them all (so a search submitted next sees the whole dataset)."""
+    from services.treebuilder.app import INDEX
     await ensure_topics(s)
-    n = 0
+    names = set()
     async with KafkaPublisher(s) as pub:
         for kind, name, columns, rows in iter_offline_tables(root):
             await pub.publish(Event("offline-table-published", "", {
                 "dataset": root.name, "kind": kind, "name": name, "columns": columns, "rows": rows}, PRODUCER))
-            n += 1
-    return n
+            names.add(f"{kind}:{name}")
+    if wait_s > 0:
+        redis = redis_client(s)
+        try:
+            deadline = time.monotonic() + wait_s
+            while not names <= {k.decode() for k in await redis.hkeys(INDEX)}:
+                if time.monotonic() > deadline:
+                    raise stack.StackError(f"the treebuilder did not store the {len(names)} tables in {wait_s:.0f}s")
+                await asyncio.sleep(0.2)
+        finally:
+            await redis.aclose()
+    return len(names)
 
 
 def cmd_publish_offline(a: argparse.Namespace) -> int:
-    n = asyncio.run(publish_offline(settings(), Path(a.dir)))
+    n = asyncio.run(publish_offline(settings(), Path(a.dir), 0.0 if a.no_wait else a.timeout))
     out({"published": n}, a.json, f"published {n} offline tables")
     return EXIT_OK
 
@@ -363,6 +376,8 @@ def parser() -> argparse.ArgumentParser:
     cmd("down", cmd_down, "stop the local stack")
     c = cmd("publish-offline", cmd_publish_offline, "publish an offline dataset folder to the treebuilder")
     c.add_argument("dir")
+    c.add_argument("--no-wait", action="store_true", help="do not wait for the treebuilder to store the tables")
+    c.add_argument("--timeout", type=float, default=120.0)
     c = cmd("submit", cmd_submit, "submit a model for a configuration search (what upstream CI calls)")
     c.add_argument("model", help="model name")
     c.add_argument("--profile", help="operator profile csv (falcon-data operators.csv format)")
@@ -374,7 +389,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--max-trials", type=int, default=15)
     c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value")
     c.add_argument("--budget-usd", type=float, help="stop before the trials' cost would exceed this")
-    c.add_argument("--strategy", default="random")
+    c.add_argument("--strategy", default="falcon", help="falcon (default), random, gp-ei, tpe, morphling, prior")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--kop-threshold", type=float, default=DEFAULT_KOP_THRESHOLD)
     c.add_argument("--trial-seconds", type=float, default=DEFAULT_TRIAL_SECONDS)
@@ -395,8 +410,8 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")
     c.add_argument("--target", default="mobilenet-v2")
-    c.add_argument("--max-trials", type=int, default=15)
-    c.add_argument("--strategy", default="random")
+    c.add_argument("--max-trials", type=int, default=6)
+    c.add_argument("--strategy", default="falcon")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--time-scale", type=float, default=0.0005)
     c.add_argument("--timeout", type=float, default=300.0)

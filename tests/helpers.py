@@ -15,6 +15,7 @@ PROFILES = DATA / "models" / "operators"
 
 def spec(table: str = "mobilenet-v2", max_trials: int = 6, **kw: Any) -> SearchSpec:
     stop = StopRules(max_trials, kw.pop("target_value", None), kw.pop("budget_usd", None))
+    kw.setdefault("strategy", "random")      # plumbing tests; falcon's quality has its own tests
     return SearchSpec(model={"name": table, "format": "falcon-profile", "uri": None},
                       backend={"kind": "replay", "table": str(TARGETS / f"reg-{table}.csv"), "trial_seconds": 900.0},
                       stop=stop, **kw)

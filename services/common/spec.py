@@ -26,7 +26,7 @@ class SearchSpec:
     space: Space = PAPER_SPACE
     prices: PriceCatalogue = DEFAULT_PRICES
     stop: StopRules = field(default_factory=StopRules)
-    strategy: str = "random"
+    strategy: str = "falcon"
     seed: int = 0
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
 

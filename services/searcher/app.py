@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 import faust
 from redis.asyncio import Redis
@@ -46,6 +47,7 @@ from services.treebuilder.kop_curves import Knowledge
 
 SERVICE = "searcher"
 log = logging.getLogger("falcon.searcher")
+Decide = Callable[[SearchState | None, Knowledge | None], Decision]
 
 
 class KnowledgeCache:
@@ -107,13 +109,14 @@ class SearcherHandlers:
                 n = await rebuild_from_log(self.settings, self.store, self.knowledge)
                 log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
 
-    async def _handle(self, event: Event, publisher: Publisher, decide) -> None:  # noqa: ANN001
+    async def _handle(self, event: Event, publisher: Publisher, decide: Decide, space: Space | None = None) -> None:
+        """Lock the search, decide (in a worker thread: strategies fit models), store, publish."""
         await self.ensure_initialised()
         async with self.store.lock(event.search_id):
             state = await self.store.get(event.search_id)
-            decision: Decision | None = decide(state)
-            if decision is None:
-                return
+            space = space or (state.spec.space if state is not None else None)
+            knowledge = await self.knowledge.for_space(space) if space is not None else None
+            decision = await asyncio.to_thread(decide, state, knowledge)
             if decision.duplicate:
                 if await self.store.is_published(event.search_id, decision.state.outbox):
                     return           # its effects are on the broker already: nothing to do
@@ -139,19 +142,14 @@ class SearcherHandlers:
             await publisher.publish(event.caused("search-failed", {"stage": "search", "reason": str(exc)}, SERVICE))
             return
 
-        knowledge = await self.knowledge.for_space(spec.space)
-
-        def decide(state: SearchState | None) -> Decision:
+        def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
             return start_search(event.search_id, spec, event.data["kops"], event.data["operators"], knowledge)
-        await self._handle(event, publisher, decide)
+        await self._handle(event, publisher, decide, spec.space)
 
     async def on_trial_completed(self, event: Event, publisher: Publisher) -> None:
-        current = await self.store.get(event.search_id)
-        knowledge = await self.knowledge.for_space(current.spec.space) if current is not None else None
-
-        def decide(state: SearchState | None) -> Decision:
+        def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is None:
                 raise Reject(f"unknown search id {event.search_id!r}")
             return record_trial(state, TrialRecord.from_row(event.data), knowledge)
