@@ -89,9 +89,11 @@ def plot(results: dict, trials: int, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
     x = np.arange(1, trials + 1)
-    for strat, models in results.items():
+    for strat, models in sorted(results.items(), key=lambda kv: kv[0] == "falcon"):   # falcon drawn on top
         runs = np.array([r for seeds in models.values() for r in seeds])
-        ax.plot(x, runs.mean(0), label=strat, marker="o" if trials <= 15 else None, ms=3)
+        ax.plot(x, runs.mean(0), label=strat, marker="o" if trials <= 15 else None, ms=3,
+                lw=2.8 if strat == "falcon" else 1.2, color="black" if strat == "falcon" else None,
+                zorder=3 if strat == "falcon" else 2)
     ax.set_xlabel("trials")
     ax.set_ylabel("mean best norm.(RPS/$) so far")
     ax.set_ylim(0.4, 1.005)
