@@ -131,7 +131,8 @@ def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
     return _next(state, knowledge)
 
 
-def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None) -> Decision:
+def accept_trial(state: SearchState, result: TrialRecord) -> SearchState | Decision:
+    """The state with the trial recorded, or the Decision that says why nothing changes."""
     if state.has_trial(result.trial_id):
         return Decision(state, duplicate=True)
     if state.status != "running":
@@ -144,7 +145,12 @@ def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None)
         return Decision(state, ignored=f"trial result outside the space: {exc}")
     if state.spec.space.key(config) != state.spec.space.key(state.pending.config):
         return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
-    return _next(replace(state, trials=state.trials + (replace(result, config=config),), pending=None), knowledge)
+    return replace(state, trials=state.trials + (replace(result, config=config),), pending=None)
+
+
+def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None) -> Decision:
+    accepted = accept_trial(state, result)
+    return accepted if isinstance(accepted, Decision) else _next(accepted, knowledge)
 
 
 def _stop(state: SearchState, reason: str) -> Decision:
@@ -209,38 +215,63 @@ def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
 
 def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], Any] = lambda spec: None
                    ) -> dict[str, SearchState]:
-    """Every search's state rebuilt from the event log alone, by replaying its kops-identified
-    and trial-completed events (deduplicated by event id, in log order) through the same core.
-    The searcher's own events in the log (trial-requested, search results) supply the outbox as
-    it was published, so the result equals what the searcher had stored."""
+    """Every search's state rebuilt from the event log alone.
+
+    The log holds the searcher's own decisions (trial-requested, search-completed/-failed, each
+    with the id of the event that caused it), so they are replayed as facts, not decided again:
+    the result equals what the searcher had stored, outbox included, whatever knowledge is at hand
+    now. Only a decision whose events never reached the log (a crash between storing and
+    publishing) is taken again by the core; nobody has seen it, so a new one is as consistent."""
     starts: dict[str, Event] = {}
     results: dict[str, list[Event]] = {}
-    seen: dict[str, Event] = {}
+    effects: dict[str, list[Event]] = {}
+    seen: set[str] = set()
     for e in events:
         if e.event_id in seen:
             continue
-        seen[e.event_id] = e
+        seen.add(e.event_id)
         if e.type == "kops-identified":
             starts.setdefault(e.search_id, e)
         elif e.type == "trial-completed":
             results.setdefault(e.search_id, []).append(e)
+        elif e.type in ("trial-requested", "search-completed", "search-failed") and e.causation_id:
+            effects.setdefault(e.causation_id, []).append(e)
     states: dict[str, SearchState] = {}
     for sid, start in starts.items():
         try:
             spec = SearchSpec.from_dict(start.data["spec"])
         except ValueError:
             continue                      # the searcher answered it with search-failed, no state
-        def published(cause: Event, decision: Decision) -> list[Event]:
-            return [seen.get(e.event_id, e) for e in decision_events(cause, decision)]
-        k = knowledge(spec)
-        d = start_search(sid, spec, start.data["kops"], start.data["operators"], k)
-        state = with_outbox(d, published(start, d))
-        for r in results.get(sid, ()):
-            d = record_trial(state, TrialRecord.from_row(r.data), k)
-            if not (d.duplicate or d.ignored):
-                state = with_outbox(d, published(r, d))
+        state = SearchState(sid, spec, tuple(start.data["kops"]), tuple(start.data["operators"]))
+        for cause in [start, *results.get(sid, ())]:
+            if cause.type == "trial-completed":
+                accepted = accept_trial(state, TrialRecord.from_row(cause.data))
+                if isinstance(accepted, Decision):
+                    continue              # duplicate or stale: it changed nothing then either
+                state = accepted
+            logged = effects.get(cause.event_id)
+            if logged:
+                state = _replay(state, logged)
+            else:
+                d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
+                    start_search(sid, spec, start.data["kops"], start.data["operators"], knowledge(spec))
+                state = with_outbox(d, decision_events(cause, d))
         states[sid] = state
     return states
+
+
+def _replay(state: SearchState, logged: list[Event]) -> SearchState:
+    """Apply a decision as the log recorded it."""
+    for e in logged:
+        d = e.data
+        if e.type == "trial-requested":
+            state = replace(state, pending=TrialRequest(d["trial_id"], int(d["index"]), dict(d["config"]),
+                                                        float(d["price_per_hour"])))
+        elif e.type == "search-completed":
+            state = replace(state, status="completed", stop_reason=d["stop_reason"], pending=None)
+        else:
+            state = replace(state, status="failed", stop_reason=d["reason"], pending=None)
+    return replace(state, outbox=tuple(e.as_dict() for e in logged))
 
 
 def completed_data(state: SearchState) -> dict[str, Any]:
@@ -256,5 +287,5 @@ def failed_data(state: SearchState) -> dict[str, Any]:
             "trials": [t.to_row() for t in state.trials]}
 
 
-__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "completed_data", "decision_events",
+__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "accept_trial", "completed_data", "decision_events",
            "failed_data", "rebuild_states", "record_trial", "start_search", "validate_spec", "with_outbox"]

@@ -174,3 +174,21 @@ def test_treebuilder_publishes_versioned_trees_and_exports_them(local_stack, tmp
     assert r.returncode == 0, r.stderr
     conv = json.loads((tmp_path / "trees" / "conv2d.json").read_text())
     assert conv["size"] == 1440 and len(conv["children"]) == 2 and "svm" in conv
+
+
+def test_rebuild_command_restores_searches_after_redis_is_wiped(local_stack):
+    home, settings = local_stack
+    before = json.loads(falcon(home, "status", "e2e-resnet", "--json").stdout)
+
+    async def flush():
+        redis = Redis.from_url(settings.redis_url)
+        await redis.flushall()
+        await redis.aclose()
+    asyncio.run(flush())
+    assert falcon(home, "status", "e2e-resnet").returncode == 1          # gone
+    r = falcon(home, "rebuild", "--json")
+    assert r.returncode == 0, r.stderr
+    counts = json.loads(r.stdout)
+    assert counts["searches_restored"] >= 3 and counts["trial_results_restored"] >= 6
+    after = json.loads(falcon(home, "status", "e2e-resnet", "--json").stdout)
+    assert after == before

@@ -79,3 +79,24 @@ async def test_each_trial_runs_once_across_two_runners(infra, start_services):
     runs = {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()}
     assert sum(runs.values()) == N
     await redis.aclose()
+
+
+async def test_a_trial_whose_runner_keeps_dying_is_reported_failed(infra, start_services):
+    """Simulate a trial that already killed its runner max-attempts times: the next runner does not
+    run it again but reports it failed with the reason, so the search can go on without it."""
+    req = request(33)
+    redis = Redis.from_url(infra.redis_url)
+    await redis.hset(RUNS, req.data["trial_id"], infra.trial_max_attempts)
+    async with KafkaPublisher(infra) as pub:
+        await pub.publish(req)
+    got = {}
+    def done(item):
+        if item.event is not None and item.event.search_id == "group-33":
+            got["e"] = item.event
+        return "e" in got
+    async for _ in read_events(infra, ("trial-completed",), until=done, timeout_s=60):
+        pass
+    d = got["e"].data
+    assert d["status"] == "failed" and f"gave up after {infra.trial_max_attempts} attempts" in d["reason"]
+    assert int(await redis.hget(RUNS, req.data["trial_id"])) == infra.trial_max_attempts + 1
+    await redis.aclose()

@@ -98,13 +98,15 @@ def test_impossible_specs_fail_before_any_trial():
     assert d.request is None
 
 
-def logged_search(max_trials=5):
+def logged_search(max_trials=5, strategy="random", knowledge=None):
     """Drive a search the way the searcher does and keep every event it would publish."""
     from schemas import Event
     from services.searcher.search import decision_events, with_outbox
-    start = Event("kops-identified", "s9", {"spec": spec(max_trials=max_trials).to_dict(), "kops": ["conv2d"],
-                                            "operators": [], "threshold": 0.05}, "profiler")
-    d = start_search("s9", spec(max_trials=max_trials), ["conv2d"], [])
+    sp = spec(max_trials=max_trials, strategy=strategy)
+    ops = [{"op": "conv2d", "time_share": 1.0, "memory_share": None, "flops": None}]
+    start = Event("kops-identified", "s9", {"spec": sp.to_dict(), "kops": ["conv2d"], "operators": ops,
+                                            "threshold": 0.05}, "profiler")
+    d = start_search("s9", sp, ["conv2d"], ops, knowledge)
     states, log = [with_outbox(d, decision_events(start, d))], [start]
     log += [Event(**e) for e in states[-1].outbox]          # as published
     while d.request is not None:
@@ -112,7 +114,7 @@ def logged_search(max_trials=5):
         done = Event("trial-completed", "s9", {**TrialRecord(r.trial_id, r.index, r.config, "ok",
                                                               TABLE.lookup(r.config)["value"], 0.1, 900.0).to_row(),
                                                "runner": "r"}, "runner")
-        d = record_trial(states[-1], TrialRecord.from_row(done.data))
+        d = record_trial(states[-1], TrialRecord.from_row(done.data), knowledge)
         states.append(with_outbox(d, decision_events(done, d)))
         log.append(done)
         log += [Event(**e) for e in states[-1].outbox]
@@ -142,3 +144,12 @@ def test_inprocess_search_matches_the_event_driven_core():
     ref = run_search("s9", spec(max_trials=5), ["conv2d"], [], ReplayBackend())
     assert [t.config for t in ref.trials] == [t.config for t in states[-1].trials]
     assert ref.best.config == states[-1].best.config
+
+
+def test_rebuild_replays_logged_decisions_even_without_the_knowledge_they_used():
+    """Redis wiped = the offline knowledge is gone too: the rebuild must not decide the past again."""
+    from services.searcher.search import rebuild_states
+    from tests.unit.test_kop_curves_and_trees import knowledge
+    states, log = logged_search(max_trials=4, strategy="falcon", knowledge=knowledge())
+    rebuilt = rebuild_states(log)["s9"]            # no knowledge at hand now
+    assert rebuilt == states[-1] and rebuilt.status == "completed" and len(rebuilt.trials) == 4
