@@ -3,7 +3,9 @@ TOML (the paper's 1,440-point space is the default). Pure: no I/O beyond reading
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -102,8 +104,6 @@ class Space:
 
     def fingerprint(self) -> str:
         """A short stable id of the space (its knobs, values and kinds)."""
-        import hashlib
-        import json
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- queries ------------------------------------------------------------------------------

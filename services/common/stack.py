@@ -4,6 +4,7 @@ tests exercise what users run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -12,9 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from services.common.bus import ensure_topics
 from services.common.settings import Settings
 
 SERVICES = ("profiler", "treebuilder", "searcher", "trial_runner")
@@ -121,7 +123,6 @@ class StackInfo:
     home: str = ""
 
     def settings(self, base: Settings | None = None) -> Settings:
-        from dataclasses import replace
         return replace(base or Settings(), broker=f"127.0.0.1:{self.broker_port}",
                        redis_url=f"redis://127.0.0.1:{self.redis_port}/0")
 
@@ -152,9 +153,6 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         started.append(r)
         info.pids["redis"] = r.pid
         s = info.settings(settings)
-        import asyncio
-
-        from services.common.bus import ensure_topics
         asyncio.run(ensure_topics(s))
         service_logs, service_procs = [], []
         for name in SERVICES:

@@ -13,7 +13,7 @@ from bench.search import run_one
 from services.common.falcon_data import read_csv, read_operator_profile
 from services.common.space import PAPER_SPACE
 from services.trial_runner.backends import ReplayBackend
-from tests.helpers import DATA, PROFILES, TARGETS
+from tests.helpers import PROFILES, TARGETS
 from tests.unit.test_kop_curves_and_trees import knowledge
 
 MODELS = ("resnet-101", "bert-large", "gru", "mobilenet-v2")
