@@ -19,14 +19,24 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from schemas import Event, SchemaError
+from services.common import stack
 from services.common.bus import KafkaPublisher, LoggedEvent, ensure_topics, read_events
-from services.common.falcon_data import DataError, iter_offline_tables, read_operator_profile
-from services.common.pricing import PriceCatalogue, PricingError
 from services.common.connections import redis_client
+from services.common.falcon_data import (
+    DataError,
+    iter_offline_tables,
+    read_operator_profile,
+)
+from services.common.pricing import PriceCatalogue, PricingError
 from services.common.settings import Settings
 from services.common.space import Space, SpaceError
-from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, SearchSpec, StopRules
-from services.common import stack
+from services.common.spec import (
+    DEFAULT_KOP_THRESHOLD,
+    DEFAULT_TRIAL_SECONDS,
+    SearchSpec,
+    StopRules,
+)
+from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -168,14 +178,13 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return EXIT_OK if result.type == "search-completed" else EXIT_FAILED
 
 
-def state_summary(st: dict[str, Any]) -> dict[str, Any]:
-    ok = [t for t in st["trials"] if t["status"] == "ok" and t["value"] is not None]
-    best = max(ok, key=lambda t: t["value"]) if ok else None
-    return {"search_id": st["search_id"], "model": st["spec"]["model"]["name"], "status": st["status"],
-            "trials": len(st["trials"]), "max_trials": st["spec"]["stop"]["max_trials"],
-            "best_value": best["value"] if best else None, "best_config": best["config"] if best else None,
-            "spent_usd": round(sum(t["cost_usd"] for t in st["trials"]), 4), "stop_reason": st["stop_reason"],
-            "pending": st["pending"]["trial_id"] if st["pending"] else None, "kops": st["kops"]}
+def state_summary(st: SearchState) -> dict[str, Any]:
+    best = st.best
+    return {"search_id": st.search_id, "model": st.spec.model["name"], "status": st.status,
+            "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
+            "best_value": best.value if best else None, "best_config": best.config if best else None,
+            "spent_usd": round(st.spent_usd, 4), "stop_reason": st.stop_reason,
+            "pending": st.pending.trial_id if st.pending else None, "kops": list(st.kops)}
 
 
 async def _status(s: Settings, search_id: str | None) -> list[dict[str, Any]]:
@@ -185,7 +194,7 @@ async def _status(s: Settings, search_id: str | None) -> list[dict[str, Any]]:
         ids = [search_id] if search_id else await store.list_ids()
         rows = []
         for i in ids:
-            st = await store.get_raw(i)
+            st = await store.get(i)
             if st is not None:
                 rows.append(state_summary(st))
         return rows

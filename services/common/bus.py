@@ -24,9 +24,15 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (KafkaConnectionError, KafkaTimeoutError, LeaderNotAvailableError,
-                             NodeNotReadyError, NotLeaderForPartitionError, RequestTimedOutError,
-                             TopicAlreadyExistsError)
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    NodeNotReadyError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 

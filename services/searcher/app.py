@@ -26,6 +26,7 @@ from services.common.bus import (
     subscribe,
 )
 from services.common.connections import redis_client
+from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
 from services.common.space import Space
 from services.common.spec import SearchSpec
@@ -39,7 +40,7 @@ from services.searcher.search import (
     start_search,
     with_outbox,
 )
-from services.searcher.store import SearchStore, restore
+from services.searcher.store import INITIALISED, SearchStore, restore
 from services.treebuilder.app import VERSION as OFFLINE_VERSION
 from services.treebuilder.app import load_dataset, load_knowledge
 from services.treebuilder.dataset import OfflineDataset
@@ -102,12 +103,10 @@ class SearcherHandlers:
         self.knowledge = KnowledgeCache(store.redis)
 
     async def ensure_initialised(self) -> None:
-        if await self.store.is_initialised():
-            return
-        async with self.store.lock("rebuild"):
-            if not await self.store.is_initialised():
-                n = await rebuild_from_log(self.settings, self.store, self.knowledge)
-                log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
+        n = await initialise_once(self.store.redis, INITIALISED,
+                                  lambda: rebuild_from_log(self.settings, self.store, self.knowledge))
+        if n is not None:
+            log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
 
     async def _handle(self, event: Event, publisher: Publisher, decide: Decide, space: Space | None = None) -> None:
         """Lock the search, decide (in a worker thread: strategies fit models), store, publish."""

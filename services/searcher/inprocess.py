@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from services.common.spec import SearchSpec
-from services.searcher.search import SearchState, TrialRecord, record_trial, start_search
+from services.searcher.search import (
+    SearchState,
+    TrialRecord,
+    record_trial,
+    start_search,
+)
 from services.trial_runner.backends import TrialBackend, TrialSpec
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
-
 from services.common.pricing import PricingError
 from services.common.space import Config, SpaceError
 from services.common.spec import SearchSpec

@@ -30,10 +30,6 @@ class SearchStore:
         raw = await self.redis.get(PREFIX + search_id)
         return None if raw is None else SearchState.from_dict(msgpack.unpackb(raw, raw=False))
 
-    async def get_raw(self, search_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(PREFIX + search_id)
-        return None if raw is None else msgpack.unpackb(raw, raw=False)
-
     async def put(self, *states: SearchState) -> None:
         """One MULTI/EXEC: states, their outboxes and the indexes change together or not at all."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -57,14 +53,8 @@ class SearchStore:
         ids = await self.redis.zrevrange(INDEX, 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
-    async def open_ids(self) -> list[str]:
-        return sorted(i.decode() for i in await self.redis.smembers(OPEN))
-
-    async def is_initialised(self) -> bool:
-        return bool(await self.redis.exists(INITIALISED))
-
     async def mark_initialised(self) -> None:
-        await self.redis.set(INITIALISED, str(time.time()))
+        await self.redis.set(INITIALISED, "1")
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """Mutual exclusion across searcher instances; expires by itself if its holder dies."""

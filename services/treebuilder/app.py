@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
-from services.common.falcon_data import DataError
 from services.common.connections import redis_client
+from services.common.falcon_data import DataError
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE, Space
 from services.treebuilder.dataset import OfflineDataset, content_hash

@@ -17,11 +17,23 @@ import msgpack
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import Publisher, create_app, instance_name, read_events, run_worker, subscribe
-from services.common.redis_lock import redis_lock
+from services.common.bus import (
+    Publisher,
+    create_app,
+    instance_name,
+    read_events,
+    run_worker,
+    subscribe,
+)
 from services.common.connections import redis_client
+from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
-from services.trial_runner.backends import ReplayBackend, TrialBackend, TrialOutcome, TrialSpec
+from services.trial_runner.backends import (
+    ReplayBackend,
+    TrialBackend,
+    TrialOutcome,
+    TrialSpec,
+)
 
 SERVICE = "trial-runner"
 CLAIM = "falcon:trial:{}:claim"
@@ -44,15 +56,9 @@ class TrialRunner:
     async def ensure_initialised(self) -> None:
         """After Redis was wiped, put every result in the log back before running anything, so
         a redelivered request for a measured trial is answered from its result, not paid again."""
-        if await self.redis.exists(INITIALISED):
-            return
-        async with redis_lock(self.redis, "falcon:lock:trial-runner:init", 60.0):
-            if await self.redis.exists(INITIALISED):
-                return
-            n = await restore_results(self.redis, self.settings)
-            await self.redis.set(INITIALISED, "1")
-            if n:
-                log.warning("Redis had no trial results: restored %d from the event log", n)
+        n = await initialise_once(self.redis, INITIALISED, lambda: restore_results(self.redis, self.settings))
+        if n:
+            log.warning("Redis had no trial results: restored %d from the event log", n)
 
     async def on_trial_requested(self, event: Event, publisher: Publisher) -> None:
         await self.ensure_initialised()

@@ -4,7 +4,12 @@ and behind Kafka (searcher service)."""
 from __future__ import annotations
 
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
-from services.searcher.strategies.falcon import Falcon, FalconNoBo, FalconNoPruning, FalconNoTrees
+from services.searcher.strategies.falcon import (
+    Falcon,
+    FalconNoBo,
+    FalconNoPruning,
+    FalconNoTrees,
+)
 from services.searcher.strategies.gp_ei import GpEi
 from services.searcher.strategies.morphling import Morphling
 from services.searcher.strategies.prior import PriorOrder

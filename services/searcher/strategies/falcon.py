@@ -69,10 +69,6 @@ class Falcon(Strategy):
         return F, prior
 
     @staticmethod
-    def surrogate_mean(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return Falcon.surrogate(F, prior, idx, y)[0]
-
-    @staticmethod
     def surrogate(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """(surrogate mean per configuration, posterior weight of the null model)."""
         if len(y) == 0:
