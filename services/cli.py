@@ -32,10 +32,12 @@ from services.common.settings import Settings
 from services.common.space import Space, SpaceError
 from services.common.spec import (
     DEFAULT_KOP_THRESHOLD,
+    Constraints,
     DEFAULT_TRIAL_SECONDS,
     SearchSpec,
     StopRules,
 )
+from services.common.topics import TRIAL_TOPICS
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 
@@ -70,9 +72,11 @@ def cmd_up(a: argparse.Namespace) -> int:
         n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
         print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
-         "processes": info.pids, "logs": str(home() / "logs")}, a.json,
+         "processes": info.pids, "logs": str(home() / "logs"),
+         "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
-        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'})")
+        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})")
     return EXIT_OK
 
 
@@ -112,20 +116,44 @@ def cmd_publish_offline(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
+LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
+
+
 def build_submission(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    space = Space.from_file(a.space) if a.space else None
+    """The model-submitted payload for the CLI's arguments. Replay trials answer from a table;
+    live trials run the model file (or a zoo model exported to ONNX) on a live runner."""
+    kind = getattr(a, "backend", None) or ("replay" if a.replay_table else "live")
+    model_file, fmt = a.model_file, a.format
+    if getattr(a, "zoo", None):
+        from services.profiler.zoo import export_onnx
+        model_file, fmt = str(export_onnx(a.zoo, home() / "models" / f"{_slug(a.zoo)}.onnx")), "onnx"
+    space_file = a.space or (LIVE_SPACE if kind == "live" else None)
+    space = Space.from_file(space_file) if space_file else None
     prices = PriceCatalogue.from_file(a.prices) if a.prices else None
-    backend: dict[str, Any] = {"kind": "replay", "table": str(Path(a.replay_table).resolve()),
-                               "trial_seconds": a.trial_seconds}
-    if not Path(a.replay_table).is_file():
-        raise DataError(f"replay table {a.replay_table} does not exist")
-    fmt, uri = "falcon-profile", None
-    if a.model_file:
-        fmt = a.format or Path(a.model_file).suffix.lstrip(".").lower()
-        uri = str(Path(a.model_file).resolve())
-    spec = SearchSpec(model={"name": a.model, "format": fmt, "uri": uri}, backend=backend,
+    backend: dict[str, Any]
+    if kind == "replay":
+        if not a.replay_table:
+            raise DataError("a replay search needs --replay-table (or --backend live with a model)")
+        if not Path(a.replay_table).is_file():
+            raise DataError(f"replay table {a.replay_table} does not exist")
+        backend = {"kind": "replay", "table": str(Path(a.replay_table).resolve()), "trial_seconds": a.trial_seconds}
+    elif kind == "live":
+        if not model_file:
+            raise DataError("a live search needs the model: --model-file FILE.onnx or --zoo NAME")
+        measure_s = getattr(a, "measure_s", 3.0)
+        backend = {"kind": "live", "measure_s": measure_s, "trial_seconds": measure_s + LIVE_OVERHEAD_S}
+    else:
+        raise DataError(f"unknown trial backend {kind!r} (replay or live)")
+    fmt_, uri = "falcon-profile", None
+    if model_file:
+        suffix = Path(model_file).suffix.lstrip(".").lower()
+        fmt_ = fmt or {"pt2": "torch-export"}.get(suffix, suffix)
+        uri = str(Path(model_file).resolve())
+    spec = SearchSpec(model={"name": a.model, "format": fmt_, "uri": uri}, backend=backend,
                       stop=StopRules(a.max_trials, a.target_value, a.budget_usd), strategy=a.strategy,
                       seed=a.seed, kop_threshold=a.kop_threshold,
+                      constraints=Constraints(getattr(a, "slo_p99_ms", None), getattr(a, "min_rps", None)),
                       **({"space": space} if space else {}), **({"prices": prices} if prices else {}))
     operators = read_operator_profile(a.profile) if a.profile else None
     search_id = a.search_id or f"{_slug(a.model)}-{uuid.uuid4().hex[:12]}"
@@ -281,6 +309,58 @@ def cmd_audit(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def load_search(s: Settings, search_id: str) -> tuple[SearchState | None, Any]:
+    """A search's state (Redis, else rebuilt from the event log) and the offline knowledge for
+    its space (None when no offline dataset was published)."""
+    from services.searcher.app import KnowledgeCache
+    from services.searcher.search import rebuild_states
+    redis = redis_client(s)
+    try:
+        st = await SearchStore(redis).get(search_id)
+        if st is None:
+            topics = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
+            events = [i.event async for i in read_events(s, topics) if i.event is not None
+                      and i.event.search_id == search_id]
+            st = rebuild_states(events).get(search_id)
+        knowledge = await KnowledgeCache(redis).for_space(st.spec.space) if st is not None else None
+        return st, knowledge
+    finally:
+        await redis.aclose()
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from services.report import write_report
+    st, knowledge = asyncio.run(load_search(settings(), a.search_id))
+    if st is None:
+        print(f"no search {a.search_id!r} in Redis or in the event log", file=sys.stderr)
+        return EXIT_FAILED
+    out_dir = Path(a.out or home() / "reports" / _slug(a.search_id))
+    s = write_report(st, out_dir, knowledge)
+    rec = s["recommended"]
+    text = (f"report: {s['files']['html']}\n" + (
+        f"recommended {rec['config']}: {rec['rps']} RPS, p99 {rec['p99_ms']} ms, ${rec['usd_per_hour']:.4f}/h"
+        if rec else f"no recommendation ({s['stop_reason']})"))
+    out(s, a.json, text)
+    return EXIT_OK if rec else EXIT_FAILED
+
+
+async def runners(s: Settings) -> list[dict[str, Any]]:
+    from services.trial_runner.app import RUNNER
+    redis = redis_client(s)
+    try:
+        keys = [k async for k in redis.scan_iter(match=RUNNER.format("*"))]
+        return sorted((json.loads(v) for v in await redis.mget(keys) if v), key=lambda r: r["runner"]) if keys else []
+    finally:
+        await redis.aclose()
+
+
+def cmd_runners(a: argparse.Namespace) -> int:
+    rows = asyncio.run(runners(settings()))
+    out(rows, a.json, "\n".join(f"{r['runner']:40} {','.join(r['classes']):22} "
+                                f"{json.dumps(r['capabilities'])}" for r in rows) or "no runner is advertising")
+    return EXIT_OK
+
+
 async def rebuild(s: Settings) -> dict[str, int]:
     from services.searcher.app import rebuild_from_log
     from services.trial_runner.app import restore_results
@@ -350,7 +430,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         ns = argparse.Namespace(model=target, profile=str(profile), replay_table=str(table), space=None, prices=None,
                                 max_trials=a.max_trials, target_value=None, budget_usd=None, strategy=a.strategy,
                                 seed=a.seed, kop_threshold=DEFAULT_KOP_THRESHOLD, trial_seconds=DEFAULT_TRIAL_SECONDS,
-                                search_id=None, model_file=None, format=None)
+                                search_id=None, model_file=None, format=None, backend="replay", zoo=None)
         search_id, sub = build_submission(ns)
         result = asyncio.run(submit(s, search_id, sub, True, a.timeout))
         if result is None:
@@ -390,14 +470,26 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("submit", cmd_submit, "submit a model for a configuration search (what upstream CI calls)")
     c.add_argument("model", help="model name")
     c.add_argument("--profile", help="operator profile csv (falcon-data operators.csv format)")
-    c.add_argument("--model-file", help="the model itself (ONNX); checked at intake")
-    c.add_argument("--format", help="model file format (default: the file's suffix)")
-    c.add_argument("--replay-table", required=True, help="measurement table csv the replay backend answers from")
-    c.add_argument("--space", help="configuration space file (.yaml/.toml); default: the paper's 1,440 points")
+    c.add_argument("--model-file", help="the model itself (ONNX, or a trusted torch.export .pt2); the profiler "
+                   "measures its operators with TVM unless --profile is given")
+    c.add_argument("--zoo", help="submit a built-in zoo model (exported to ONNX); see python -m "
+                   "services.profiler.profile --list-zoo")
+    c.add_argument("--format", help="model file format (default: from the file's suffix)")
+    c.add_argument("--backend", choices=("replay", "live"),
+                   help="replay: answer trials from --replay-table; live: run the model on a live runner "
+                        "(default: replay when --replay-table is given)")
+    c.add_argument("--replay-table", help="measurement table csv the replay backend answers from")
+    c.add_argument("--measure-s", type=float, default=3.0, help="live trials: seconds of stress test per trial")
+    c.add_argument("--space", help="configuration space file (.yaml/.toml); default: the paper's 1,440 points "
+                   "(replay) or deploy/config/live-cpu-space.yaml (live)")
     c.add_argument("--prices", help="price catalogue file (.yaml/.toml); default: EC2 on-demand")
     c.add_argument("--max-trials", type=int, default=15)
     c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value")
     c.add_argument("--budget-usd", type=float, help="stop before the trials' cost would exceed this")
+    c.add_argument("--slo-p99-ms", type=float, help="latency SLO: never recommend a configuration whose p99 "
+                   "latency is above this")
+    c.add_argument("--min-rps", type=float, help="peak load: never recommend a configuration serving fewer "
+                   "requests per second")
     c.add_argument("--strategy", default="falcon", help="falcon (default), random, gp-ei, tpe, morphling, prior")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--kop-threshold", type=float, default=DEFAULT_KOP_THRESHOLD)
@@ -413,6 +505,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=3600.0)
     c = cmd("audit", cmd_audit, "print a search's timeline from the event log")
     c.add_argument("search_id")
+    c = cmd("report", cmd_report, "write a search's report (HTML + PNG plots): recommendation, runners-up, history")
+    c.add_argument("search_id")
+    c.add_argument("--out", help="folder for report.html and the plots (default: $FALCON_HOME/reports/<id>)")
+    cmd("runners", cmd_runners, "list the trial runners, the trial classes they serve and what they can apply")
     c = cmd("trees", cmd_trees, "export the treebuilder's per-KOP trees (JSON, one file per operator)")
     c.add_argument("--out", default="trees")
     cmd("rebuild", cmd_rebuild, "rebuild the searches and trial results in Redis from the event log")
@@ -434,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     try:
         return a.fn(a)
-    except (SpaceError, PricingError, DataError, SchemaError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:   # SpaceError, PricingError, DataError, SchemaError, ZooError
         print(f"falcon {a.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except stack.StackError as exc:

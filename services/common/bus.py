@@ -38,9 +38,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import schemas
 from schemas import Event, SchemaError
-from services.common.connections import faust_credentials, kafka_kwargs
+from services.common.connections import faust_credentials, kafka_kwargs, redis_client
+from services.common.observability import (
+    DEAD_LETTERS,
+    EVENT_ID,
+    EVENTS_CONSUMED,
+    EVENTS_PRODUCED,
+    HANDLER_SECONDS,
+    SEARCH_ID,
+    TRIAL_ID,
+    serve_http,
+)
 from services.common.settings import Settings
-from services.common.topics import ALL_TOPICS, EVENT_TOPIC, TOPIC_EVENTS
+from services.common.topics import ALL_TOPICS, topic_events, topic_for
 
 log = logging.getLogger("falcon.bus")
 RAW_KEEP = 64 * 1024
@@ -61,7 +71,7 @@ Handler = Callable[[Event, Publisher], Awaitable[None]]
 def encode_for_topic(event: Event, settings: Settings) -> tuple[str, bytes, bytes]:
     """(topic, key, value): every search event is keyed by its search id, so one search's
     events share a partition and are handled in order by one consumer."""
-    topic = EVENT_TOPIC[event.type]
+    topic = topic_for(event.type, event.data)
     return topic, event.search_id.encode(), schemas.encode(event, settings.max_message_bytes)
 
 
@@ -107,7 +117,25 @@ def create_app(service: str, settings: Settings) -> faust.App:
         stream_wait_empty=False,
     )
     app.conf.falcon_service = service  # type: ignore[attr-defined]
+    if settings.metrics_port:
+        @app.task
+        async def serve_metrics_and_health() -> None:   # noqa: ANN202
+            await serve_http(service, settings.metrics_port, lambda: _health(app, settings))
     return app
+
+
+async def _health(app: faust.App, settings: Settings) -> dict[str, str]:
+    """Redis answers a PING and this worker's consumer is running."""
+    checks = {"consumer": "ok" if app.consumer is not None and not app.consumer.should_stop else "stopped"}
+    redis = redis_client(settings)
+    try:
+        await asyncio.wait_for(redis.ping(), 2.0)
+        checks["redis"] = "ok"
+    except Exception as exc:   # noqa: BLE001 — reported, not raised
+        checks["redis"] = f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        await redis.aclose()
+    return checks
 
 
 @dataclass
@@ -115,6 +143,7 @@ class FaustPublisher:
     app: faust.App
     settings: Settings
     _topics: dict[str, Any] = field(default_factory=dict)
+    _declared: set[str] = field(default_factory=set)
 
     def _topic(self, name: str) -> Any:
         if name not in self._topics:
@@ -125,8 +154,13 @@ class FaustPublisher:
 
     async def publish(self, event: Event) -> None:
         topic, key, value = encode_for_topic(event, self.settings)
-        fut = await self._topic(topic).send(key=key, value=value)
+        channel = self._topic(topic)
+        if topic not in self._declared:     # e.g. a trial class topic no runner has subscribed to yet
+            await channel.maybe_declare()
+            self._declared.add(topic)
+        fut = await channel.send(key=key, value=value)
         await fut  # wait for the broker's ack before the consumed offset can be committed
+        EVENTS_PRODUCED.labels(self.app.conf.falcon_service, event.type).inc()
 
 
 def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) -> FaustPublisher:
@@ -135,7 +169,7 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) 
     publisher = getattr(app, "_falcon_publisher", None) or FaustPublisher(app, settings)
     app._falcon_publisher = publisher  # type: ignore[attr-defined]
     channel = publisher._topic(topic)
-    expected = TOPIC_EVENTS[topic]
+    expected = topic_events(topic)
 
     async def agent(stream: Any) -> None:
         async for ev in stream.events():
@@ -144,7 +178,7 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) 
                                  topic=msg.topic, partition=msg.partition, offset=msg.offset,
                                  key=msg.key, raw=msg.value, expect=expected)
 
-    agent.__name__ = f"{service}_{topic.replace('-', '_')}"
+    agent.__name__ = f"{service}_{topic.replace('-', '_').replace('.', '_')}"
     agent.__qualname__ = agent.__name__
     app.agent(channel, name=f"{service}.{topic}")(agent)
     return publisher
@@ -163,14 +197,21 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
         event = schemas.decode(raw, settings.max_message_bytes, expect=expect)
     except SchemaError as exc:
         log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, exc)
+        DEAD_LETTERS.labels(service, topic).inc()
         await _publish_forever(publisher, dead_letter_event(
             topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=str(exc), service=service))
         return
+    SEARCH_ID.set(event.search_id or None)
+    EVENT_ID.set(event.event_id)
+    TRIAL_ID.set(event.data.get("trial_id") if isinstance(event.data, dict) else None)
     delay = settings.retry_backoff_s
     attempt = 0
     while True:
         try:
+            started = time.perf_counter()
             await handler(event, publisher)
+            HANDLER_SECONDS.labels(service, event.type).observe(time.perf_counter() - started)
+            EVENTS_CONSUMED.labels(service, topic, event.type).inc()
             return
         except Reject as exc:
             reason = f"rejected by {service}: {exc}"
@@ -189,6 +230,7 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     log.warning("dead-letter search=%s event=%s: %s", event.search_id, event.event_id, reason)
+    DEAD_LETTERS.labels(service, topic).inc()
     await _publish_forever(publisher, dead_letter_event(
         topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=reason, service=service,
         search_id=event.search_id, causation_id=event.event_id))
@@ -214,8 +256,16 @@ async def _publish_forever(publisher: Publisher, event: Event) -> None:
 
 
 def run_worker(app: faust.App, settings: Settings) -> None:
-    """Run a service until SIGTERM/SIGINT."""
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    """Run a service until SIGTERM/SIGINT (logs as text, or JSON lines with FALCON_LOG_FORMAT=json)."""
+    logging_config = None
+    if settings.log_format == "json":
+        logging_config = {
+            "version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "services.common.observability.JsonFormatter",
+                                    "service": app.conf.falcon_service}},
+            "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "json"}},
+            "root": {"handlers": ["out"], "level": settings.log_level.upper()}}
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, logging_config=logging_config)
     worker.execute_from_commandline()
 
 

@@ -15,7 +15,7 @@ from services.common.operators import normalise_op
 from services.common.space import Space, SpaceError
 
 VALUE_COLUMN = "norm.(rps/budget)"
-OPTIONAL_COLUMNS = ("rps", "p50_ms", "p99_ms", "usd_per_hour")
+OPTIONAL_COLUMNS = ("rps", "p50_ms", "p99_ms", "usd_per_hour", "cv")
 
 
 class DataError(ValueError):

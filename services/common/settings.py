@@ -24,6 +24,8 @@ class Settings:
     handler_retries: int = 5                 # failures of a handler (not of the infrastructure) before dead-lettering
     retry_backoff_s: float = 0.2             # first wait between handler retries (doubles, capped at 5 s)
     log_level: str = "info"
+    log_format: str = "text"                 # text | json (one object per line, with search/trial ids)
+    metrics_port: int = 0                    # /metrics (Prometheus) and /healthz on this port; 0 = off
     # security (see README): Kafka TLS/SASL and Redis password/TLS; secrets never appear in repr
     broker_security_protocol: str = "PLAINTEXT"   # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     broker_sasl_mechanism: str = "PLAIN"          # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
@@ -34,6 +36,12 @@ class Settings:
     broker_key_file: str = ""
     redis_password: str = field(default="", repr=False)
     redis_ca_file: str = ""                       # for rediss:// URLs
+    # profiler (TVM) and live trials
+    profile_target: str = "llvm"                  # llvm | cuda: where operators are timed
+    profile_budget_s: float = 120.0               # time limit for the timed profile runs
+    trust_torch_archives: bool = False            # .pt2 loading may unpickle: trusted submitters only
+    runner_classes: str = "replay"                # comma list of trial classes this runner serves (see topics)
+    compiled_cache_dir: str = ".falcon/compiled"  # live backend: optimised models per (model, level)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -43,7 +51,9 @@ class Settings:
         for f in fields(cls):
             name = "FALCON_" + f.name.upper()
             if name in e:
-                values[f.name] = type(getattr(cls(), f.name))(e[name])
+                kind = type(getattr(cls(), f.name))
+                values[f.name] = (e[name].strip().lower() in ("1", "true", "yes", "on")) if kind is bool \
+                    else kind(e[name])
         return cls(**values)
 
     def as_env(self) -> dict[str, str]:

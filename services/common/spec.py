@@ -20,6 +20,33 @@ class StopRules:
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """What a recommendation must satisfy, as the user states it: a p99 latency SLO and the peak
+    load (minimum RPS) it must carry. A trial that misses one is never recommended; one whose
+    backend did not measure the constrained figure cannot be shown to meet it, so it is not
+    recommended either."""
+    slo_p99_ms: float | None = None
+    min_rps: float | None = None
+
+    def violations(self, rps: float | None, p99_ms: float | None) -> list[str]:
+        out = []
+        if self.slo_p99_ms is not None:
+            if p99_ms is None:
+                out.append("p99 latency not measured")
+            elif p99_ms > self.slo_p99_ms:
+                out.append(f"p99 {p99_ms:.1f} ms > SLO {self.slo_p99_ms:g} ms")
+        if self.min_rps is not None:
+            if rps is None:
+                out.append("RPS not measured")
+            elif rps < self.min_rps:
+                out.append(f"{rps:.1f} RPS < required {self.min_rps:g}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slo_p99_ms": self.slo_p99_ms, "min_rps": self.min_rps}
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     model: Mapping[str, Any]
     backend: Mapping[str, Any]
@@ -29,6 +56,7 @@ class SearchSpec:
     strategy: str = "falcon"
     seed: int = 0
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
+    constraints: Constraints = field(default_factory=Constraints)
 
     @property
     def trial_seconds(self) -> float:
@@ -41,6 +69,7 @@ class SearchSpec:
             "stop": {"max_trials": self.stop.max_trials, "target_value": self.stop.target_value,
                      "budget_usd": self.stop.budget_usd},
             "strategy": {"name": self.strategy, "seed": self.seed}, "kop_threshold": self.kop_threshold,
+            "constraints": self.constraints.to_dict(),
         }
 
     @classmethod
@@ -50,4 +79,5 @@ class SearchSpec:
                    prices=PriceCatalogue.from_dict(d["prices"]),
                    stop=StopRules(int(stop["max_trials"]), stop.get("target_value"), stop.get("budget_usd")),
                    strategy=str(d["strategy"]["name"]), seed=int(d["strategy"]["seed"]),
-                   kop_threshold=float(d["kop_threshold"]))
+                   kop_threshold=float(d["kop_threshold"]),
+                   constraints=Constraints(**(d.get("constraints") or {})))

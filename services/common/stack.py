@@ -121,6 +121,7 @@ class StackInfo:
     redis_port: int
     pids: dict[str, int] = field(default_factory=dict)
     home: str = ""
+    metrics: dict[str, int] = field(default_factory=dict)   # process -> its /metrics and /healthz port
 
     def settings(self, base: Settings | None = None) -> Settings:
         return replace(base or Settings(), broker=f"127.0.0.1:{self.broker_port}",
@@ -158,9 +159,12 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         for name in SERVICES:
             for i in range(runners if name == "trial_runner" else 1):
                 log = logs / f"{name}-{i}.log"
-                p = start_service(name, s, log, detach=True)
+                port = free_port()
+                p = start_service(name, s, log, detach=True,
+                                  extra_env={**_runner_env(name, i), "FALCON_METRICS_PORT": str(port)})
                 started.append(p)
                 info.pids[f"{name}-{i}"] = p.pid
+                info.metrics[f"{name}-{i}"] = port
                 service_logs.append(log)
                 service_procs.append(p)
         info.save()
@@ -170,6 +174,14 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         for p in started:
             _kill(p.pid)
         raise
+
+
+def _runner_env(name: str, i: int) -> dict[str, str]:
+    """On one machine, only the first runner measures live (CPU) trials: two live trials at once
+    would share the cores and spoil each other's measurement. All runners serve table replay."""
+    if name != "trial_runner" or "FALCON_RUNNER_CLASSES" in os.environ:
+        return {}
+    return {"FALCON_RUNNER_CLASSES": "replay,live-cpu" if i == 0 else "replay"}
 
 
 def down(home: Path) -> list[str]:

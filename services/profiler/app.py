@@ -1,10 +1,12 @@
 """Profiler service shell: model-submitted -> kops-identified (or search-failed with the reason).
 
-The operator profile comes with the submission for now (falcon-data operators.csv); measuring it
-with TVM is its own issue, and a submission without a profile fails clearly until then."""
+The operator profile either comes with the submission (e.g. falcon-data operators.csv) or is
+measured here with Apache TVM from the model file (ONNX, or a trusted torch.export archive); a
+model that cannot be read, imported or compiled ends the search with search-failed and why."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -15,28 +17,35 @@ from services.common.settings import Settings
 from services.common.spec import SearchSpec
 from services.profiler.intake import MODEL_FILE_FORMATS, check_model_file
 from services.profiler.kops import ProfileError, aggregate, identify_kops
+from services.profiler.tvm_profile import profile_model
 
 SERVICE = "profiler"
 PROFILE_FORMATS = ("falcon-profile",)     # model formats whose operators arrive with the submission
 log = logging.getLogger("falcon.profiler")
 
 
-def profile_submission(data: dict, max_model_bytes: int) -> tuple[list[dict], list[str], float]:
-    """(operator table, KOPs, threshold) for a submission, or ProfileError/ValueError with why."""
+def profile_submission(data: dict, settings: Settings) -> tuple[list[dict], list[str], float]:
+    """(operator table, KOPs, threshold) for a submission, or ProfileError/ValueError with why.
+    Blocking (TVM compiles and runs the model): the shell calls it in a worker thread."""
     spec = SearchSpec.from_dict(data["spec"])
     operators = data.get("operators")
     fmt = spec.model.get("format")
-    if fmt in MODEL_FILE_FORMATS:
-        check_model_file(spec.model.get("uri"), fmt, max_model_bytes)   # ModelFileError: not a model, too big
+    path = None
+    if fmt in MODEL_FILE_FORMATS:   # ModelFileError: not a model, too big
+        path = check_model_file(spec.model.get("uri"), fmt, settings.max_model_bytes)
     if not operators:
         if fmt in PROFILE_FORMATS:
             raise ProfileError(f"model {spec.model['name']!r} of format {fmt!r} came without its operator profile")
-        if fmt in MODEL_FILE_FORMATS:
-            raise ProfileError(f"the {fmt} model file is valid, but measuring its operator profile with TVM is "
-                               f"not available yet: submit it with its operator profile (--profile)")
-        raise ProfileError(f"model format {fmt!r} cannot be profiled by this profiler "
-                           f"(it reads {list(MODEL_FILE_FORMATS)} files and operator profiles that come "
-                           f"with the submission: {list(PROFILE_FORMATS)})")
+        if path is not None:
+            prof = profile_model(str(path), 1, settings.profile_target, budget_s=settings.profile_budget_s,
+                                 trust_pickle=settings.trust_torch_archives, fmt=fmt)
+            operators = prof.operators()
+            log.info("profiled %s with TVM: compile %.1fs, %d runs, CV %s", path.name, prof.compile_s, prof.runs,
+                     prof.run_cv)
+        else:
+            raise ProfileError(f"model format {fmt!r} cannot be profiled by this profiler "
+                               f"(it reads {list(MODEL_FILE_FORMATS)} files and operator profiles that come "
+                               f"with the submission: {list(PROFILE_FORMATS)})")
     table = [o.to_dict() for o in aggregate(operators)]
     return table, identify_kops(table, spec.kop_threshold), spec.kop_threshold
 
@@ -47,8 +56,8 @@ class ProfilerHandlers:
 
     async def on_model_submitted(self, event: Event, publisher: Publisher) -> None:
         try:
-            table, kops, threshold = profile_submission(event.data, self.settings.max_model_bytes)
-        except ValueError as exc:      # ProfileError, ModelFileError, SpaceError, PricingError
+            table, kops, threshold = await asyncio.to_thread(profile_submission, event.data, self.settings)
+        except ValueError as exc:      # ProfileError, ProfilerError, ModelFileError, SpaceError, PricingError
             log.warning("search=%s profile failed: %s", event.search_id, exc)
             await publisher.publish(event.caused("search-failed", {"stage": "profile", "reason": str(exc)},
                                                  SERVICE))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-MODEL_FILE_FORMATS = ("onnx",)
+MODEL_FILE_FORMATS = ("onnx", "torch-export")
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3      # BERT-large in fp32 is ~1.3 GB
 
 
@@ -39,7 +39,19 @@ def check_model_file(uri: str | None, fmt: str, max_bytes: int = DEFAULT_MAX_MOD
                              f"{max_bytes / 2**20:.1f} MiB limit (FALCON_MAX_MODEL_BYTES)")
     if fmt == "onnx":
         _check_onnx(path)
+    else:
+        _check_torch_archive(path)
     return path
+
+
+def _check_torch_archive(path: Path) -> None:
+    """A torch.export archive is a zip with an ``archive_format`` entry; checked without torch."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a torch.export archive (.pt2): not a zip file")
+    with zipfile.ZipFile(path) as z:
+        if not any(n.endswith("archive_format") for n in z.namelist()):
+            raise ModelFileError(f"{path} is a zip file but not a torch.export archive (no archive_format entry)")
 
 
 def _check_onnx(path: Path) -> None:

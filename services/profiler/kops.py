@@ -54,9 +54,13 @@ def aggregate(operators: Iterable[Mapping[str, Any]]) -> list[OperatorShare]:
     return sorted(out, key=lambda o: (-o.time_share, o.op))
 
 
-def identify_kops(operators: Iterable[Mapping[str, Any]], threshold: float = 0.05) -> list[str]:
-    """Operator kinds that are KOPs, most time-consuming first."""
-    if not 0 <= threshold <= 1:
-        raise ProfileError(f"threshold {threshold} outside [0, 1]")
+def identify_kops(operators: Iterable[Mapping[str, Any]], threshold: float = 0.05,
+                  memory_threshold: float | None = None) -> list[str]:
+    """Operator kinds that are KOPs, most time-consuming first. ``memory_threshold`` defaults to
+    ``threshold``; it applies only where memory shares are known."""
+    mem_t = threshold if memory_threshold is None else memory_threshold
+    for t in (threshold, mem_t):
+        if not 0 <= t <= 1:
+            raise ProfileError(f"threshold {t} outside [0, 1]")
     return [o.op for o in aggregate(operators)
-            if o.time_share >= threshold and (o.memory_share is None or o.memory_share >= threshold)]
+            if o.time_share >= threshold and (o.memory_share is None or o.memory_share >= mem_t)]

@@ -14,6 +14,7 @@ from schemas import Event
 from services.common.pricing import PricingError
 from services.common.space import Config, SpaceError
 from services.common.spec import SearchSpec
+from services.common.topics import runner_class
 from services.searcher.strategies import SearchContext, StrategyError, make_strategy
 
 Status = Literal["running", "completed", "failed"]
@@ -70,10 +71,31 @@ class SearchState:
     def spent_usd(self) -> float:
         return sum(t.cost_usd for t in self.trials)
 
+    def violations(self, t: TrialRecord) -> list[str]:
+        """Why trial ``t`` cannot be recommended under the user's constraints (empty: it can)."""
+        return self.spec.constraints.violations(t.rps, t.p99_ms)
+
+    def feasible(self, t: TrialRecord) -> bool:
+        return t.status == "ok" and t.value is not None and not self.violations(t)
+
     @property
     def best(self) -> TrialRecord | None:
-        ok = [t for t in self.trials if t.status == "ok" and t.value is not None]
+        """The recommendation: the best trial that met the constraints."""
+        ok = [t for t in self.trials if self.feasible(t)]
         return max(ok, key=lambda t: (t.value, -t.index)) if ok else None
+
+    def ranked(self) -> list[TrialRecord]:
+        """Feasible trials, best first (the recommendation, then the runners-up)."""
+        return sorted((t for t in self.trials if self.feasible(t)), key=lambda t: (-(t.value or 0.0), t.index))
+
+    def observed_values(self) -> list[float | None]:
+        """What the strategy is told per trial: the objective, but an infeasible trial counts as
+        the worst value seen so far (it must not lure the search, yet its neighbourhood may still
+        hold the constrained optimum)."""
+        seen = [t.value for t in self.trials if t.status == "ok" and t.value is not None]
+        floor = min(seen) if seen else 0.0
+        return [None if t.status != "ok" or t.value is None else (t.value if not self.violations(t) else floor)
+                for t in self.trials]
 
     def has_trial(self, trial_id: str) -> bool:
         return any(t.trial_id == trial_id for t in self.trials)
@@ -154,7 +176,8 @@ def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None)
 
 def _stop(state: SearchState, reason: str) -> Decision:
     if state.best is None:
-        reason = f"{reason}; no trial succeeded"
+        ok = any(t.status == "ok" for t in state.trials)
+        reason = f"{reason}; no trial met the constraints" if ok else f"{reason}; no trial succeeded"
         return Decision(replace(state, status="failed", stop_reason=reason, pending=None), finished=True)
     return Decision(replace(state, status="completed", stop_reason=reason, pending=None), finished=True)
 
@@ -169,8 +192,8 @@ def _next(state: SearchState, knowledge: Any = None) -> Decision:
         return _stop(state, "max-trials")
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
                                                           knowledge))
-    for t in state.trials:
-        strategy.tell(t.config, t.value if t.status == "ok" else None)
+    for t, value in zip(state.trials, state.observed_values()):
+        strategy.tell(t.config, value)
     try:
         config = strategy.ask()
     except StrategyError as exc:
@@ -199,7 +222,8 @@ def decision_events(cause: Event, decision: Decision, producer: str = "searcher"
         r = decision.request
         events.append(cause.caused("trial-requested", {
             "trial_id": r.trial_id, "index": r.index, "config": dict(r.config), "model": dict(s.spec.model),
-            "backend": dict(s.spec.backend), "price_per_hour": r.price_per_hour}, producer))
+            "backend": dict(s.spec.backend), "price_per_hour": r.price_per_hour,
+            "runner_class": runner_class(str(s.spec.backend["kind"]), r.config, s.spec.prices.gpu_knob)}, producer))
     if decision.finished:
         if s.status == "completed":
             events.append(cause.caused("search-completed", completed_data(s), producer))
@@ -278,7 +302,11 @@ def completed_data(state: SearchState) -> dict[str, Any]:
     best = state.best
     assert best is not None
     return {"best": best.to_row(), "stop_reason": state.stop_reason or "", "trials": [t.to_row() for t in state.trials],
-            "spent_usd": state.spent_usd, "strategy": state.spec.strategy, "kops": list(state.kops)}
+            "spent_usd": state.spent_usd, "strategy": state.spec.strategy, "kops": list(state.kops),
+            "runners_up": [t.to_row() for t in state.ranked()[1:4]],
+            "constraints": state.spec.constraints.to_dict(),
+            "infeasible": {t.trial_id: "; ".join(state.violations(t)) for t in state.trials
+                           if t.status == "ok" and state.violations(t)}}
 
 
 def failed_data(state: SearchState) -> dict[str, Any]:

@@ -9,6 +9,7 @@ once the lease runs out."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Mapping
 
@@ -26,9 +27,12 @@ from services.common.bus import (
     subscribe,
 )
 from services.common.connections import redis_client
+from services.common.observability import TRIAL_SECONDS, TRIALS
 from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
+from services.common.topics import trial_topic
 from services.trial_runner.backends import (
+    LiveBackend,
     ReplayBackend,
     TrialBackend,
     TrialOutcome,
@@ -41,6 +45,7 @@ RESULT = "falcon:trial:{}:result"
 PUBLISHED = "falcon:trial:{}:published"   # the stored result reached the broker
 RUNS = "falcon:trial-runs"          # hash: trial id -> how many times a backend really ran it
 INITIALISED = "falcon:trial-runner:initialised"   # absent = Redis new or wiped: restore results from the log
+RUNNER = "falcon:runner:{}"        # a live runner's advertised classes and capabilities (expiring)
 RESULT_TTL_S = 30 * 24 * 3600
 log = logging.getLogger("falcon.trial_runner")
 
@@ -86,11 +91,15 @@ class TrialRunner:
                 outcome = await asyncio.to_thread(self._run, d)
             finally:
                 renew.cancel()
+            kind = str(d["backend"].get("kind"))
+            TRIALS.labels(kind, outcome.status).inc()
+            TRIAL_SECONDS.labels(kind, outcome.status).observe(outcome.duration_s)
         result = event.caused("trial-completed", {
             "trial_id": trial_id, "index": d["index"], "config": d["config"], "status": outcome.status,
             "value": outcome.value, "rps": outcome.rps, "p50_ms": outcome.p50_ms, "p99_ms": outcome.p99_ms,
             "cost_usd": outcome.cost_usd, "duration_s": outcome.duration_s, "reason": outcome.reason,
-            "runner": self.name}, SERVICE)
+            "runner": self.name, "stability_cv": outcome.extra.get("cv"),
+            "details": {k: v for k, v in outcome.extra.items() if k != "cv"}}, SERVICE)
         await self.redis.set(RESULT.format(trial_id), msgpack.packb(result.as_dict(), use_bin_type=True),
                              ex=RESULT_TTL_S)
         await publisher.publish(result)
@@ -126,15 +135,50 @@ async def restore_results(redis: Redis, settings: Settings) -> int:
     return n
 
 
+def runner_classes(settings: Settings) -> list[str]:
+    classes = [c.strip() for c in settings.runner_classes.split(",") if c.strip()]
+    if not classes:
+        raise ValueError("FALCON_RUNNER_CLASSES names no trial class to serve")
+    return classes
+
+
+def make_backends(settings: Settings, classes: list[str]) -> dict[str, TrialBackend]:
+    backends: dict[str, TrialBackend] = {}
+    if "replay" in classes:
+        backends[ReplayBackend.kind] = ReplayBackend(settings.trial_time_scale)
+    if any(c.startswith("live-") for c in classes):
+        backends[LiveBackend.kind] = LiveBackend(settings.compiled_cache_dir)
+    return backends
+
+
+async def advertise(redis: Redis, name: str, classes: list[str], backends: Mapping[str, TrialBackend],
+                    every_s: float = 20.0) -> None:
+    """Keep this runner's classes and the knob values it can apply in Redis (expiring), so
+    ``falcon runners`` and operators see which hardware serves which trial class."""
+    caps = {k: b.capabilities() for k, b in backends.items()}
+    key = RUNNER.format(name)
+    while True:
+        await redis.set(key, json.dumps({"runner": name, "classes": classes, "capabilities": caps}),
+                        ex=int(every_s * 3))
+        await asyncio.sleep(every_s)
+
+
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    runner = TrialRunner(redis_client(settings),
-                         {ReplayBackend.kind: ReplayBackend(settings.trial_time_scale)}, settings)
-    subscribe(app, settings, "trial-requested", runner.on_trial_requested)
+    classes = runner_classes(settings)
+    redis = redis_client(settings)
+    runner = TrialRunner(redis, make_backends(settings, classes), settings)
+    for cls in classes:
+        subscribe(app, settings, trial_topic(cls), runner.on_trial_requested)
 
     @app.task
     async def initialise() -> None:   # noqa: ANN202
+        log.info("runner %s serves trial classes %s with backends %s", runner.name, classes, sorted(runner.backends))
         await runner.ensure_initialised()
+
+    @app.task
+    async def advertise_capabilities() -> None:   # noqa: ANN202
+        await advertise(redis, runner.name, classes, runner.backends)
     return app
 
 

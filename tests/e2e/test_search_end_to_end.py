@@ -192,3 +192,32 @@ def test_rebuild_command_restores_searches_after_redis_is_wiped(local_stack):
     assert counts["searches_restored"] >= 3 and counts["trial_results_restored"] >= 6
     after = json.loads(falcon(home, "status", "e2e-resnet", "--json").stdout)
     assert after == before
+
+
+def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports(local_stack, tmp_path):
+    """A zoo model submitted as ONNX: the profiler finds its KOPs with TVM, a live runner (the only
+    one serving class live-cpu) measures real RPS and p99 under an SLO, and the report shows it."""
+    home, settings = local_stack
+    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live", "--max-trials", "4",
+               "--measure-s", "0.5", "--slo-p99-ms", "500", "--search-id", "e2e-live", "--wait", "--json",
+               timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["status"] == "completed" and result["trials"] == 4 and result["kops"] == ["conv2d"]
+    assert result["rps"] > 0 and set(result["recommended"]) == {"cpus", "batchsize", "graph_opt"}
+
+    timeline = json.loads(falcon(home, "audit", "e2e-live", "--json").stdout)
+    requested = [e for e in timeline if e["type"] == "trial-requested"]
+    assert len(requested) == 4 and {e["topic"] for e in requested} == {"trial-requested.live-cpu"}
+
+    r = falcon(home, "report", "e2e-live", "--out", str(tmp_path / "report"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["recommended"]["p99_ms"] <= 500 and rep["recommended"]["usd_per_million_requests"] > 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "resnet8" in page and "conv2d" in page and (tmp_path / "report" / "path.png").exists()
+
+    runners = json.loads(falcon(home, "runners", "--json").stdout)
+    live = [x for x in runners if "live-cpu" in x["classes"]]
+    assert len(live) == 1 and live[0]["capabilities"]["live"]["gputype"] == ["none"]
+    assert len(runners) == 2

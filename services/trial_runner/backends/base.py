@@ -41,3 +41,7 @@ class TrialBackend(ABC):
     @abstractmethod
     def run(self, trial: TrialSpec) -> TrialOutcome:
         """Blocking: the shell calls it in a worker thread."""
+
+    def capabilities(self) -> dict[str, Any]:
+        """Knob -> values this backend can apply here (advertised by the runner)."""
+        return {}

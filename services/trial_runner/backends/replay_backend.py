@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from services.common.falcon_data import DataError, ModelTable, load_model_table
 from services.common.spec import DEFAULT_TRIAL_SECONDS
@@ -29,6 +30,9 @@ class ReplayBackend(TrialBackend):
             if p not in self._tables:
                 self._tables[p] = load_model_table(p)
             return self._tables[p]
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"any": "every configuration of the requested table"}
 
     def run(self, trial: TrialSpec) -> TrialOutcome:
         duration = float(trial.backend.get("trial_seconds", DEFAULT_TRIAL_SECONDS))

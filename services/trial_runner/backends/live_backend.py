@@ -1,0 +1,109 @@
+"""Live trials on this machine: deploy the model under the requested configuration and measure
+it (see :mod:`services.trial_runner.stress` for how, and why ONNX Runtime does the serving).
+
+Knobs it applies: ``cpus`` (cores pinned, thread pool of that size), ``batchsize``, and
+``graph_opt`` (ONNX Runtime graph optimisation level). Knobs it cannot apply here (a GPU type
+that is not in this machine, a GPU memory or power cap) are refused with the reason, never
+faked. :meth:`capabilities` is what the runner advertises; the searcher routes a request to the
+runner class able to serve it (see ``services.common.topics``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from services.profiler.intake import ModelFileError, local_path
+from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
+from services.trial_runner.stress import GRAPH_OPT
+
+CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
+GPU_KNOBS = ("gputype", "gpumem", "gpupower")
+NO_GPU = ("none", "cpu", "", None)
+DEFAULT_MEASURE_S = 3.0
+
+
+class LiveBackend(TrialBackend):
+    kind = "live"
+
+    def __init__(self, cache_dir: str | Path = ".falcon/compiled", max_cores: int | None = None,
+                 timeout_s: float = 600.0) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.max_cores = max_cores or len(os.sched_getaffinity(0))
+        self.timeout_s = timeout_s
+
+    def capabilities(self) -> dict[str, Any]:
+        return {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
+                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none"]}
+
+    def refusal(self, config: Mapping[str, Any]) -> str | None:
+        """Why this machine cannot apply ``config``; None when it can."""
+        for knob in config:
+            if knob not in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *GPU_KNOBS):
+                return f"knob {knob!r} cannot be applied by the live CPU backend (it applies {CPU_KNOB}, " \
+                       f"{BATCH_KNOB}, {OPT_KNOB})"
+        gpu = config.get("gputype")
+        if gpu not in NO_GPU:
+            return f"GPU type {gpu!r} is not present on this runner (it has no GPU)"
+        for knob in ("gpumem", "gpupower"):
+            if knob in config and config[knob] not in (0, None, "none"):
+                return f"{knob}={config[knob]!r} needs a GPU, which this runner does not have"
+        cores = int(config.get(CPU_KNOB, 1))
+        if not 1 <= cores <= self.max_cores:
+            return f"{cores} CPU cores asked for; this runner has {self.max_cores}"
+        if int(config.get(BATCH_KNOB, 1)) < 1:
+            return f"batch size {config.get(BATCH_KNOB)} is not a positive integer"
+        if str(config.get(OPT_KNOB, "all")) not in GRAPH_OPT:
+            return f"graph_opt {config.get(OPT_KNOB)!r} is not one of {list(GRAPH_OPT)}"
+        return None
+
+    def run(self, trial: TrialSpec) -> TrialOutcome:
+        why = self.refusal(trial.config)
+        if why:
+            return TrialOutcome("failed", None, 0.0, 0.0, reason=why)
+        try:
+            model = local_path(str(trial.model.get("uri") or ""))
+        except ModelFileError as exc:
+            return TrialOutcome("failed", None, 0.0, 0.0, reason=str(exc))
+        if trial.model.get("format") != "onnx" or not model.is_file():
+            return TrialOutcome("failed", None, 0.0, 0.0,
+                                reason=f"the live backend runs ONNX model files; got {dict(trial.model)}")
+        measure_s = float(trial.backend.get("measure_s", DEFAULT_MEASURE_S))
+        req = {"model": str(model.resolve()), "batch": int(trial.config.get(BATCH_KNOB, 1)),
+               "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
+               "measure_s": measure_s, "warmup_s": float(trial.backend.get("warmup_s", 1.0)),
+               "cache_dir": str(self.cache_dir.resolve())}
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "services.trial_runner.stress", json.dumps(req)],
+                                  capture_output=True, text=True, timeout=self.timeout_s,
+                                  env={**os.environ, "OMP_NUM_THREADS": str(req["cores"])})
+        except subprocess.TimeoutExpired:
+            return TrialOutcome("failed", None, time.monotonic() - t0, 0.0,
+                                reason=f"the stress test did not finish within {self.timeout_s:.0f} s")
+        duration = time.monotonic() - t0
+        cost = trial.price_per_hour * duration / 3600.0
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            return TrialOutcome("failed", None, duration, cost,
+                                reason=f"the stress test process died (exit {proc.returncode}): {tail}")
+        out = json.loads(lines[-1])
+        if out["status"] != "ok":
+            return TrialOutcome("failed", None, duration, cost, reason=out["reason"])
+        value = requests_per_dollar(out["rps"], trial.price_per_hour)
+        return TrialOutcome("ok", value, duration, cost, rps=out["rps"], p50_ms=out["p50_ms"],
+                            p99_ms=out["p99_ms"], extra={k: out[k] for k in (
+                                "cv", "compile_s", "compile_cached", "batches", "measured_s", "threads")})
+
+
+def requests_per_dollar(rps: float, usd_per_hour: float) -> float:
+    """The objective (RPS per $): requests served for one dollar at this configuration's price."""
+    if usd_per_hour <= 0:
+        raise ValueError("a configuration's price must be positive")
+    return rps * 3600.0 / usd_per_hour
