@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench/live"))
     p.add_argument("--measure-s", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--role", choices=("targets", "sources"), default="targets",
+                   help="write models/targets (judged on) or models/sources (offline knowledge for the space)")
     a = p.parse_args(argv)
     from services.profiler.zoo import export_onnx
     space = Space.from_file(a.space)
@@ -84,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
         t0 = time.monotonic()
         onnx = export_onnx(name, a.out / "onnx" / f"{name}.onnx")
-        kops = write_operators(name, a.out / "models" / "operators" / name / "operators.csv")
+        kops = write_operators(name, a.out / "models" / "operators" / name / "operators.csv") \
+            if a.role == "targets" else []
         rows = measure_model(name, onnx, space, a.measure_s, a.repeats, backend)
-        write_table(rows, space, a.out / "models" / "targets" / f"reg-{name}.csv")
+        write_table(rows, space, a.out / "models" / a.role / f"reg-{name}.csv")
         best = max(rows, key=lambda r: r["rps_per_usd"])
         cvs = [r["cv"] for r in rows]
         print(f"{name}: KOPs {kops}; optimum {({k: best[k] for k in space.names})} "

@@ -304,6 +304,8 @@ def completed_data(state: SearchState) -> dict[str, Any]:
     return {"best": best.to_row(), "stop_reason": state.stop_reason or "", "trials": [t.to_row() for t in state.trials],
             "spent_usd": state.spent_usd, "strategy": state.spec.strategy, "kops": list(state.kops),
             "runners_up": [t.to_row() for t in state.ranked()[1:4]],
+            "model": state.spec.model["name"], "backend_kind": str(state.spec.backend.get("kind")),
+            "space": state.spec.space.to_dict(),
             "constraints": state.spec.constraints.to_dict(),
             "infeasible": {t.trial_id: "; ".join(state.violations(t)) for t in state.trials
                            if t.status == "ok" and state.violations(t)}}

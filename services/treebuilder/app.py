@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from schemas import Event
 from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
 from services.common.connections import redis_client
-from services.common.falcon_data import DataError
+from services.common.falcon_data import VALUE_COLUMN, DataError
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE, Space
 from services.treebuilder.dataset import OfflineDataset, content_hash
@@ -39,21 +39,48 @@ class TreebuilderHandlers:
 
     async def on_offline_table(self, event: Event, publisher: Publisher) -> None:
         d = event.data
-        kind, name, columns, rows = d["kind"], d["name"], d["columns"], d["rows"]
         try:
-            OfflineDataset().add(kind, name, columns, rows)       # parse = validate
+            await self.store_table(d["kind"], d["name"], d["columns"], d["rows"], d["dataset"])
         except DataError as exc:
             raise Reject(str(exc)) from None
+
+    async def store_table(self, kind: str, name: str, columns: list, rows: list, dataset: str) -> bool:
+        """Validate and store one table; bump the dataset version if its content is new."""
+        OfflineDataset().add(kind, name, columns, rows)           # parse = validate (DataError)
         digest = content_hash(kind, name, columns, rows)
         if (await self.redis.hget(INDEX, f"{kind}:{name}")) == digest.encode():
-            return                                                # redelivery or unchanged re-publish
+            return False                                          # redelivery or unchanged re-publish
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(TABLE.format(kind, name), msgpack.packb({"columns": columns, "rows": rows,
-                                                              "dataset": d["dataset"]}))
+            pipe.set(TABLE.format(kind, name), msgpack.packb({"columns": columns, "rows": rows, "dataset": dataset}))
             pipe.hset(INDEX, f"{kind}:{name}", digest)
             pipe.incr(VERSION)
             await pipe.execute()
         log.info("offline table %s:%s stored (%d rows)", kind, name, len(rows))
+        return True
+
+    async def on_search_result(self, event: Event, publisher: Publisher) -> None:
+        """Live-measured trials of a finished search join the dataset as a (partial) source table
+        of that model over that space, merged with earlier searches of the same model. Replayed
+        trials are copies of tables already known (and may be benchmark targets): never learnt."""
+        d = event.data
+        if event.type != "search-completed" or d.get("backend_kind") != "live" or not d.get("space"):
+            return
+        space = Space.from_dict(d["space"])
+        name = observed_table_name(str(d.get("model") or "model"), space)
+        raw = await self.redis.get(TABLE.format("model-table", name))
+        known = {} if raw is None else {space.key(dict(zip(space.names, r[:-1]))): r
+                                        for r in msgpack.unpackb(raw, raw=False)["rows"]}
+        for t in d["trials"]:
+            if t["status"] == "ok" and t["value"] is not None:
+                cfg = space.canonical(t["config"])
+                known[space.key(cfg)] = [*(cfg[k] for k in space.names), float(t["value"])]
+        rows = sorted(known.values(), key=lambda r: [str(x) for x in r[:-1]])
+        await self.store_table("model-table", name, [*space.names, VALUE_COLUMN], rows, "live-trials")
+
+
+def observed_table_name(model: str, space: Space) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model)[:60]
+    return f"observed-{safe}-{space.fingerprint()[:8]}"
 
 
 async def build_and_store(redis: Redis, space: Space, publisher: Publisher | None = None) -> Event | None:
@@ -113,6 +140,7 @@ def build(settings: Settings) -> faust.App:
     redis = redis_client(settings)
     handlers = TreebuilderHandlers(redis)
     publisher = subscribe(app, settings, "offline-data", handlers.on_offline_table)
+    subscribe(app, settings, "search-results", handlers.on_search_result)
 
     seen: dict[str, bytes | None] = {"version": None}
 

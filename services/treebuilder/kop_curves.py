@@ -210,12 +210,27 @@ class Knowledge:
         return tuple(n for n in self.space.names if n in kept) or self.space.names
 
 
+MIN_OBSERVED = 6            # configurations a partly measured source needs to be an expert
+FILL_WIDTH = 0.3            # Gaussian kernel width (encoding units) that fills its gaps
+
+
 def source_values(table: ModelTable, space: Space) -> np.ndarray | None:
-    """A source model's values over the space; None unless the table covers every configuration."""
+    """A source model's values over the space. A complete table is taken as it is; one measured
+    only in part (live trials of an earlier search) is filled by Gaussian-kernel regression from
+    its measured configurations and scaled to [0, 1]; fewer than MIN_OBSERVED of them: None."""
     vals = []
     for c in space.configs():
         row = table.lookup(c)
-        if row is None:
-            return None
-        vals.append(row["value"])
-    return np.asarray(vals, dtype=float)
+        vals.append(np.nan if row is None else float(row["value"]))
+    v = np.asarray(vals, dtype=float)
+    known = ~np.isnan(v)
+    if known.all():
+        return v
+    if known.sum() < MIN_OBSERVED:
+        return None
+    X = space.encode_all()
+    d2 = np.sum((X[:, None, :] - X[None, known, :]) ** 2, axis=-1)
+    K = np.exp(-d2 / (2 * FILL_WIDTH ** 2))
+    filled = np.where(known, v, K @ v[known] / np.maximum(K.sum(axis=1), 1e-12))
+    top = float(np.max(np.abs(filled)))
+    return filled / top if top > 0 else filled

@@ -221,3 +221,18 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
     live = [x for x in runners if "live-cpu" in x["classes"]]
     assert len(live) == 1 and live[0]["capabilities"]["live"]["gputype"] == ["none"]
     assert len(runners) == 2
+
+    async def observed():      # the measured trials joined the treebuilder's dataset
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            for _ in range(100):
+                ds = await load_dataset(redis)
+                tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")]
+                if tables:
+                    return tables[0]
+                await asyncio.sleep(0.1)
+        finally:
+            await redis.aclose()
+    table = asyncio.run(observed())
+    assert table is not None and len(table.rows) == 4
+    assert table.lookup(result["recommended"])["value"] == pytest.approx(result["value"])

@@ -7,7 +7,7 @@ from bench.search import load_offline
 from services.common.space import PAPER_SPACE
 from services.treebuilder.kop_curves import Knowledge, classify_shape, knob_importance, prune
 from services.treebuilder.trees import build_tree
-from tests.helpers import DATA
+from tests.helpers import DATA, REPO
 
 
 @cache
@@ -90,3 +90,23 @@ def test_stored_knowledge_drives_the_same_search_as_a_fresh_build():
             seq.append(PAPER_SPACE.key(c))
         runs.append(seq)
     assert runs[0] == runs[1]
+
+
+def test_a_partly_measured_source_fills_its_gaps_from_its_neighbours():
+    from services.common.falcon_data import load_model_table, model_table_from_rows
+    from services.common.space import Space
+    from services.treebuilder.kop_curves import MIN_OBSERVED, source_values
+    full = load_model_table(REPO / "bench" / "live" / "models" / "targets" / "reg-resnet8.csv")
+    space = Space.from_file(REPO / "deploy" / "config" / "live-cpu-space.yaml")
+    truth = source_values(full, space)
+    assert truth is not None and not np.isnan(truth).any()          # a complete table is taken as it is
+    rng = np.random.default_rng(0)
+    configs = list(space.configs())
+    keep = sorted(rng.choice(len(configs), 14, replace=False))
+    rows = [[*(configs[i][k] for k in space.names), float(truth[i]) * 1e8] for i in keep]   # raw scale
+    part = model_table_from_rows("observed", [*space.names, "norm.(rps/budget)"], rows)
+    filled = source_values(part, space)
+    assert filled.max() == pytest.approx(1.0)                         # scaled like the offline tables
+    assert np.corrcoef(filled, truth)[0, 1] > 0.6                      # the gaps follow the measured shape
+    few = model_table_from_rows("few", [*space.names, "norm.(rps/budget)"], rows[: MIN_OBSERVED - 1])
+    assert source_values(few, space) is None

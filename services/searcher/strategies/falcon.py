@@ -14,7 +14,8 @@ chosen region (after Falcon, SoCC'22), on a surrogate that starts from the offli
   mixes its prior (mean surrogate over its members) with the new model's trials inside it
   (eqs. 3-4: V = (n0 V0 + sum y) / (n0 + n)); UCB descends to a leaf, so a region is exploited
   while its trials are good and left for a sibling or another KOP's tree when they are not.
-- First trial: the surrogate's best (the offline prior), not a random one.
+- First trial: the surrogate's best (the offline prior), not a random one; the next ones too
+  until MIN_BO_TRIALS trials exist (a GP fitted to one or two points only adds noise).
 - With no knowledge for the space or the KOPs (unseen operators): plain GP-EI.
 """
 
@@ -32,6 +33,7 @@ N0 = 2.0                 # pseudo-trials of a node's prior value
 UCB_C = 0.25             # exploration, in units of the surrogate's spread
 NOISE_FRACTION = 0.1     # expected misfit of a good expert, relative to the observations' scale
 N_RANDOM_WITHOUT_KNOWLEDGE = 3
+MIN_BO_TRIALS = 3        # a GP's hyper-parameters fitted to 1-2 points are noise: exploit the experts until then
 # convergence: the model promises little (best EI under this fraction of the best value) AND the
 # trials agree (no improvement for CONVERGED_PATIENCE trials), after at least CONVERGED_MIN_TRIALS
 CONVERGED_EI = 1e-3
@@ -133,7 +135,8 @@ class Falcon(Strategy):
             return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
         mean, null_weight = self.surrogate(*ex, idx, y) if ex is not None else (np.full(space.size, y.mean()), 1.0)
         mu, sd = mean, np.zeros(space.size)
-        if self.use_bo and len(ok) >= 1:
+        bo = self.use_bo and len(ok) >= (MIN_BO_TRIALS if ex is not None else 1)
+        if bo:
             # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
             # knowledge explains the trials better than "nothing is known" does
             X = self._encoded(prune=self.prune and null_weight < 0.5)
@@ -149,7 +152,7 @@ class Falcon(Strategy):
                 in_region[region] = True
                 if (in_region & untried).any():
                     candidates &= in_region
-        if self.use_bo and len(ok) >= 1:
+        if bo:
             score = expected_improvement(mu, sd, float(y.max()))
             best_ei = float(np.max(np.where(untried, score, 0.0)))
             since_best = len(y) - 1 - int(np.argmax(y))           # trials since the best one
