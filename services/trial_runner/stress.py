@@ -37,7 +37,21 @@ def pin_cores(n: int) -> list[int]:
     return chosen
 
 
-def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None) -> tuple[Any, float, bool]:
+def _providers(gpu_mem_gb: float | None) -> list[Any]:
+    """CPU only, or ONNX Runtime's CUDA provider first (GPU memory capped when asked)."""
+    if gpu_mem_gb is None:
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ValueError("this ONNX Runtime has no CUDA provider (install onnxruntime-gpu on GPU runners)")
+    opts: dict[str, Any] = {"device_id": 0}
+    if gpu_mem_gb > 0:
+        opts["gpu_mem_limit"] = int(gpu_mem_gb * 2**30)
+    return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+
+
+def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None,
+             gpu_mem_gb: float | None = None) -> tuple[Any, float, bool]:
     """An ORT session; the optimised graph is cached per (model bytes, level) so a later trial
     with the same model and level skips the optimisation. Returns (session, seconds, cache hit)."""
     import onnxruntime as ort
@@ -51,7 +65,7 @@ def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None) 
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     path, hit = model, False
-    if cache_dir is not None and graph_opt != "disabled":
+    if cache_dir is not None and graph_opt != "disabled" and gpu_mem_gb is None:
         digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
         cached = cache_dir / f"{digest}-{graph_opt}.ort.onnx"
         if cached.is_file():
@@ -64,7 +78,7 @@ def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None) 
     else:
         opts.graph_optimization_level = level
     t0 = time.perf_counter()
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), opts, providers=_providers(gpu_mem_gb))
     return sess, time.perf_counter() - t0, hit
 
 
@@ -92,12 +106,12 @@ def _inputs(sess: Any, batch: int) -> dict[str, Any]:
 
 
 def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float, warmup_s: float,
-           windows: int = 5, cache_dir: Path | None = None) -> dict[str, Any]:
+           windows: int = 5, cache_dir: Path | None = None, gpu_mem_gb: float | None = None) -> dict[str, Any]:
     """Closed loop, one request batch in flight: RPS = requests done / time; a request's latency
     is its batch's latency. ``windows`` equal slices of the measurement give the stability (CV of
     RPS across slices)."""
     used = pin_cores(cores)
-    sess, compile_s, hit = _session(model, cores, graph_opt, cache_dir)
+    sess, compile_s, hit = _session(model, cores, graph_opt, cache_dir, gpu_mem_gb)
     feeds = _inputs(sess, batch)
     end = time.perf_counter() + warmup_s
     sess.run(None, feeds)
@@ -128,7 +142,7 @@ def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float
             "p99_ms": 1000 * srt[min(len(srt) - 1, int(round(0.99 * (len(srt) - 1))))],
             "cv": statistics.pstdev(per_window) / mean if mean > 0 else None, "batches": len(lat),
             "measured_s": elapsed, "compile_s": compile_s, "compile_cached": hit, "cores": used,
-            "threads": cores, "graph_opt": graph_opt}
+            "threads": cores, "graph_opt": graph_opt, "providers": list(sess.get_providers())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = stress(Path(req["model"]), int(req["batch"]), int(req["cores"]), str(req["graph_opt"]),
                      float(req["measure_s"]), float(req.get("warmup_s", 1.0)), int(req.get("windows", 5)),
-                     Path(req["cache_dir"]) if req.get("cache_dir") else None)
+                     Path(req["cache_dir"]) if req.get("cache_dir") else None, req.get("gpu_mem_gb"))
         print(json.dumps({"status": "ok", **out}))
     except Exception as exc:   # noqa: BLE001 — reported to the parent as the trial's failure reason
         print(json.dumps({"status": "failed", "reason": f"{type(exc).__name__}: {str(exc)[:500]}"}))

@@ -23,14 +23,22 @@ def spec(model, config, **backend):
 
 @pytest.mark.parametrize("config, why", [
     ({"cpus": 1, "batchsize": 1, "gputype": "V100"}, "GPU type 'V100' is not present"),
-    ({"cpus": 1, "batchsize": 1, "gpupower": 75}, "needs a GPU"),
+    ({"cpus": 1, "batchsize": 1, "gpupower": 75}, "power cap needs root"),
+    ({"cpus": 1, "batchsize": 1, "gpumem": 2.4}, "needs a GPU"),
     ({"cpus": 999, "batchsize": 1}, "999 CPU cores"),
     ({"cpus": 1, "batchsize": 1, "graph_opt": "turbo"}, "graph_opt"),
     ({"cpus": 1, "memory_gb": 4}, "cannot be applied"),
 ])
 def test_knobs_this_machine_cannot_apply_are_refused_not_faked(tmp_path, config, why):
-    out = LiveBackend(tmp_path).run(spec(tmp_path / "unused.onnx", config))
+    out = LiveBackend(tmp_path, gpus=[]).run(spec(tmp_path / "unused.onnx", config))
     assert out.status == "failed" and why in out.reason and out.cost_usd == 0
+
+
+def test_a_gpu_runner_accepts_its_own_gpu_type_only():
+    backend = LiveBackend(gpus=["NVIDIA H100 80GB HBM3"])
+    assert backend.refusal({"cpus": 1, "batchsize": 8, "gputype": "H100", "gpumem": 16}) is None
+    assert "not present" in backend.refusal({"cpus": 1, "batchsize": 8, "gputype": "A100"})
+    assert "H100" in str(backend.capabilities()["gputype"])
 
 
 def test_a_live_trial_measures_rps_latency_stability_and_cost(tmp_path, resnet8):

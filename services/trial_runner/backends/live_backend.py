@@ -1,10 +1,11 @@
 """Live trials on this machine: deploy the model under the requested configuration and measure
 it (see :mod:`services.trial_runner.stress` for how, and why ONNX Runtime does the serving).
 
-Knobs it applies: ``cpus`` (cores pinned, thread pool of that size), ``batchsize``, and
-``graph_opt`` (ONNX Runtime graph optimisation level). Knobs it cannot apply here (a GPU type
-that is not in this machine, a GPU memory or power cap) are refused with the reason, never
-faked. :meth:`capabilities` is what the runner advertises; the searcher routes a request to the
+Knobs it applies: ``cpus`` (cores pinned, thread pool of that size), ``batchsize``,
+``graph_opt`` (ONNX Runtime graph optimisation level), and on a machine with an NVIDIA GPU
+``gputype`` (that GPU, through ONNX Runtime's CUDA provider) with ``gpumem`` (the provider's
+memory limit, GB). Knobs it cannot apply here (a GPU type that is not in this machine, a power
+cap: setting one needs root ``nvidia-smi -pl``) are refused with the reason, never faked. :meth:`capabilities` is what the runner advertises; the searcher routes a request to the
 runner class able to serve it (see ``services.common.topics``).
 """
 
@@ -32,14 +33,20 @@ class LiveBackend(TrialBackend):
     kind = "live"
 
     def __init__(self, cache_dir: str | Path = ".falcon/compiled", max_cores: int | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, gpus: list[str] | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.max_cores = max_cores or len(os.sched_getaffinity(0))
         self.timeout_s = timeout_s
+        self.gpus = detect_gpus() if gpus is None else gpus      # e.g. ["NVIDIA H100 80GB HBM3"]
 
     def capabilities(self) -> dict[str, Any]:
         return {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
-                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none"]}
+                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none", *self.gpus]}
+
+    def gpu_present(self, gpu: str) -> bool:
+        """'H100' names this machine's GPU if it appears in the driver's name for it."""
+        return any(str(gpu).lower() in name.lower().split() or str(gpu).lower() == name.lower()
+                   for name in self.gpus)
 
     def refusal(self, config: Mapping[str, Any]) -> str | None:
         """Why this machine cannot apply ``config``; None when it can."""
@@ -48,11 +55,13 @@ class LiveBackend(TrialBackend):
                 return f"knob {knob!r} cannot be applied by the live CPU backend (it applies {CPU_KNOB}, " \
                        f"{BATCH_KNOB}, {OPT_KNOB})"
         gpu = config.get("gputype")
-        if gpu not in NO_GPU:
-            return f"GPU type {gpu!r} is not present on this runner (it has no GPU)"
-        for knob in ("gpumem", "gpupower"):
-            if knob in config and config[knob] not in (0, None, "none"):
-                return f"{knob}={config[knob]!r} needs a GPU, which this runner does not have"
+        if gpu not in NO_GPU and not self.gpu_present(str(gpu)):
+            return f"GPU type {gpu!r} is not present on this runner (it has {self.gpus or 'no GPU'})"
+        if gpu in NO_GPU and config.get("gpumem") not in (0, None, "none"):
+            return f"gpumem={config['gpumem']!r} needs a GPU, and this configuration asks for none"
+        if config.get("gpupower") not in (0, None, "none", 100):
+            return f"gpupower={config['gpupower']!r}: a power cap needs root nvidia-smi -pl, which this runner " \
+                   f"does not do"
         cores = int(config.get(CPU_KNOB, 1))
         if not 1 <= cores <= self.max_cores:
             return f"{cores} CPU cores asked for; this runner has {self.max_cores}"
@@ -77,7 +86,9 @@ class LiveBackend(TrialBackend):
         req = {"model": str(model.resolve()), "batch": int(trial.config.get(BATCH_KNOB, 1)),
                "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
                "measure_s": measure_s, "warmup_s": float(trial.backend.get("warmup_s", 1.0)),
-               "cache_dir": str(self.cache_dir.resolve())}
+               "cache_dir": str(self.cache_dir.resolve()),
+               "gpu_mem_gb": None if trial.config.get("gputype") in NO_GPU else
+               float(trial.config.get("gpumem") or 0)}
         t0 = time.monotonic()
         try:
             proc = subprocess.run([sys.executable, "-m", "services.trial_runner.stress", json.dumps(req)],
@@ -99,7 +110,18 @@ class LiveBackend(TrialBackend):
         value = requests_per_dollar(out["rps"], trial.price_per_hour)
         return TrialOutcome("ok", value, duration, cost, rps=out["rps"], p50_ms=out["p50_ms"],
                             p99_ms=out["p99_ms"], extra={k: out[k] for k in (
-                                "cv", "compile_s", "compile_cached", "batches", "measured_s", "threads")})
+                                "cv", "compile_s", "compile_cached", "batches", "measured_s", "threads",
+                                "providers")})
+
+
+def detect_gpus() -> list[str]:
+    """Names of this machine's NVIDIA GPUs (empty without the driver)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()] if out.returncode == 0 else []
 
 
 def requests_per_dollar(rps: float, usd_per_hour: float) -> float:
