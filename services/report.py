@@ -144,7 +144,8 @@ def plot_kops(state: SearchState, knowledge: Any, path: Path) -> None:
     ops = sorted(state.operators, key=lambda o: -float(o.get("time_share") or 0))[:10]
     curves = [] if knowledge is None else [(op, knowledge.operators[op]) for op in state.kops
                                            if op in getattr(knowledge, "operators", {})]
-    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(10 if curves else 6, 3.6), squeeze=False)
+    curves = curves[:3]
+    fig, axes = plt.subplots(1, 1 + len(curves), figsize=(5 + 3.6 * len(curves), 3.6), squeeze=False)
     ax = axes[0][0]
     if ops:
         names = [str(o["op"]) for o in ops][::-1]
@@ -156,18 +157,18 @@ def plot_kops(state: SearchState, knowledge: Any, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no operator profile", ha="center", va="center")
         ax.set_axis_off()
-    if curves:
-        ax = axes[0][1]
-        space = state.spec.space
-        for op, oc in curves:
-            knob = oc.kept[0] if oc.kept else max(oc.importance, key=oc.importance.get)
-            levels = space.knob(knob).values
-            col = [c[knob] for c in space.configs()]
-            means = [float(np.mean([s for s, v in zip(oc.score, col) if v == lv])) for lv in levels]
-            ax.plot([str(v) for v in levels], means, "-o", label=f"{op} vs {knob}")
+    space = state.spec.space
+    for j, (op, oc) in enumerate(curves, start=1):
+        ax = axes[0][j]
+        knob = oc.kept[0] if oc.kept else max(oc.importance, key=oc.importance.get)
+        levels = space.knob(knob).values
+        col = [c[knob] for c in space.configs()]
+        means = [float(np.mean([s for s, v in zip(oc.score, col) if v == lv])) for lv in levels]
+        ax.plot([str(v) for v in levels], means, "-o", color="tab:orange")
+        ax.set_xlabel(f"{knob} ({oc.importance.get(knob, 0):.0%} of its variance)")
         ax.set_ylabel("predicted RPS/$ (offline curves)")
-        ax.set_title("KOP resource curves along each KOP's top knob")
-        ax.legend(fontsize=8)
+        shapes = ", ".join(sorted(set(oc.shapes.values())))
+        ax.set_title(f"{op}: kept {', '.join(oc.kept)}\nshapes: {shapes}", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
