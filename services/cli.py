@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from schemas import Event, SchemaError
+from schemas import Event
 from services.common import stack
 from services.common.bus import KafkaPublisher, LoggedEvent, ensure_topics, read_events
 from services.common.connections import redis_client
@@ -27,13 +27,13 @@ from services.common.falcon_data import (
     iter_offline_tables,
     read_operator_profile,
 )
-from services.common.pricing import PriceCatalogue, PricingError
+from services.common.pricing import PriceCatalogue
 from services.common.settings import Settings
-from services.common.space import Space, SpaceError
+from services.common.space import Space
 from services.common.spec import (
     DEFAULT_KOP_THRESHOLD,
-    Constraints,
     DEFAULT_TRIAL_SECONDS,
+    Constraints,
     SearchSpec,
     StopRules,
 )

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from services.profiler.kops import identify_kops
-from services.profiler.tvm_profile import ProfilerError, profile_model
+from services.profiler.tvm_profile import profile_model
 
 
 def profile_report(model: str, batch: int = 1, target: str = "llvm", threshold: float = 0.05,

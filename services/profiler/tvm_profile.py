@@ -17,6 +17,7 @@ paper's Table 3 (CNN -> conv2d, BERT -> dense). Imports TVM lazily: it is heavy 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import statistics
 import time
@@ -332,11 +333,9 @@ def profile_model(model: str, batch: int = 1, target: str = "llvm", measure: boo
                   budget_s: float = 120.0, trust_pickle: bool = False, fmt: str | None = None) -> Profile:
     """Import, lower, analyse and (unless ``measure`` is False) compile and time ``model``."""
     t0 = time.perf_counter()
-    try:
-        import tvm  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("tvm") is None:
         raise ProfilerError("Apache TVM is not installed here (pip install apache-tvm==0.27.0.post1 "
-                            "apache-tvm-ffi==0.1.14.post1)") from None
+                            "apache-tvm-ffi==0.1.14.post1)")
     mod, name = load_relax(model, batch, trust_pickle, fmt)
     lowered = lower_unfused(mod)
     prof = Profile(name, batch, target, static_calls(lowered), import_s=time.perf_counter() - t0)
