@@ -37,7 +37,7 @@ from services.common.spec import (
     SearchSpec,
     StopRules,
 )
-from services.common.topics import TRIAL_TOPICS
+from services.common.topics import SEARCH_LOG_TOPICS
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 
@@ -318,8 +318,7 @@ async def load_search(s: Settings, search_id: str) -> tuple[SearchState | None, 
     try:
         st = await SearchStore(redis).get(search_id)
         if st is None:
-            topics = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
-            events = [i.event async for i in read_events(s, topics) if i.event is not None
+            events = [i.event async for i in read_events(s, SEARCH_LOG_TOPICS) if i.event is not None
                       and i.event.search_id == search_id]
             st = rebuild_states(events).get(search_id)
         knowledge = await KnowledgeCache(redis).for_space(st.spec.space) if st is not None else None

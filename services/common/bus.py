@@ -120,21 +120,19 @@ def create_app(service: str, settings: Settings) -> faust.App:
     if settings.metrics_port:
         @app.task
         async def serve_metrics_and_health() -> None:   # noqa: ANN202
-            await serve_http(service, settings.metrics_port, lambda: _health(app, settings))
+            redis = redis_client(settings)        # one client for every probe, not one per probe
+            await serve_http(service, settings.metrics_port, lambda: _health(app, redis))
     return app
 
 
-async def _health(app: faust.App, settings: Settings) -> dict[str, str]:
+async def _health(app: Any, redis: Any) -> dict[str, str]:
     """Redis answers a PING and this worker's consumer is running."""
     checks = {"consumer": "ok" if app.consumer is not None and not app.consumer.should_stop else "stopped"}
-    redis = redis_client(settings)
     try:
         await asyncio.wait_for(redis.ping(), 2.0)
         checks["redis"] = "ok"
     except Exception as exc:   # noqa: BLE001 — reported, not raised
         checks["redis"] = f"{type(exc).__name__}: {exc}"[:200]
-    finally:
-        await redis.aclose()
     return checks
 
 

@@ -33,6 +33,8 @@ EVENT_TOPIC: dict[str, str] = {ev: topic for topic, evs in reversed(TOPIC_EVENTS
 EVENT_TOPIC["trial-requested"] = TRIAL_REQUESTED   # the replay class; others: trial_topic()
 ALL_TOPICS: tuple[str, ...] = tuple(TOPIC_EVENTS)
 TRIAL_TOPICS: tuple[str, ...] = tuple(t for t, evs in TOPIC_EVENTS.items() if evs == ("trial-requested",))
+# what a search's state is rebuilt from: its start, the searcher's decisions and the trial results
+SEARCH_LOG_TOPICS: tuple[str, ...] = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
 
 
 def runner_class(backend_kind: str, config: Mapping[str, Any], gpu_knob: str = "gputype") -> str:

@@ -28,7 +28,7 @@ from services.common.bus import (
 from services.common.connections import redis_client
 from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
-from services.common.topics import TRIAL_TOPICS
+from services.common.topics import SEARCH_LOG_TOPICS
 from services.common.space import Space
 from services.common.spec import SearchSpec
 from services.searcher.search import (
@@ -80,8 +80,7 @@ class KnowledgeCache:
 
 async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeCache | None = None) -> int:
     """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs)."""
-    topics = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
-    events = [item.event async for item in read_events(settings, topics) if item.event is not None]
+    events = [item.event async for item in read_events(settings, SEARCH_LOG_TOPICS) if item.event is not None]
     cache = knowledge or KnowledgeCache(store.redis)
     spaces: dict[Space, Knowledge | None] = {}
     for e in events:

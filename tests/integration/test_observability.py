@@ -11,6 +11,7 @@ import pytest
 from schemas import Event
 from services.common import stack
 from services.common.bus import KafkaPublisher, read_events
+from services.common.connections import redis_client
 from services.common.falcon_data import read_operator_profile
 from tests.helpers import PROFILES, spec
 
@@ -58,13 +59,14 @@ async def test_health_reports_an_unreachable_redis(infra):
     class App:                               # stands in for a faust app whose consumer runs
         class consumer:
             should_stop = False
-    bad = replace(infra, redis_url=f"redis://127.0.0.1:{stack.free_port()}/0")
+    bad = redis_client(replace(infra, redis_url=f"redis://127.0.0.1:{stack.free_port()}/0"))
     port = stack.free_port()
     runner = await serve_http("searcher", port, lambda: _health(App, bad), host="127.0.0.1")
     try:
         status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
     finally:
         await runner.cleanup()
+        await bad.aclose()
     assert status == 503
     d = json.loads(body)
     assert d["status"] == "unhealthy" and d["consumer"] == "ok" and "Connection" in d["redis"]
