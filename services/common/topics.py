@@ -29,7 +29,7 @@ TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     DEAD_LETTER: ("dead-letter",),
 }
 
-EVENT_TOPIC: dict[str, str] = {ev: topic for topic, evs in reversed(TOPIC_EVENTS.items()) for ev in evs}
+EVENT_TOPIC: dict[str, str] = {ev: topic for topic, evs in TOPIC_EVENTS.items() for ev in evs}
 EVENT_TOPIC["trial-requested"] = TRIAL_REQUESTED   # the replay class; others: trial_topic()
 ALL_TOPICS: tuple[str, ...] = tuple(TOPIC_EVENTS)
 TRIAL_TOPICS: tuple[str, ...] = tuple(t for t, evs in TOPIC_EVENTS.items() if evs == ("trial-requested",))
@@ -37,13 +37,19 @@ TRIAL_TOPICS: tuple[str, ...] = tuple(t for t, evs in TOPIC_EVENTS.items() if ev
 SEARCH_LOG_TOPICS: tuple[str, ...] = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
 
 
+def is_no_gpu(value: Any) -> bool:
+    """A GPU knob value that asks for no GPU (absent, '', 'none', 'cpu', any case)."""
+    return value is None or str(value).strip().lower() in NO_GPU
+
+
 def runner_class(backend_kind: str, config: Mapping[str, Any], gpu_knob: str = "gputype") -> str:
     """Which runners can serve this trial: 'replay' for table replay, else live-cpu / live-<gpu>."""
     if backend_kind == "replay":
         return "replay"
-    gpu = str(config.get(gpu_knob, "") or "").strip().lower()
-    if gpu in NO_GPU:
+    gpu = config.get(gpu_knob)
+    if is_no_gpu(gpu):
         return f"{backend_kind}-cpu"
+    gpu = str(gpu).strip().lower()
     return f"{backend_kind}-{re.sub(r'[^a-z0-9]+', '-', gpu).strip('-')}"
 
 

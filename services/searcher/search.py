@@ -80,9 +80,9 @@ class SearchState:
 
     @property
     def best(self) -> TrialRecord | None:
-        """The recommendation: the best trial that met the constraints."""
-        ok = [t for t in self.trials if self.feasible(t)]
-        return max(ok, key=lambda t: (t.value, -t.index)) if ok else None
+        """The recommendation: the best trial that met the constraints (earliest on a tie)."""
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
 
     def ranked(self) -> list[TrialRecord]:
         """Feasible trials, best first (the recommendation, then the runners-up)."""
@@ -307,8 +307,8 @@ def completed_data(state: SearchState) -> dict[str, Any]:
             "model": state.spec.model["name"], "backend_kind": str(state.spec.backend.get("kind")),
             "space": state.spec.space.to_dict(),
             "constraints": state.spec.constraints.to_dict(),
-            "infeasible": {t.trial_id: "; ".join(state.violations(t)) for t in state.trials
-                           if t.status == "ok" and state.violations(t)}}
+            "infeasible": {t.trial_id: "; ".join(why) for t in state.trials
+                           if t.status == "ok" and (why := state.violations(t))}}
 
 
 def failed_data(state: SearchState) -> dict[str, Any]:

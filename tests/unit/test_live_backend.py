@@ -67,6 +67,8 @@ def test_requests_are_routed_to_the_runner_class_that_can_serve_them():
     assert runner_class("replay", {"gputype": "V100"}) == "replay"
     assert runner_class("live", {"cpus": 2}) == "live-cpu"
     assert runner_class("live", {"gputype": "none"}) == "live-cpu"
+    assert runner_class("live", {"gputype": "CPU"}) == "live-cpu"
+    assert LiveBackend(gpus=[]).refusal({"cpus": 1, "batchsize": 1, "gputype": "CPU"}) is None  # same reading
     assert runner_class("live", {"gputype": "H100"}) == "live-h100"
     assert trial_topic("replay") == "trial-requested"
     assert topic_for("trial-requested", {"runner_class": "live-h100"}) == "trial-requested.live-h100"

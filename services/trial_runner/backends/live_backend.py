@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from services.common.topics import is_no_gpu
 from services.profiler.intake import ModelFileError, local_path
 from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
 from services.trial_runner.stress import GRAPH_OPT
 
 CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
 GPU_KNOBS = ("gputype", "gpumem", "gpupower")
-NO_GPU = ("none", "cpu", "", None)
 DEFAULT_MEASURE_S = 3.0
 
 
@@ -55,9 +55,9 @@ class LiveBackend(TrialBackend):
                 return f"knob {knob!r} cannot be applied by the live CPU backend (it applies {CPU_KNOB}, " \
                        f"{BATCH_KNOB}, {OPT_KNOB})"
         gpu = config.get("gputype")
-        if gpu not in NO_GPU and not self.gpu_present(str(gpu)):
+        if not is_no_gpu(gpu) and not self.gpu_present(str(gpu)):
             return f"GPU type {gpu!r} is not present on this runner (it has {self.gpus or 'no GPU'})"
-        if gpu in NO_GPU and config.get("gpumem") not in (0, None, "none"):
+        if is_no_gpu(gpu) and config.get("gpumem") not in (0, None, "none"):
             return f"gpumem={config['gpumem']!r} needs a GPU, and this configuration asks for none"
         if config.get("gpupower") not in (0, None, "none", 100):
             return f"gpupower={config['gpupower']!r}: a power cap needs root nvidia-smi -pl, which this runner " \
@@ -87,7 +87,7 @@ class LiveBackend(TrialBackend):
                "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
                "measure_s": measure_s, "warmup_s": float(trial.backend.get("warmup_s", 1.0)),
                "cache_dir": str(self.cache_dir.resolve()),
-               "gpu_mem_gb": None if trial.config.get("gputype") in NO_GPU else
+               "gpu_mem_gb": None if is_no_gpu(trial.config.get("gputype")) else
                float(trial.config.get("gpumem") or 0)}
         t0 = time.monotonic()
         try:
