@@ -2,7 +2,8 @@
 offline knowledge is a poor guide:
 
 - ``noise``: every measurement multiplied by a log-normal factor (sigma), as a live stress test
-  measures RPS with a few percent of noise; values re-normalised to [0, 1].
+  measures RPS with a few percent of noise; values re-normalised to [0, 1]. The table gains (or
+  widens) its ``cv`` column by sigma: the spread a runner measuring such a system would report.
 - ``swap-gpus``: the GPU types' measurements are permuted (M60<->V100, K80<->T4), so the new model
   behaves unlike every source model and unlike what the KOP curves say.
 
@@ -25,7 +26,8 @@ from services.common.falcon_data import VALUE_COLUMN, read_csv
 SWAP = {"M60": "V100", "V100": "M60", "K80": "T4", "T4": "K80"}
 
 
-def perturb(columns: list[str], rows: list[list], noise: float, swap_gpus: bool, rng: np.random.Generator) -> list[list]:
+def perturb(columns: list[str], rows: list[list], noise: float, swap_gpus: bool,
+            rng: np.random.Generator) -> tuple[list[str], list[list]]:
     vi = columns.index(VALUE_COLUMN)
     values = np.array([float(r[vi]) for r in rows])
     if noise > 0:
@@ -34,11 +36,19 @@ def perturb(columns: list[str], rows: list[list], noise: float, swap_gpus: bool,
     out = [list(r) for r in rows]
     for r, v in zip(out, values):
         r[vi] = float(v)
+    if noise > 0:
+        if "cv" not in columns:
+            columns = [*columns, "cv"]
+            for r in out:
+                r.append(0.0)
+        ci = columns.index("cv")
+        for r in out:
+            r[ci] = round(float(np.hypot(float(r[ci] or 0.0), noise)), 4)
     if swap_gpus and "gputype" in columns:
         gi = columns.index("gputype")
         for r in out:
             r[gi] = SWAP.get(str(r[gi]), r[gi])
-    return out
+    return columns, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(a.seed)
     (a.out / "models" / "targets").mkdir(parents=True, exist_ok=True)
     for path in sorted((a.targets / "models" / "targets").glob("reg-*.csv")):
-        columns, rows = read_csv(path)
+        columns, rows = perturb(*read_csv(path), a.noise, a.swap_gpus, rng)
         with (a.out / "models" / "targets" / path.name).open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(columns)
-            w.writerows(perturb(columns, rows, a.noise, a.swap_gpus, rng))
+            w.writerows(rows)
         model = path.stem.removeprefix("reg-")
         prof = a.targets / "models" / "operators" / model
         if prof.exists():

@@ -51,7 +51,7 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
         if cfg is not None:
             out = backend.run(TrialSpec(f"bench/t{t}", cfg, {"name": table_path.stem}, spec_backend, 1.0))
             value = out.value if out.status == "ok" else None
-            s.tell(cfg, value)
+            s.tell(cfg, value, noise=out.extra.get("cv"))
             if value is not None:
                 best = max(best, value)
         curve.append(float(best) if np.isfinite(best) else 0.0)

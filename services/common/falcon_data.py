@@ -72,11 +72,19 @@ def model_table_from_rows(name: str, columns: list[str], rows: list[list[Any]]) 
     table: dict[str, dict[str, Any]] = {}
     for r in rows:
         cfg = {k: r[columns.index(k)] for k in knobs}
-        entry = {"value": float(r[columns.index(VALUE_COLUMN)])}
-        for c in extra:
-            entry[c] = float(r[columns.index(c)])
+        entry = {"value": _measured(name, VALUE_COLUMN, r[columns.index(VALUE_COLUMN)])}
+        for c in extra:      # optional measurements may be blank (not measured): None
+            raw = r[columns.index(c)]
+            entry[c] = None if raw is None or raw == "" else _measured(name, c, raw)
         table[space.key(cfg)] = entry
     return ModelTable(name, tuple(knobs), table, space)
+
+
+def _measured(table: str, column: str, raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise DataError(f"{table}: {column} {raw!r} is not a number") from None
 
 
 def read_csv(path: str | Path, header: bool = True) -> tuple[list[str], list[list[Any]]]:

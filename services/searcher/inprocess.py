@@ -22,5 +22,6 @@ def run_search(search_id: str, spec: SearchSpec, kops: Sequence[str], operators:
         r = d.request
         o = backend.run(TrialSpec(r.trial_id, r.config, spec.model, spec.backend, r.price_per_hour))
         d = record_trial(d.state, TrialRecord(r.trial_id, r.index, r.config, o.status, o.value, o.cost_usd,
-                                              o.duration_s, o.rps, o.p50_ms, o.p99_ms, o.reason))
+                                              o.duration_s, o.rps, o.p50_ms, o.p99_ms, o.reason,
+                                              o.extra.get("cv")))
     return d.state

@@ -33,18 +33,20 @@ class TrialRecord:
     p50_ms: float | None = None
     p99_ms: float | None = None
     reason: str | None = None
+    stability_cv: float | None = None   # relative spread of the measurement, as the runner saw it
 
     def to_row(self) -> dict[str, Any]:
         return {"trial_id": self.trial_id, "index": self.index, "config": dict(self.config),
                 "status": self.status, "value": self.value, "rps": self.rps, "p50_ms": self.p50_ms,
                 "p99_ms": self.p99_ms, "cost_usd": self.cost_usd, "duration_s": self.duration_s,
-                "reason": self.reason}
+                "reason": self.reason, "stability_cv": self.stability_cv}
 
     @classmethod
     def from_row(cls, d: Mapping[str, Any]) -> "TrialRecord":
         return cls(trial_id=d["trial_id"], index=int(d["index"]), config=dict(d["config"]), status=d["status"],
                    value=d.get("value"), cost_usd=float(d["cost_usd"]), duration_s=float(d["duration_s"]),
-                   rps=d.get("rps"), p50_ms=d.get("p50_ms"), p99_ms=d.get("p99_ms"), reason=d.get("reason"))
+                   rps=d.get("rps"), p50_ms=d.get("p50_ms"), p99_ms=d.get("p99_ms"), reason=d.get("reason"),
+                   stability_cv=d.get("stability_cv"))
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def _next(state: SearchState, knowledge: Any = None) -> Decision:
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
                                                           knowledge))
     for t, value in zip(state.trials, state.observed_values()):
-        strategy.tell(t.config, value)
+        strategy.tell(t.config, value, noise=t.stability_cv)
     try:
         config = strategy.ask()
     except StrategyError as exc:

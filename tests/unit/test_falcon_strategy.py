@@ -4,7 +4,7 @@ from services.common.space import PAPER_SPACE, Space
 from services.searcher.search import SearchState, TrialRecord, record_trial, start_search
 from services.searcher.strategies import SearchContext, make_strategy
 from services.searcher.strategies.falcon import Falcon
-from services.searcher.strategies.gp import expected_improvement
+from services.searcher.strategies.gp import expected_improvement, fit_gp
 from tests.helpers import spec
 from tests.unit.test_kop_curves_and_trees import knowledge
 
@@ -113,3 +113,37 @@ def test_search_stops_when_falcon_says_further_trials_are_unlikely_to_help():
             break
         s.tell(c, 1.0)
     assert s.converged and len(s.history) >= falcon_mod.CONVERGED_PATIENCE + 1
+
+
+def test_a_noisy_measurement_moves_the_surrogate_less_than_a_precise_one():
+    F = np.array([[1.0, 0.2, 0.9], [0.6, 0.2, 0.1]])
+    prior = np.array([0.5, 0.5])
+    idx, y = np.array([0]), np.array([0.6])                 # expert 2 predicted this trial, expert 1 did not
+    precise = Falcon.surrogate(F, prior, idx, y, np.array([0.0]))[0]
+    noisy = Falcon.surrogate(F, prior, idx, y, np.array([0.3]))[0]
+    consensus = (prior @ F)[2]
+    # configuration 2 is where the experts disagree: a precise trial follows expert 2 there,
+    # a noisy one (30% spread) leaves the estimate nearer the offline consensus
+    assert precise[2] < noisy[2] < consensus
+    assert np.allclose(Falcon.surrogate(F, prior, idx, y)[0], precise)     # no reported noise = precise
+
+
+def test_gp_treats_a_noisy_observation_as_less_certain():
+    X, y = np.array([[0.0], [0.5], [1.0]]), np.array([0.0, 0.3, 0.1])
+    exact = fit_gp(X, y).predict(X, return_std=True)[1]
+    noisy = fit_gp(X, y, noise=np.array([0.0, 0.3, 0.0])).predict(X, return_std=True)[1]
+    assert noisy[1] > exact[1] + 0.01
+
+
+def test_the_runners_measured_spread_reaches_the_strategy():
+    k = knowledge()
+    sp = spec("mobilenet-v2", max_trials=4, strategy="falcon", seed=1)
+    d = start_search("s1", sp, ["conv2d", "relu"], list(OPS), k)
+    r = d.request
+    d = record_trial(d.state, TrialRecord(r.trial_id, r.index, r.config, "ok", 0.5, 0.1, 900.0, stability_cv=0.2), k)
+    stored = SearchState.from_dict(d.state.to_dict())
+    assert stored.trials[0].stability_cv == 0.2
+    s = make_strategy("falcon", ctx(seed=1))
+    s.tell(r.config, 0.5, noise=0.2)
+    s.tell(PAPER_SPACE.config_at(0), 0.4, noise=float("nan"))     # a runner that could not tell: unknown
+    assert s.noise == [0.2, None]

@@ -42,3 +42,19 @@ def test_table_reader_knows_the_falcon_layout():
 def test_table_without_objective_column_is_refused():
     with pytest.raises(DataError, match="norm"):
         model_table_from_rows("x", ["cpus", "rps"], [[1, 2.0]])
+
+
+def test_a_table_with_measured_spread_reports_it_like_a_live_runner(tmp_path):
+    t = tmp_path / "reg-x.csv"
+    t.write_text("cpus,batchsize,norm.(rps/budget),cv\n1,8,0.9,0.04\n2,8,0.5,\n")
+    out = ReplayBackend().run(TrialSpec("s/t0", {"cpus": 1, "batchsize": 8}, {"name": "x"},
+                                        {"kind": "replay", "table": str(t)}, 0.1))
+    assert out.status == "ok" and out.extra == {"cv": 0.04}
+    out = ReplayBackend().run(TrialSpec("s/t1", {"cpus": 2, "batchsize": 8}, {"name": "x"},
+                                        {"kind": "replay", "table": str(t)}, 0.1))
+    assert out.status == "ok" and out.extra == {}
+
+
+def test_a_non_numeric_measurement_is_refused_with_the_column_named():
+    with pytest.raises(DataError, match="rps 'fast' is not a number"):
+        model_table_from_rows("x", ["cpus", "norm.(rps/budget)", "rps"], [[1, 0.5, "fast"]])

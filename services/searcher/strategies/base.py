@@ -40,12 +40,15 @@ class Strategy(ABC):
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
         self.history: list[tuple[Config, float | None]] = []
+        self.noise: list[float | None] = []     # per trial: the measurement's relative spread, if known
         self.tried: set[str] = set()
 
-    def tell(self, config: Mapping[str, Any], value: float | None) -> None:
-        """Record a finished trial (value None: the trial failed)."""
+    def tell(self, config: Mapping[str, Any], value: float | None, noise: float | None = None) -> None:
+        """Record a finished trial (value None: the trial failed). ``noise``: the measurement's
+        relative spread (coefficient of variation) when the runner reported one."""
         c = self.ctx.space.canonical(config)
         self.history.append((c, value))
+        self.noise.append(None if noise is None or not np.isfinite(noise) else max(float(noise), 0.0))
         self.tried.add(self.ctx.space.key(c))
 
     @abstractmethod

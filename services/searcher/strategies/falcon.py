@@ -40,6 +40,7 @@ CONVERGED_EI = 1e-3
 CONVERGED_PATIENCE = 8
 CONVERGED_MIN_TRIALS = 6
 NULL_EXPERT = True       # a flat expert: wins the average when every offline expert is wrong
+OBSERVED_NOISE = 1.0     # 1: the next trial's EI includes the measurement noise; 0: EI of the noise-free value
 SMOOTHING: tuple[float, ...] = (0.0, 0.15, 0.3)   # Gaussian-kernel widths the offline experts are smoothed at
 
 
@@ -71,16 +72,20 @@ class Falcon(Strategy):
         return F, prior
 
     @staticmethod
-    def surrogate(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """(surrogate mean per configuration, posterior weight of the null model)."""
+    def surrogate(F: np.ndarray, prior: np.ndarray, idx: np.ndarray, y: np.ndarray,
+                  cv: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """(surrogate mean per configuration, posterior weight of the null model). ``cv``: each
+        observation's relative measurement noise; a noisy trial's misfit counts for less (its
+        variance is the experts' expected misfit plus the measurement's)."""
         if len(y) == 0:
             return prior @ F, 0.0
         if NULL_EXPERT:     # the null model: "the offline data says nothing about this model"
             F = np.vstack([F, np.full(F.shape[1], float(y.mean()))])
             prior = np.append(prior * len(prior) / (len(prior) + 1), 1.0 / (len(prior) + 1))
+        u = np.ones(len(y)) if cv is None else NOISE_FRACTION ** 2 / (NOISE_FRACTION ** 2 + cv ** 2)
         fo = F[:, idx]                                            # experts at the tried configurations
-        a = (fo @ y + 1.0) / (np.sum(fo * fo, axis=1) + 1.0)      # per-expert scale, ridge towards 1
-        sse = np.sum((y[None, :] - a[:, None] * fo) ** 2, axis=1)
+        a = (fo @ (u * y) + 1.0) / ((fo * fo) @ u + 1.0)          # per-expert scale, ridge towards 1
+        sse = ((y[None, :] - a[:, None] * fo) ** 2) @ u
         sigma = NOISE_FRACTION * max(float(np.abs(y).max()), 1e-9)
         logw = np.log(prior) - sse / (2 * sigma ** 2)
         w = np.exp(logw - logw.max())
@@ -126,14 +131,15 @@ class Falcon(Strategy):
         untried = self.untried_mask()
         if not untried.any():
             return None
-        ok = [(space.index(c), v) for c, v in self.history if v is not None]
-        idx = np.array([i for i, _ in ok], dtype=int)
-        y = np.array([v for _, v in ok], dtype=float)
+        ok = [(space.index(c), v, n or 0.0) for (c, v), n in zip(self.history, self.noise) if v is not None]
+        idx = np.array([i for i, _, _ in ok], dtype=int)
+        y = np.array([v for _, v, _ in ok], dtype=float)
+        cv = np.array([n for _, _, n in ok], dtype=float)
         ex = self.experts()
         if ex is None and len(ok) < N_RANDOM_WITHOUT_KNOWLEDGE:
             rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
             return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
-        mean, null_weight = self.surrogate(*ex, idx, y) if ex is not None else (np.full(space.size, y.mean()), 1.0)
+        mean, null_weight = self.surrogate(*ex, idx, y, cv) if ex is not None else (np.full(space.size, y.mean()), 1.0)
         mu, sd = mean, np.zeros(space.size)
         bo = self.use_bo and len(ok) >= (MIN_BO_TRIALS if ex is not None else 1)
         if bo:
@@ -141,7 +147,7 @@ class Falcon(Strategy):
             # knowledge explains the trials better than "nothing is known" does
             X = self._encoded(prune=self.prune and null_weight < 0.5)
             scale = float(np.abs(y).max()) or 1.0
-            gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed)
+            gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
             r_mu, r_sd = gp.predict(X, return_std=True)
             mu, sd = mean + scale * r_mu, scale * r_sd
         candidates = untried.copy()
@@ -153,7 +159,10 @@ class Falcon(Strategy):
                 if (in_region & untried).any():
                     candidates &= in_region
         if bo:
-            score = expected_improvement(mu, sd, float(y.max()))
+            # EI of the next *measurement*: it will be as noisy as the runner says measurements
+            # are (median spread so far), which favours a high mean over a wide posterior
+            sd_next = np.hypot(sd, OBSERVED_NOISE * float(np.median(cv)) * np.abs(mu))
+            score = expected_improvement(mu, sd_next, float(y.max()))
             best_ei = float(np.max(np.where(untried, score, 0.0)))
             since_best = len(y) - 1 - int(np.argmax(y))           # trials since the best one
             self.converged = (len(ok) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE

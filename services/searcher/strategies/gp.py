@@ -11,12 +11,14 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 
-def fit_gp(X: np.ndarray, y: np.ndarray, seed: int = 0) -> GaussianProcessRegressor:
-    """Matern-5/2 ARD GP with a learned noise level (live measurements are noisy)."""
+def fit_gp(X: np.ndarray, y: np.ndarray, seed: int = 0, noise: np.ndarray | None = None) -> GaussianProcessRegressor:
+    """Matern-5/2 ARD GP with a learned noise level (live measurements are noisy); ``noise``:
+    each observation's known noise sd (the runner's measured spread), added to the diagonal."""
     d = X.shape[1]
     kernel = (ConstantKernel(0.1, (1e-4, 10.0)) * Matern(np.full(d, 0.5), (0.05, 20.0), nu=2.5)
               + WhiteKernel(1e-4, (1e-6, 1e-1)))
-    gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1, random_state=seed)
+    alpha = 1e-10 if noise is None else 1e-10 + np.asarray(noise, dtype=float) ** 2
+    gp = GaussianProcessRegressor(kernel, alpha=alpha, normalize_y=False, n_restarts_optimizer=1, random_state=seed)
     with warnings.catch_warnings():       # bounds reached on tiny data sets are expected, not news
         warnings.simplefilter("ignore", ConvergenceWarning)
         return gp.fit(X, y)

@@ -51,4 +51,5 @@ class ReplayBackend(TrialBackend):
         if self.time_scale > 0:
             time.sleep(duration * self.time_scale)
         return TrialOutcome("ok", float(row["value"]), duration, cost, rps=row.get("rps"),
-                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"))
+                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"),
+                            extra={"cv": row["cv"]} if row.get("cv") is not None else {})
