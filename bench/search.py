@@ -8,6 +8,11 @@ models/targets/reg-<model>.csv and models/operators/<model>/operators.csv; every
 is benchmarked, touched only through the replay trial backend (one lookup per trial). Every
 suggestion counts as a trial. OUT: {"trials", "seeds", "results": {strategy: {model: [[best
 after trial 1..T] per seed]}}}. Also prints a table and writes a PNG (OUT with .png).
+
+--targets may be repeated (e.g. several noise realisations of the same tables: a model met again is
+named ``<model>@<folder>``). --truth DIR: score each trial by the value, in DIR's table of the same
+model, of the configuration the search would recommend then (the best measured so far) - with
+noisy targets this is what the user actually gets, not the luckiest measurement.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.falcon_data import iter_offline_tables, read_operator_profile
+from services.common.falcon_data import ModelTable, iter_offline_tables, load_model_table, read_operator_profile
 from services.common.space import Space
 from services.profiler.kops import aggregate, identify_kops
 from services.searcher.strategies import STRATEGIES, SearchContext, make_strategy
@@ -39,12 +44,12 @@ def load_offline(root: Path) -> OfflineDataset:
 
 
 def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
-            seed: int, backend: ReplayBackend) -> list[float]:
+            seed: int, backend: ReplayBackend, truth: ModelTable | None = None) -> list[float]:
     kops = identify_kops(ops) if ops else []
     ctx = SearchContext(space, seed, tuple(kops), tuple(o.to_dict() for o in aggregate(ops)) if ops else (),
                         knowledge)
     s = make_strategy(strategy, ctx)
-    best, curve = -np.inf, []
+    best, best_cfg, curve = -np.inf, None, []
     spec_backend = {"kind": "replay", "table": str(table_path), "trial_seconds": 900.0}
     for t in range(trials):
         cfg = s.ask()
@@ -52,9 +57,13 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
             out = backend.run(TrialSpec(f"bench/t{t}", cfg, {"name": table_path.stem}, spec_backend, 1.0))
             value = out.value if out.status == "ok" else None
             s.tell(cfg, value, noise=out.extra.get("cv"))
-            if value is not None:
-                best = max(best, value)
-        curve.append(float(best) if np.isfinite(best) else 0.0)
+            if value is not None and value > best:
+                best, best_cfg = value, cfg
+        if truth is not None:
+            row = truth.lookup(best_cfg) if best_cfg is not None else None
+            curve.append(float(row["value"]) if row is not None else 0.0)
+        else:
+            curve.append(float(best) if np.isfinite(best) else 0.0)
     return curve
 
 
@@ -108,7 +117,8 @@ def plot(results: dict, trials: int, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--offline", type=Path, required=True)
-    p.add_argument("--targets", type=Path, required=True)
+    p.add_argument("--targets", type=Path, required=True, action="append", help="repeatable")
+    p.add_argument("--truth", type=Path, help="score the recommended configuration's value in this folder's tables")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--strategies", default="falcon,random,gp-ei,prior")
@@ -118,24 +128,36 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         p.error(f"unknown strategies {unknown}; known: {sorted(STRATEGIES)}")
-    tables = sorted((a.targets / "models" / "targets").glob("reg-*.csv"))
-    if not tables:
-        p.error(f"no models/targets/reg-*.csv under {a.targets}")
+    tables: list[tuple[str, Path, Path]] = []          # (name in the results, table, targets folder)
+    for folder in a.targets:
+        found = sorted((folder / "models" / "targets").glob("reg-*.csv"))
+        if not found:
+            p.error(f"no models/targets/reg-*.csv under {folder}")
+        names = {n for n, _, _ in tables}
+        for path in found:
+            model = path.stem.removeprefix("reg-")
+            tables.append((f"{model}@{folder.name}" if model in names else model, path, folder))
     dataset = load_offline(a.offline)
     knowledge: dict[Space, Knowledge] = {}
     backend = ReplayBackend()
     results: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
     t0 = time.monotonic()
-    for path in tables:
+    for name, path, folder in tables:
         model = path.stem.removeprefix("reg-")
         table = backend.table(str(path))
+        truth = None
+        if a.truth is not None:
+            tpath = a.truth / "models" / "targets" / path.name
+            if not tpath.exists():
+                p.error(f"--truth: no {tpath}")
+            truth = load_model_table(tpath)
         if table.space not in knowledge:
             knowledge[table.space] = Knowledge.build(dataset, table.space)
-        prof = a.targets / "models" / "operators" / model / "operators.csv"
+        prof = folder / "models" / "operators" / model / "operators.csv"
         ops = read_operator_profile(prof) if prof.exists() else []
         for strat in strategies:
-            results[strat][model] = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed,
-                                             backend) for seed in range(a.seeds)]
+            results[strat][name] = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed,
+                                            backend, truth) for seed in range(a.seeds)]
     out = {"trials": a.trials, "seeds": a.seeds, "results": results}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out))
