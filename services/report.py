@@ -40,7 +40,8 @@ def summary(state: SearchState) -> dict[str, Any]:
     def row(t: TrialRecord) -> dict[str, Any]:
         f = ServingFigures.of(state, t)
         return {"trial": t.index + 1, "config": dict(t.config), "value": t.value, "rps": f.rps, "p50_ms": f.p50_ms,
-                "p99_ms": f.p99_ms, "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million}
+                "p99_ms": f.p99_ms, "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
+                "stability_cv": t.stability_cv}
 
     return {
         "search_id": state.search_id, "model": state.spec.model["name"], "status": state.status,
@@ -188,10 +189,16 @@ def _cfg(c: dict[str, Any]) -> str:
     return ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in c.items())
 
 
+def _rps(r: dict[str, Any]) -> str:
+    """RPS with the runner's measured spread, when it reported one."""
+    cv = r.get("stability_cv")
+    return _fmt(r["rps"]) + (f" ±{cv * 100:.0f}%" if cv is not None and r["rps"] is not None else "")
+
+
 def _rows(rows: Sequence[dict[str, Any]], extra: bool = False) -> str:
     out = []
     for r in rows:
-        cells = [str(r["trial"]), _cfg(r["config"]), _fmt(r["value"]), _fmt(r["rps"]), _fmt(r["p99_ms"]),
+        cells = [str(r["trial"]), _cfg(r["config"]), _fmt(r["value"]), _rps(r), _fmt(r["p99_ms"]),
                  _fmt(r["usd_per_hour"], ".4f"), _fmt(r["usd_per_million_requests"], ".4f")]
         if extra:
             note = r["reason"] if r["status"] != "ok" else "; ".join(r["violations"])
@@ -215,7 +222,7 @@ def render_html(s: dict[str, Any], images: dict[str, str]) -> str:
     cons = ", ".join(f"{k}={v}" for k, v in s["constraints"].items() if v is not None) or "none"
     if rec:
         rec_html = (f'<div class="rec"><div class="big">{_cfg(rec["config"])}</div>'
-                    f'<p>{_fmt(rec["rps"])} RPS, p99 {_fmt(rec["p99_ms"])} ms, ${_fmt(rec["usd_per_hour"], ".4f")}/hour, '
+                    f'<p>{_rps(rec)} RPS, p99 {_fmt(rec["p99_ms"])} ms, ${_fmt(rec["usd_per_hour"], ".4f")}/hour, '
                     f'${_fmt(rec["usd_per_million_requests"], ".4f")} per million requests; objective '
                     f'{_fmt(rec["value"])} RPS/$ (trial {rec["trial"]})</p></div>')
     else:

@@ -27,7 +27,7 @@ def searched(s, n_fail=1):
             v = TABLE.lookup(r.config)["value"]
             rps = 1000 * v
             rec = TrialRecord(r.trial_id, r.index, r.config, "ok", v, 0.05, 900.0, rps=rps, p50_ms=5.0,
-                              p99_ms=r.config["batchsize"] * 1.0)
+                              p99_ms=r.config["batchsize"] * 1.0, stability_cv=0.01 * r.index)
         d = record_trial(d.state, rec)
     return d.state
 
@@ -54,6 +54,7 @@ def test_report_files_are_written_and_the_html_shows_what_matters(tmp_path):
     best = st.best
     assert best.p99_ms <= 40
     assert ", ".join(f"{k}={v}" for k, v in best.config.items()) in page
+    assert f"{best.rps:.3g} ±{best.index:.0f}% RPS" in page        # the measurement's spread is shown with it
     assert (tmp_path / "summary.json").exists() and s["files"]["html"].endswith("report.html")
 
 
