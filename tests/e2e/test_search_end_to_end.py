@@ -214,6 +214,8 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["recommended"]["p99_ms"] <= 500 and rep["recommended"]["usd_per_million_requests"] > 0
+    # every live measurement's spread reached the searcher's state (it weighs the trial by it)
+    assert all(h["stability_cv"] is not None and h["stability_cv"] >= 0 for h in rep["history"])
     page = (tmp_path / "report" / "report.html").read_text()
     assert "resnet8" in page and "conv2d" in page and (tmp_path / "report" / "path.png").exists()
 
