@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.falcon_data import ModelTable, iter_offline_tables, load_model_table, read_operator_profile
+from services.common.falcon_data import ModelTable, iter_offline_tables, read_operator_profile
 from services.common.space import Space
 from services.profiler.kops import aggregate, identify_kops
 from services.searcher.strategies import STRATEGIES, SearchContext, make_strategy
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             tpath = a.truth / "models" / "targets" / path.name
             if not tpath.exists():
                 p.error(f"--truth: no {tpath}")
-            truth = load_model_table(tpath)
+            truth = backend.table(str(tpath))         # cached: read once for every realisation
         if table.space not in knowledge:
             knowledge[table.space] = Knowledge.build(dataset, table.space)
         prof = folder / "models" / "operators" / model / "operators.csv"

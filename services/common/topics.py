@@ -17,11 +17,15 @@ NO_GPU = ("", "none", "cpu")
 KNOWN_GPUS = ("k80", "m60", "t4", "v100", "a10g", "a100", "h100", "h200")
 RUNNER_CLASSES: tuple[str, ...] = ("replay", "live-cpu", *(f"live-{g}" for g in KNOWN_GPUS))
 
+
+def trial_topic(cls: str) -> str:
+    return TRIAL_REQUESTED if cls == "replay" else f"{TRIAL_REQUESTED}.{cls}"
+
+
 TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     "model-submitted": ("model-submitted",),
     "kops-identified": ("kops-identified",),
-    **{(TRIAL_REQUESTED if c == "replay" else f"{TRIAL_REQUESTED}.{c}"): ("trial-requested",)
-       for c in RUNNER_CLASSES},
+    **{trial_topic(c): ("trial-requested",) for c in RUNNER_CLASSES},
     "trial-completed": ("trial-completed",),
     "search-results": ("search-completed", "search-failed"),
     "offline-data": ("offline-table-published",),
@@ -51,10 +55,6 @@ def runner_class(backend_kind: str, config: Mapping[str, Any], gpu_knob: str = "
         return f"{backend_kind}-cpu"
     gpu = str(gpu).strip().lower()
     return f"{backend_kind}-{re.sub(r'[^a-z0-9]+', '-', gpu).strip('-')}"
-
-
-def trial_topic(cls: str) -> str:
-    return TRIAL_REQUESTED if cls == "replay" else f"{TRIAL_REQUESTED}.{cls}"
 
 
 def topic_for(event_type: str, data: Mapping[str, Any]) -> str:

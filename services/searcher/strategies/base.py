@@ -55,6 +55,13 @@ class Strategy(ABC):
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
 
+    def observed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(configuration indices, values, relative noise - 0 where none was reported) of the
+        trials that succeeded, in the order they were told."""
+        ok = [(self.ctx.space.index(c), v, n or 0.0) for (c, v), n in zip(self.history, self.noise) if v is not None]
+        return (np.array([i for i, _, _ in ok], dtype=int), np.array([v for _, v, _ in ok], dtype=float),
+                np.array([n for _, _, n in ok], dtype=float))
+
     def untried_mask(self) -> np.ndarray:
         """True for every configuration (space.configs() order) not tried yet."""
         space = self.ctx.space

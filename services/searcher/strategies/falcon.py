@@ -131,17 +131,14 @@ class Falcon(Strategy):
         untried = self.untried_mask()
         if not untried.any():
             return None
-        ok = [(space.index(c), v, n or 0.0) for (c, v), n in zip(self.history, self.noise) if v is not None]
-        idx = np.array([i for i, _, _ in ok], dtype=int)
-        y = np.array([v for _, v, _ in ok], dtype=float)
-        cv = np.array([n for _, _, n in ok], dtype=float)
+        idx, y, cv = self.observed()
         ex = self.experts()
-        if ex is None and len(ok) < N_RANDOM_WITHOUT_KNOWLEDGE:
+        if ex is None and len(y) < N_RANDOM_WITHOUT_KNOWLEDGE:
             rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
             return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
         mean, null_weight = self.surrogate(*ex, idx, y, cv) if ex is not None else (np.full(space.size, y.mean()), 1.0)
         mu, sd = mean, np.zeros(space.size)
-        bo = self.use_bo and len(ok) >= (MIN_BO_TRIALS if ex is not None else 1)
+        bo = self.use_bo and len(y) >= (MIN_BO_TRIALS if ex is not None else 1)
         if bo:
             # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
             # knowledge explains the trials better than "nothing is known" does
@@ -165,7 +162,7 @@ class Falcon(Strategy):
             score = expected_improvement(mu, sd_next, float(y.max()))
             best_ei = float(np.max(np.where(untried, score, 0.0)))
             since_best = len(y) - 1 - int(np.argmax(y))           # trials since the best one
-            self.converged = (len(ok) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE
+            self.converged = (len(y) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE
                               and best_ei < CONVERGED_EI * max(abs(float(y.max())), 1e-12))
         else:
             score = mu

@@ -23,13 +23,11 @@ class GpEi(Strategy):
         mask = self.untried_mask()
         if not mask.any():
             return None
-        ok = [(c, v) for c, v in self.history if v is not None]
-        cv = np.array([n or 0.0 for (_, v), n in zip(self.history, self.noise) if v is not None])
-        if len(ok) < N_INITIAL:
+        idx, y, cv = self.observed()
+        if len(y) < N_INITIAL:
             rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
             return space.config_at(rng.choice(np.flatnonzero(mask).tolist()))
-        X = np.array([space.encode(c) for c, _ in ok])
-        y = np.array([v for _, v in ok], dtype=float)
+        X = np.array([space.encode(space.config_at(int(i))) for i in idx])
         scale = float(np.abs(y).max()) or 1.0
         gp = fit_gp(X, y / scale - (y / scale).mean(), seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
         cand = np.flatnonzero(mask)

@@ -60,14 +60,12 @@ class Morphling(Strategy):
             rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
             return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
         X = self.ctx.knowledge.encoded
-        ok = [(space.index(c), v) for c, v in self.history if v is not None]
+        idx, y, _ = self.observed()
         preds = []
         for net in nets:
-            if ok:
+            if len(y):
                 net = copy.deepcopy(net)
-                net.batch_size = len(ok)                  # full-batch steps on the few trials
-                idx = np.array([i for i, _ in ok])
-                y = np.array([v for _, v in ok], dtype=float)
+                net.batch_size = len(y)                   # full-batch steps on the few trials
                 for _ in range(ADAPT_STEPS):
                     net.partial_fit(X[idx], y)
             preds.append(net.predict(X))
