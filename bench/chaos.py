@@ -25,15 +25,15 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common import stack
 from services.common.bus import KafkaPublisher, ensure_topics, read_events
 from services.common.falcon_data import read_operator_profile
 from services.common.settings import Settings
 from services.common.spec import SearchSpec, StopRules
+from services.common.redis_keys import TRIAL_RUNS
 from services.profiler.kops import identify_kops
-from services.searcher.inprocess import run_search
-from services.trial_runner.app import RUNS
 from services.trial_runner.backends import ReplayBackend
+from tools import localstack
+from tools.harness import run_search
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "falcon-data"
 
@@ -57,10 +57,10 @@ class Fleet:
         for _ in range(count):
             self.n += 1
             log = self.logs / f"{role}-{self.n}.log"
-            started.append(stack.start_service(role, self.settings, log))
+            started.append(localstack.start_service(role, self.settings, log))
             paths.append(log)
         self.procs.setdefault(role, []).extend(started)
-        stack.wait_ready(paths, started, timeout_s=90)
+        localstack.wait_ready(paths, started, timeout_s=90)
 
     def kill_random(self, rng: random.Random) -> str:
         role = rng.choice(sorted(self.procs))
@@ -98,9 +98,9 @@ async def collect(settings: Settings, ids: set[str], timeout_s: float) -> dict[s
 async def main_async(a: argparse.Namespace) -> dict:
     rng = random.Random(a.seed)
     work = Path(tempfile.mkdtemp(prefix="falcon-chaos-"))
-    bport, rport = stack.free_port(), stack.free_port()
-    broker = stack.start_broker(bport, work / "tansu.log")
-    redis_proc = stack.start_redis(rport, work / "redis.log")
+    bport, rport = localstack.free_port(), localstack.free_port()
+    broker = localstack.start_broker(bport, work / "tansu.log")
+    redis_proc = localstack.start_redis(rport, work / "redis.log")
     settings = replace(Settings(), broker=f"127.0.0.1:{bport}", redis_url=f"redis://127.0.0.1:{rport}/0",
                        partitions=a.partitions, session_timeout_s=2.0, heartbeat_s=0.2, trial_lease_s=4.0,
                        trial_time_scale=a.trial_real_s / 900.0, log_level="info")
@@ -130,7 +130,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         wall = time.monotonic() - t0
 
         redis = Redis.from_url(settings.redis_url)
-        runs = {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()}
+        runs = {k.decode(): int(v) for k, v in (await redis.hgetall(TRIAL_RUNS)).items()}
         await redis.aclose()
         backend = ReplayBackend()
         completed = mismatched = double_counted = lost = 0

@@ -31,7 +31,6 @@ from redis.asyncio import Redis
 
 import schemas
 from schemas import Event, SchemaError
-from services.common import stack
 from services.common.bus import ensure_topics, handle_message
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE
@@ -42,6 +41,7 @@ from services.searcher.app import SearcherHandlers
 from services.searcher.store import SearchStore
 from services.trial_runner.app import TrialRunner
 from services.trial_runner.backends import ReplayBackend
+from tools import localstack
 
 CONSUMED = ["model-submitted", "kops-identified", "trial-requested", "trial-completed"]   # topics with a handler
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "falcon-data"
@@ -164,9 +164,9 @@ class Stats:
 
 def run(n: int, seed_: int) -> Stats:
     work = Path(tempfile.mkdtemp(prefix="falcon-fuzz-"))
-    bport, rport = stack.free_port(), stack.free_port()
-    broker = stack.start_broker(bport, work / "tansu.log")
-    redis_proc = stack.start_redis(rport, work / "redis.log")
+    bport, rport = localstack.free_port(), localstack.free_port()
+    broker = localstack.start_broker(bport, work / "tansu.log")
+    redis_proc = localstack.start_redis(rport, work / "redis.log")
     cfg = replace(Settings(), broker=f"127.0.0.1:{bport}", redis_url=f"redis://127.0.0.1:{rport}/0",
                   handler_retries=2, retry_backoff_s=0.001)
     loop = asyncio.new_event_loop()

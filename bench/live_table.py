@@ -22,7 +22,8 @@ from pathlib import Path
 
 from services.common.pricing import DEFAULT_PRICES
 from services.common.space import Space
-from services.trial_runner.backends import LiveBackend, TrialSpec
+from schemas.events import TrialRequested
+from services.trial_runner.backends import LiveBackend
 
 
 def measure_model(name: str, onnx: Path, space: Space, measure_s: float, repeats: int,
@@ -32,16 +33,17 @@ def measure_model(name: str, onnx: Path, space: Space, measure_s: float, repeats
         price = DEFAULT_PRICES.hourly(cfg)
         outs = []
         for r in range(repeats):
-            out = backend.run(TrialSpec(f"{name}/{i}/{r}", cfg, {"name": name, "format": "onnx", "uri": str(onnx)},
-                                        {"kind": "live", "measure_s": measure_s}, price))
+            out = backend.run(TrialRequested(f"{name}/{i}/{r}", i, cfg,
+                                             {"name": name, "format": "onnx", "uri": str(onnx)},
+                                             {"kind": "live", "measure_s": measure_s}, price, "live-cpu"))
             if out.status != "ok":
                 raise RuntimeError(f"{name} {dict(cfg)}: {out.reason}")
             outs.append(out)
         rps = statistics.median(o.rps for o in outs)
         rows.append({**cfg, "rps": rps, "p50_ms": statistics.median(o.p50_ms for o in outs),
                      "p99_ms": statistics.median(o.p99_ms for o in outs), "usd_per_hour": price,
-                     "cv": statistics.median(o.extra["cv"] for o in outs),
-                     "compile_s": max(o.extra["compile_s"] for o in outs), "rps_per_usd": rps / price})
+                     "cv": statistics.median(o.stability_cv for o in outs),
+                     "compile_s": max(o.details["compile_s"] for o in outs), "rps_per_usd": rps / price})
         print(f"  {name} {dict(cfg)}: {rps:9.1f} rps  p99 {rows[-1]['p99_ms']:7.2f} ms  cv {rows[-1]['cv']:.3f}",
               flush=True)
     return rows
@@ -59,7 +61,7 @@ def write_table(rows: list[dict], space: Space, path: Path) -> None:
 
 
 def write_operators(name: str, path: Path) -> list[str]:
-    from services.profiler.profile import profile_report
+    from tools.profile import profile_report
     rep = profile_report(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", choices=("targets", "sources"), default="targets",
                    help="write models/targets (judged on) or models/sources (offline knowledge for the space)")
     a = p.parse_args(argv)
-    from services.profiler.zoo import export_onnx
+    from tools.zoo import export_onnx
     space = Space.from_file(a.space)
     backend = LiveBackend(a.out / ".compiled")
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:

@@ -25,46 +25,36 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.falcon_data import ModelTable, iter_offline_tables, read_operator_profile
+from services.common.falcon_data import ModelTable, read_operator_profile
 from services.common.space import Space
-from services.profiler.kops import aggregate, identify_kops
-from services.searcher.strategies import STRATEGIES, SearchContext, make_strategy
-from services.trial_runner.backends import ReplayBackend, TrialSpec
-from services.treebuilder.dataset import OfflineDataset
-from services.treebuilder.kop_curves import Knowledge
+from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
+from services.knowledge import Knowledge, OfflineDataset
+from services.searcher.strategies import STRATEGIES
+from services.trial_runner.backends import ReplayBackend
+from tools.harness import profiled, run_search
 
 CHECKPOINTS = (1, 3, 6, 15, 30)
 
 
-def load_offline(root: Path) -> OfflineDataset:
-    ds = OfflineDataset()
-    for kind, name, cols, rows in iter_offline_tables(root):
-        ds.add(kind, name, cols, rows)
-    return ds
-
-
 def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
             seed: int, backend: ReplayBackend, truth: ModelTable | None = None) -> list[float]:
-    kops = identify_kops(ops) if ops else []
-    ctx = SearchContext(space, seed, tuple(kops), tuple(o.to_dict() for o in aggregate(ops)) if ops else (),
-                        knowledge)
-    s = make_strategy(strategy, ctx)
+    """Best value so far after each trial of one search, run by the product's own loop (stop rules
+    and failed trials included); a search that stopped early keeps its last value."""
+    kops, operators = profiled(ops, DEFAULT_KOP_THRESHOLD)
+    spec = SearchSpec(model={"name": table_path.stem, "format": "falcon-profile", "uri": None},
+                      backend={"kind": "replay", "table": str(table_path), "trial_seconds": 900.0},
+                      space=space, stop=StopRules(trials), strategy=strategy, seed=seed)
+    state = run_search(f"bench-{strategy}-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
     best, best_cfg, curve = -np.inf, None, []
-    spec_backend = {"kind": "replay", "table": str(table_path), "trial_seconds": 900.0}
-    for t in range(trials):
-        cfg = s.ask()
-        if cfg is not None:
-            out = backend.run(TrialSpec(f"bench/t{t}", cfg, {"name": table_path.stem}, spec_backend, 1.0))
-            value = out.value if out.status == "ok" else None
-            s.tell(cfg, value, noise=out.extra.get("cv"))
-            if value is not None and value > best:
-                best, best_cfg = value, cfg
+    for t in state.trials:
+        if t.ok and t.value is not None and t.value > best:
+            best, best_cfg = t.value, t.config
         if truth is not None:
             row = truth.lookup(best_cfg) if best_cfg is not None else None
             curve.append(float(row["value"]) if row is not None else 0.0)
         else:
             curve.append(float(best) if np.isfinite(best) else 0.0)
-    return curve
+    return curve + [curve[-1] if curve else 0.0] * (trials - len(curve))
 
 
 def summarise(results: dict, trials: int) -> str:
@@ -137,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in found:
             model = path.stem.removeprefix("reg-")
             tables.append((f"{model}@{folder.name}" if model in names else model, path, folder))
-    dataset = load_offline(a.offline)
+    dataset = OfflineDataset.from_folder(a.offline)
     knowledge: dict[Space, Knowledge] = {}
     backend = ReplayBackend()
     results: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}

@@ -10,14 +10,17 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
+
+if TYPE_CHECKING:
+    from schemas.events import Payload
 
 SCHEMA_DIR = Path(__file__).parent
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -33,6 +36,7 @@ SUPPORTED_VERSIONS: dict[str, tuple[int, ...]] = {
     "dead-letter": (1,),
     "offline-table-published": (1,),
     "trees-ready": (1,),
+    "knowledge-requested": (1,),
 }
 EVENT_TYPES = tuple(SUPPORTED_VERSIONS)
 _EVENT_NS = uuid.UUID("6f1d3c2e-8a47-4c55-9b1e-5a0f0c1d2e3f")
@@ -57,14 +61,32 @@ class Event:
         if self.version == 0:
             object.__setattr__(self, "version", SUPPORTED_VERSIONS[self.type][-1])
 
-    def caused(self, type_: str, data: dict[str, Any], producer: str, salt: str = "") -> "Event":
-        """A new event caused by this one (same search, causation id = this event's id).
+    @classmethod
+    def new(cls, payload: "Payload", search_id: str, producer: str, **envelope: Any) -> "Event":
+        """An event carrying ``payload`` (its type is the payload's kind)."""
+        event = cls(type=payload.type, search_id=search_id, data=payload.to_data(), producer=producer, **envelope)
+        event.__dict__["payload"] = payload        # already typed: no conversion back
+        return event
+
+    def caused(self, payload: "Payload", producer: str, salt: str = "", search_id: str | None = None) -> "Event":
+        """A new event caused by this one (same search unless ``search_id``, causation id = this
+        event's id).
 
         Its id is derived from the cause, so handling a redelivered cause again produces the
         same event id: consumers and the audit see a duplicate, not a second decision."""
-        return Event(type=type_, search_id=self.search_id, data=data, producer=producer,
-                     causation_id=self.event_id,
-                     event_id=uuid.uuid5(_EVENT_NS, f"{self.event_id}/{type_}/{salt}").hex)
+        return Event.new(payload, self.search_id if search_id is None else search_id, producer,
+                         causation_id=self.event_id,
+                         event_id=uuid.uuid5(_EVENT_NS, f"{self.event_id}/{payload.type}/{salt}").hex)
+
+    @cached_property
+    def payload(self) -> "Payload":
+        """``data`` as its kind's dataclass (converted once; the bus does it at the edge).
+        ValueError when the content is schema-valid but unusable (e.g. an impossible space)."""
+        from schemas.events import PAYLOADS
+        try:
+            return PAYLOADS[self.type].from_data(self.data)
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"{self.type} v{self.version}: data does not fit its payload: {exc!r}") from None
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, "version": self.version, "event_id": self.event_id,

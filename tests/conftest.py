@@ -12,9 +12,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from services.common import stack
 from services.common.bus import ensure_topics
 from services.common.settings import Settings
+from tools import localstack
 
 
 INFRA_PROCS: dict[str, subprocess.Popen] = {}   # "broker"/"redis" of the current module's infra
@@ -23,9 +23,9 @@ INFRA_PROCS: dict[str, subprocess.Popen] = {}   # "broker"/"redis" of the curren
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     logs = tmp_path_factory.mktemp("infra")
-    bport, rport = stack.free_port(), stack.free_port()
-    broker = stack.start_broker(bport, logs / "tansu.log")
-    redis = stack.start_redis(rport, logs / "redis.log")
+    bport, rport = localstack.free_port(), localstack.free_port()
+    broker = localstack.start_broker(bport, logs / "tansu.log")
+    redis = localstack.start_redis(rport, logs / "redis.log")
     settings = replace(Settings(), broker=f"127.0.0.1:{bport}", redis_url=f"redis://127.0.0.1:{rport}/0",
                        session_timeout_s=2.0, heartbeat_s=0.2, trial_lease_s=6.0, handler_retries=3)
     asyncio.run(ensure_topics(settings))
@@ -46,11 +46,11 @@ def start_services(infra: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         started, paths = [], []
         for _ in range(count):
             log = logs / f"{name}-{len(procs)}.log"
-            p = stack.start_service(name, settings or infra, log)
+            p = localstack.start_service(name, settings or infra, log)
             procs.append(p)
             started.append(p)
             paths.append(log)
-        stack.wait_ready(paths, started, timeout_s=60)
+        localstack.wait_ready(paths, started, timeout_s=60)
         return started
 
     start.logs = logs  # type: ignore[attr-defined]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from services.common.space import PAPER_SPACE
 from services.common.spec import SearchSpec, StopRules
+from services.knowledge import Knowledge, OfflineDataset
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "falcon-data"
@@ -19,3 +22,9 @@ def spec(table: str = "mobilenet-v2", max_trials: int = 6, **kw: Any) -> SearchS
     return SearchSpec(model={"name": table, "format": "falcon-profile", "uri": None},
                       backend={"kind": "replay", "table": str(TARGETS / f"reg-{table}.csv"), "trial_seconds": 900.0},
                       stop=stop, **kw)
+
+
+@cache
+def knowledge() -> Knowledge:
+    """What the public falcon-data offline dataset says about the paper's space (built once)."""
+    return Knowledge.build(OfflineDataset.from_folder(DATA), PAPER_SPACE)

@@ -38,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import schemas
 from schemas import Event, SchemaError
+from schemas.events import DeadLetter
 from services.common.connections import faust_credentials, kafka_kwargs, redis_client
 from services.common.observability import (
     DEAD_LETTERS,
@@ -66,6 +67,7 @@ class Publisher(Protocol):
 
 
 Handler = Callable[[Event, Publisher], Awaitable[None]]
+UnusableHandler = Callable[[Event, ValueError, Publisher], Awaitable[None]]
 
 
 def encode_for_topic(event: Event, settings: Settings) -> tuple[str, bytes, bytes]:
@@ -79,12 +81,11 @@ def dead_letter_event(*, topic: str, partition: int, offset: int, key: bytes | N
                       reason: str, service: str, search_id: str = "",
                       causation_id: str | None = None) -> Event:
     raw = raw or b""
-    return Event(type="dead-letter", search_id=search_id if _safe_id(search_id) else "",
-                 causation_id=causation_id, producer=service, data={
-                     "source_topic": topic, "partition": partition, "offset": offset,
-                     "key": key.decode("utf-8", "replace")[:256] if key is not None else None,
-                     "reason": reason[:4000] or "unknown", "service": service,
-                     "raw_b64": base64.b64encode(raw[:RAW_KEEP]).decode(), "raw_size": len(raw)})
+    letter = DeadLetter(source_topic=topic, partition=partition, offset=offset,
+                        key=key.decode("utf-8", "replace")[:256] if key is not None else None,
+                        reason=reason[:4000] or "unknown", service=service,
+                        raw_b64=base64.b64encode(raw[:RAW_KEEP]).decode(), raw_size=len(raw))
+    return Event.new(letter, search_id if _safe_id(search_id) else "", service, causation_id=causation_id)
 
 
 def _safe_id(s: str) -> bool:
@@ -161,11 +162,19 @@ class FaustPublisher:
         EVENTS_PRODUCED.labels(self.app.conf.falcon_service, event.type).inc()
 
 
-def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) -> FaustPublisher:
-    """Register ``handler`` for every valid event on ``topic``; returns the app's publisher."""
-    service = app.conf.falcon_service  # type: ignore[attr-defined]
+def _publisher(app: faust.App, settings: Settings) -> FaustPublisher:
     publisher = getattr(app, "_falcon_publisher", None) or FaustPublisher(app, settings)
     app._falcon_publisher = publisher  # type: ignore[attr-defined]
+    return publisher
+
+
+def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler,
+              on_unusable: UnusableHandler | None = None) -> FaustPublisher:
+    """Register ``handler`` for every valid event on ``topic`` (shared by the service's consumer
+    group); returns the app's publisher. ``on_unusable``: what to do with an event whose payload
+    the schema admits but the domain cannot use (default: dead-letter it)."""
+    service = app.conf.falcon_service  # type: ignore[attr-defined]
+    publisher = _publisher(app, settings)
     channel = publisher._topic(topic)
     expected = topic_events(topic)
 
@@ -174,7 +183,7 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) 
             msg = ev.message
             await handle_message(service=service, settings=settings, publisher=publisher, handler=handler,
                                  topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                 key=msg.key, raw=msg.value, expect=expected)
+                                 key=msg.key, raw=msg.value, expect=expected, on_unusable=on_unusable)
 
     agent.__name__ = f"{service}_{topic.replace('-', '_').replace('.', '_')}"
     agent.__qualname__ = agent.__name__
@@ -182,10 +191,38 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler) 
     return publisher
 
 
+def follow(app: faust.App, settings: Settings, topic: str, handler: Handler) -> None:
+    """Every process of the service sees every event on ``topic``, from its beginning (not
+    shared by the consumer group): for small topics that tell each process a fact it keeps in
+    memory, e.g. which knowledge versions exist (trees-ready). Invalid events are skipped with
+    a warning (the topic's regular consumers dead-letter them)."""
+    service = app.conf.falcon_service  # type: ignore[attr-defined]
+    publisher = _publisher(app, settings)
+
+    async def follow_topic() -> None:
+        while True:
+            try:
+                async for item in read_events(settings, (topic,), follow=True):
+                    if item.event is None:
+                        log.warning("follow %s@%d: skipped: %s", topic, item.offset, item.error)
+                        continue
+                    try:
+                        item.event.payload
+                        await handler(item.event, publisher)
+                    except Exception as exc:  # noqa: BLE001 - one bad event must not stop the follower
+                        log.warning("follow %s@%d: %s: %s", topic, item.offset, type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - broker not up yet, topic not created yet
+                log.warning("following %s: %s; retrying", topic, exc)
+                await asyncio.sleep(1.0)
+
+    follow_topic.__name__ = f"{service}_follow_{topic.replace('-', '_').replace('.', '_')}"
+    app.task(follow_topic)
+
+
 async def handle_message(*, service: str, settings: Settings, publisher: Publisher, handler: Handler,
                          topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None,
-                         expect: tuple[str, ...]) -> None:
-    """Decode -> handler. Never raises: one bad message must not stop a consumer.
+                         expect: tuple[str, ...], on_unusable: UnusableHandler | None = None) -> None:
+    """Decode -> typed payload -> handler. Never raises: one bad message must not stop a consumer.
 
     Bad bytes and rejected events are dead-lettered at once; a failing handler is retried with
     backoff, forever while the failure is the infrastructure's (broker, Redis), and up to
@@ -193,12 +230,23 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
     dead letter itself is retried forever: dropping it would lose the message."""
     try:
         event = schemas.decode(raw, settings.max_message_bytes, expect=expect)
+        event.payload                    # typed once, here at the edge
     except SchemaError as exc:
         log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, exc)
         DEAD_LETTERS.labels(service, topic).inc()
         await _publish_forever(publisher, dead_letter_event(
             topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=str(exc), service=service))
         return
+    except ValueError as exc:            # schema-valid, but the domain cannot use it (e.g. an impossible space)
+        if on_unusable is None:
+            log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, exc)
+            DEAD_LETTERS.labels(service, topic).inc()
+            await _publish_forever(publisher, dead_letter_event(
+                topic=topic, partition=partition, offset=offset, key=key, raw=raw, service=service,
+                reason=f"unusable {event.type}: {exc}", search_id=event.search_id, causation_id=event.event_id))
+            return
+        unusable, error = on_unusable, exc
+        handler = lambda e, p: unusable(e, error, p)  # noqa: E731 - handled like any event: retries, dead letter
     SEARCH_ID.set(event.search_id or None)
     EVENT_ID.set(event.event_id)
     TRIAL_ID.set(event.data.get("trial_id") if isinstance(event.data, dict) else None)
@@ -335,12 +383,13 @@ class LoggedEvent:
 
 async def read_events(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, *, idle_s: float = 1.5,
                       until: Callable[[LoggedEvent], bool] | None = None,
-                      timeout_s: float | None = None) -> AsyncIterator[LoggedEvent]:
+                      timeout_s: float | None = None, follow: bool = False) -> AsyncIterator[LoggedEvent]:
     """Read the log of ``topics`` from the beginning, outside any consumer group.
 
     Stops after ``idle_s`` without new messages (tansu's end offsets are not reliable, so "caught
     up" means "quiet"), or once ``until`` returns True, or after ``timeout_s``. With ``until`` set,
-    quiet periods do not stop the read (it waits for the awaited event)."""
+    quiet periods do not stop the read (it waits for the awaited event); with ``follow``, it never
+    stops by itself (it keeps reading new events)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None,
                                 fetch_max_bytes=settings.max_message_bytes * 8,
@@ -372,7 +421,7 @@ async def read_events(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, 
                         return
             if timeout_s is not None and now - start > timeout_s:
                 return
-            if until is None and now - last > idle_s:
+            if until is None and not follow and now - last > idle_s:
                 return
     finally:
         await consumer.stop()

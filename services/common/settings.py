@@ -23,6 +23,7 @@ class Settings:
     trial_max_attempts: int = 3              # runs of one trial (runner deaths) before it is reported failed
     handler_retries: int = 5                 # failures of a handler (not of the infrastructure) before dead-lettering
     retry_backoff_s: float = 0.2             # first wait between handler retries (doubles, capped at 5 s)
+    knowledge_wait_s: float = 60.0           # a search in a space without knowledge waits this long for the treebuilder
     log_level: str = "info"
     log_format: str = "text"                 # text | json (one object per line, with search/trial ids)
     metrics_port: int = 0                    # /metrics (Prometheus) and /healthz on this port; 0 = off

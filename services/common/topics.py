@@ -29,6 +29,7 @@ TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     "trial-completed": ("trial-completed",),
     "search-results": ("search-completed", "search-failed"),
     "offline-data": ("offline-table-published",),
+    "knowledge-requests": ("knowledge-requested",),
     "trees": ("trees-ready",),
     DEAD_LETTER: ("dead-letter",),
 }

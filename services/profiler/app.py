@@ -12,10 +12,10 @@ import logging
 import faust
 
 from schemas import Event
+from schemas.events import KopsIdentified, ModelSubmitted, SearchFailed
 from services.common.bus import Publisher, create_app, run_worker, subscribe
+from services.common.model_files import MODEL_FILE_FORMATS, check_model_file
 from services.common.settings import Settings
-from services.common.spec import SearchSpec
-from services.profiler.intake import MODEL_FILE_FORMATS, check_model_file
 from services.profiler.kops import ProfileError, aggregate, identify_kops
 from services.profiler.tvm_profile import profile_model
 
@@ -24,11 +24,11 @@ PROFILE_FORMATS = ("falcon-profile",)     # model formats whose operators arrive
 log = logging.getLogger("falcon.profiler")
 
 
-def profile_submission(data: dict, settings: Settings) -> tuple[list[dict], list[str], float]:
-    """(operator table, KOPs, threshold) for a submission, or ProfileError/ValueError with why.
+def profile_submission(submitted: ModelSubmitted, settings: Settings) -> KopsIdentified:
+    """The operator table and KOPs of a submission, or ProfileError/ValueError with why.
     Blocking (TVM compiles and runs the model): the shell calls it in a worker thread."""
-    spec = SearchSpec.from_dict(data["spec"])
-    operators = data.get("operators")
+    spec = submitted.spec
+    operators = submitted.operators
     fmt = spec.model.get("format")
     path = None
     if fmt in MODEL_FILE_FORMATS:   # ModelFileError: not a model, too big
@@ -47,7 +47,7 @@ def profile_submission(data: dict, settings: Settings) -> tuple[list[dict], list
                                f"(it reads {list(MODEL_FILE_FORMATS)} files and operator profiles that come "
                                f"with the submission: {list(PROFILE_FORMATS)})")
     table = [o.to_dict() for o in aggregate(operators)]
-    return table, identify_kops(table, spec.kop_threshold), spec.kop_threshold
+    return KopsIdentified(spec, table, identify_kops(table, spec.kop_threshold), spec.kop_threshold)
 
 
 class ProfilerHandlers:
@@ -55,21 +55,27 @@ class ProfilerHandlers:
         self.settings = settings
 
     async def on_model_submitted(self, event: Event, publisher: Publisher) -> None:
+        submitted = event.payload
+        assert isinstance(submitted, ModelSubmitted)
         try:
-            table, kops, threshold = await asyncio.to_thread(profile_submission, event.data, self.settings)
-        except ValueError as exc:      # ProfileError, ProfilerError, ModelFileError, SpaceError, PricingError
-            log.warning("search=%s profile failed: %s", event.search_id, exc)
-            await publisher.publish(event.caused("search-failed", {"stage": "profile", "reason": str(exc)},
-                                                 SERVICE))
+            identified = await asyncio.to_thread(profile_submission, submitted, self.settings)
+        except ValueError as exc:      # ProfileError, ProfilerError, ModelFileError
+            await self.on_unusable(event, exc, publisher)
             return
-        log.info("search=%s kops=%s", event.search_id, kops)
-        await publisher.publish(event.caused("kops-identified", {
-            "spec": event.data["spec"], "operators": table, "kops": kops, "threshold": threshold}, SERVICE))
+        log.info("search=%s kops=%s", event.search_id, identified.kops)
+        await publisher.publish(event.caused(identified, SERVICE))
+
+    async def on_unusable(self, event: Event, error: ValueError, publisher: Publisher) -> None:
+        """A submission that cannot be searched (its model, profile, space or prices): the search
+        fails at once with the reason."""
+        log.warning("search=%s profile failed: %s", event.search_id, error)
+        await publisher.publish(event.caused(SearchFailed("profile", str(error)), SERVICE))
 
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    subscribe(app, settings, "model-submitted", ProfilerHandlers(settings).on_model_submitted)
+    handlers = ProfilerHandlers(settings)
+    subscribe(app, settings, "model-submitted", handlers.on_model_submitted, on_unusable=handlers.on_unusable)
     return app
 
 

@@ -106,13 +106,6 @@ def op_kind(func_name: str) -> str:
 
 
 # ---- getting a Relax module ----------------------------------------------------------------
-def _relax_from_zoo(name: str, batch: int) -> Any:
-    from tvm.relax.frontend.torch import from_exported_program
-
-    from services.profiler import zoo
-    return from_exported_program(zoo.export_program(name, batch), keep_params_as_input=False)
-
-
 def onnx_inputs(path: Path, batch: int) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, static shape, dtype) of an ONNX model's inputs, the batch (first symbolic) dim set."""
     import onnx
@@ -168,20 +161,20 @@ def _relax_from_torch_export(path: Path, trust_pickle: bool) -> Any:
     return from_exported_program(ep, keep_params_as_input=False)
 
 
-def load_relax(model: str, batch: int = 1, trust_pickle: bool = False, fmt: str | None = None
+def load_relax(model: str | Path | Any, batch: int = 1, trust_pickle: bool = False, fmt: str | None = None
                ) -> tuple[Any, str]:
-    """(Relax IRModule, display name) for an ONNX file, a torch.export archive (.pt2) or a zoo
-    model name; ``fmt`` ('onnx' | 'torch-export') overrides the file suffix."""
+    """(Relax IRModule, display name) for an ONNX file, a torch.export archive (.pt2), or an
+    in-memory ``torch.export.ExportedProgram`` (how tools hand over zoo models); ``fmt``
+    ('onnx' | 'torch-export') overrides the file suffix."""
+    if not isinstance(model, (str, Path)):
+        from tvm.relax.frontend.torch import from_exported_program
+        return from_exported_program(model, keep_params_as_input=False), type(model).__name__
     p = Path(model)
-    if fmt is not None or p.suffix in (".onnx", ".pt2") or p.exists():
-        if not p.is_file():
-            raise ProfilerError(f"model file {p} does not exist")
-        if fmt == "torch-export" or (fmt is None and p.suffix == ".pt2"):
-            return _relax_from_torch_export(p, trust_pickle), p.stem
-        return _relax_from_onnx(p, batch), p.stem
-    from services.profiler import zoo
-    zoo.get(model)   # ZooError with the list of names
-    return _relax_from_zoo(model, batch), model
+    if not p.is_file():
+        raise ProfilerError(f"model file {p} does not exist")
+    if fmt == "torch-export" or (fmt is None and p.suffix == ".pt2"):
+        return _relax_from_torch_export(p, trust_pickle), p.stem
+    return _relax_from_onnx(p, batch), p.stem
 
 
 def example_inputs(mod: Any, seed: int = 0) -> list[np.ndarray]:
@@ -329,14 +322,17 @@ def time_operators(executable: Any, target_kind: str, inputs: Sequence[np.ndarra
     return {n: statistics.median(r.get(n, 0.0) for r in kept) for n in names}, len(runs), cv
 
 
-def profile_model(model: str, batch: int = 1, target: str = "llvm", measure: bool = True,
-                  budget_s: float = 120.0, trust_pickle: bool = False, fmt: str | None = None) -> Profile:
-    """Import, lower, analyse and (unless ``measure`` is False) compile and time ``model``."""
+def profile_model(model: str | Path | Any, batch: int = 1, target: str = "llvm", measure: bool = True,
+                  budget_s: float = 120.0, trust_pickle: bool = False, fmt: str | None = None,
+                  name: str | None = None) -> Profile:
+    """Import, lower, analyse and (unless ``measure`` is False) compile and time ``model`` (a
+    model file, or an exported program; see :func:`load_relax`)."""
     t0 = time.perf_counter()
     if importlib.util.find_spec("tvm") is None:
         raise ProfilerError("Apache TVM is not installed here (pip install apache-tvm==0.27.0.post1 "
                             "apache-tvm-ffi==0.1.14.post1)")
-    mod, name = load_relax(model, batch, trust_pickle, fmt)
+    mod, found_name = load_relax(model, batch, trust_pickle, fmt)
+    name = name or found_name
     lowered = lower_unfused(mod)
     prof = Profile(name, batch, target, static_calls(lowered), import_s=time.perf_counter() - t0)
     if not prof.calls:

@@ -11,110 +11,128 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 import faust
-from redis.asyncio import Redis
 
 from schemas import Event
+from schemas.events import KnowledgeRequested, KopsIdentified, SearchFailed, TreesReady, TrialResult
 from services.common.bus import (
     Publisher,
     Reject,
     create_app,
+    follow,
     read_events,
     run_worker,
     subscribe,
 )
 from services.common.connections import redis_client
+from services.common.redis_keys import SEARCHER_INITIALISED
 from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
-from services.common.topics import SEARCH_LOG_TOPICS
 from services.common.space import Space
-from services.common.spec import SearchSpec
+from services.common.topics import SEARCH_LOG_TOPICS
+from services.knowledge import Knowledge
+from services.knowledge.store import KnowledgeStore
 from services.searcher.search import (
     Decision,
     SearchState,
-    TrialRecord,
     decision_events,
     rebuild_states,
     record_trial,
     start_search,
     with_outbox,
 )
-from services.searcher.store import INITIALISED, SearchStore, restore
-from services.treebuilder.app import VERSION as OFFLINE_VERSION
-from services.treebuilder.app import load_dataset, load_knowledge
-from services.treebuilder.dataset import OfflineDataset
-from services.treebuilder.kop_curves import Knowledge
+from services.searcher.store import SearchStore, restore
 
 SERVICE = "searcher"
 log = logging.getLogger("falcon.searcher")
 Decide = Callable[[SearchState | None, Knowledge | None], Decision]
 
 
-class KnowledgeCache:
-    """The offline knowledge for a space, built from the treebuilder's dataset in Redis and kept
-    until the dataset's version changes."""
+class KnowledgeView:
+    """The searcher's view of the treebuilder's knowledge. Which version exists for which space
+    it learns from trees-ready events (every searcher process follows that topic); a space's
+    knowledge is loaded from the store when first needed and dropped when a newer version is
+    announced. A space with no knowledge yet is asked for (knowledge-requested) and waited for,
+    at most ``wait_s``: a search is never failed or stalled for lack of knowledge."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self._version: bytes | None = None
-        self._dataset: OfflineDataset | None = None
-        self._by_space: dict[Space, Knowledge] = {}
+    def __init__(self, store: KnowledgeStore, wait_s: float = 60.0) -> None:
+        self.store = store
+        self.wait_s = wait_s
+        self.announced: dict[str, int] = {}            # space key -> newest version announced
+        self._loaded: dict[str, Knowledge | None] = {}
+        self._news = asyncio.Condition()
 
-    async def for_space(self, space: Space) -> Knowledge | None:
-        version = await self.redis.get(OFFLINE_VERSION)
-        if version is None:
-            return None                               # no offline dataset published yet
-        if version != self._version:
-            self._dataset, self._version, self._by_space = None, version, {}
-        if space not in self._by_space:
-            stored = await load_knowledge(self.redis, space, int(version))     # the treebuilder's product
-            if stored is None:                                                 # not built (yet) for this space
-                if self._dataset is None:
-                    self._dataset = await load_dataset(self.redis)
-                stored = await asyncio.to_thread(Knowledge.build, self._dataset, space)
-            self._by_space[space] = stored
-        return self._by_space[space]
+    async def on_trees_ready(self, event: Event, publisher: Publisher) -> None:
+        ready = event.payload
+        assert isinstance(ready, TreesReady)
+        if ready.version > self.announced.get(ready.space_key, 0):
+            self.announced[ready.space_key] = ready.version
+            self._loaded.pop(ready.space_key, None)
+        async with self._news:
+            self._news.notify_all()
+
+    async def for_space(self, space: Space, ask: Callable[[], Awaitable[None]] | None = None) -> Knowledge | None:
+        """The knowledge for ``space``; None when no offline dataset exists (or none came in time).
+        ``ask``: publishes the request for it when the treebuilder has not built it."""
+        key = space.fingerprint()
+        if key in self._loaded:
+            return self._loaded[key]
+        knowledge = await self.store.load(space)
+        if knowledge is None and ask is not None and await self.store.dataset_version() is not None:
+            await ask()
+            try:
+                async with self._news:
+                    await asyncio.wait_for(self._news.wait_for(lambda: key in self.announced), self.wait_s)
+                knowledge = await self.store.load(space)
+            except asyncio.TimeoutError:
+                log.warning("no knowledge for space %s after %.0fs: searching without it", key, self.wait_s)
+                return None                          # not remembered: the next search asks again
+        self._loaded[key] = knowledge
+        return knowledge
 
 
-async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeCache | None = None) -> int:
-    """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs)."""
+async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeView | None = None) -> int:
+    """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs).
+    Logged decisions are replayed as they were; only an unlogged one is taken again, with the
+    knowledge stored for its space (if any)."""
     events = [item.event async for item in read_events(settings, SEARCH_LOG_TOPICS) if item.event is not None]
-    cache = knowledge or KnowledgeCache(store.redis)
+    view = knowledge or KnowledgeView(KnowledgeStore(store.redis))
     spaces: dict[Space, Knowledge | None] = {}
     for e in events:
         if e.type == "kops-identified":
             try:
-                space = SearchSpec.from_dict(e.data["spec"]).space
+                space = e.payload.spec.space        # type: ignore[attr-defined]
             except ValueError:
                 continue
             if space not in spaces:
-                spaces[space] = await cache.for_space(space)
+                spaces[space] = await view.for_space(space)
     n = await restore(store, rebuild_states(events, lambda spec: spaces.get(spec.space)).values())
     await store.mark_initialised()
     return n
 
 
 class SearcherHandlers:
-    def __init__(self, store: SearchStore, settings: Settings) -> None:
+    def __init__(self, store: SearchStore, settings: Settings, knowledge: KnowledgeView | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.knowledge = KnowledgeCache(store.redis)
+        self.knowledge = knowledge or KnowledgeView(KnowledgeStore(store.redis), settings.knowledge_wait_s)
 
     async def ensure_initialised(self) -> None:
-        n = await initialise_once(self.store.redis, INITIALISED,
+        n = await initialise_once(self.store.redis, SEARCHER_INITIALISED,
                                   lambda: rebuild_from_log(self.settings, self.store, self.knowledge))
         if n is not None:
             log.warning("Redis had no searcher state: rebuilt %d searches from the event log", n)
 
-    async def _handle(self, event: Event, publisher: Publisher, decide: Decide, space: Space | None = None) -> None:
+    async def _handle(self, event: Event, publisher: Publisher, decide: Decide,
+                      knowledge: Knowledge | None = None) -> None:
         """Lock the search, decide (in a worker thread: strategies fit models), store, publish."""
         await self.ensure_initialised()
         async with self.store.lock(event.search_id):
             state = await self.store.get(event.search_id)
-            space = space or (state.spec.space if state is not None else None)
-            knowledge = await self.knowledge.for_space(space) if space is not None else None
+            if state is not None and knowledge is None:
+                knowledge = await self.knowledge.for_space(state.spec.space)
             decision = await asyncio.to_thread(decide, state, knowledge)
             if decision.duplicate:
                 if await self.store.is_published(event.search_id, decision.state.outbox):
@@ -135,31 +153,42 @@ class SearcherHandlers:
         await self.store.mark_published(event.search_id, [e.as_dict() for e in events])
 
     async def on_kops_identified(self, event: Event, publisher: Publisher) -> None:
-        try:
-            spec = SearchSpec.from_dict(event.data["spec"])
-        except ValueError as exc:  # SpaceError, PricingError: a spec the schema admits but we cannot use
-            await publisher.publish(event.caused("search-failed", {"stage": "search", "reason": str(exc)}, SERVICE))
-            return
+        begun = event.payload
+        assert isinstance(begun, KopsIdentified)
+        space = begun.spec.space
+
+        async def ask() -> None:
+            await publisher.publish(event.caused(KnowledgeRequested(space), SERVICE))
+        knowledge = await self.knowledge.for_space(space, ask)     # before the lock: it may wait
 
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
-            return start_search(event.search_id, spec, event.data["kops"], event.data["operators"], knowledge)
-        await self._handle(event, publisher, decide, spec.space)
+            return start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge)
+        await self._handle(event, publisher, decide, knowledge)
+
+    async def on_unusable_start(self, event: Event, error: ValueError, publisher: Publisher) -> None:
+        """A kops-identified whose spec the schema admits but the searcher cannot use (a space or
+        price catalogue that does not hold together): the search fails with the reason."""
+        await publisher.publish(event.caused(SearchFailed("search", str(error)), SERVICE))
 
     async def on_trial_completed(self, event: Event, publisher: Publisher) -> None:
+        result = event.payload
+        assert isinstance(result, TrialResult)
+
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is None:
                 raise Reject(f"unknown search id {event.search_id!r}")
-            return record_trial(state, TrialRecord.from_row(event.data), knowledge)
+            return record_trial(state, result, knowledge)
         await self._handle(event, publisher, decide)
 
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
     handlers = SearcherHandlers(SearchStore(redis_client(settings)), settings)
-    subscribe(app, settings, "kops-identified", handlers.on_kops_identified)
+    subscribe(app, settings, "kops-identified", handlers.on_kops_identified, on_unusable=handlers.on_unusable_start)
     subscribe(app, settings, "trial-completed", handlers.on_trial_completed)
+    follow(app, settings, "trees", handlers.knowledge.on_trees_ready)
 
     @app.task
     async def initialise() -> None:   # noqa: ANN202 - rebuild before the first event, if Redis is empty

@@ -3,6 +3,11 @@
 No Kafka, no Redis: the shell loads a :class:`SearchState`, calls :func:`start_search` or
 :func:`record_trial`, stores the new state and publishes what the :class:`Decision` says.
 Everything here is deterministic given the state, which is what makes restart-from-Redis exact.
+
+This is the one ask/tell driver of the project: the searcher service, the in-process harness
+(``tools/harness.py``) and the benchmark (``bench/search.py``) all run searches through
+:func:`start_search`/:func:`record_trial`, so stop rules, constraints and failed trials behave
+the same in all three.
 """
 
 from __future__ import annotations
@@ -11,50 +16,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
+from schemas.events import KopsIdentified, SearchCompleted, SearchFailed, TrialRequested, TrialResult
 from services.common.pricing import PricingError
-from services.common.space import Config, SpaceError
+from services.common.space import SpaceError
 from services.common.spec import SearchSpec
 from services.common.topics import runner_class
+from services.knowledge import Knowledge
 from services.searcher.strategies import SearchContext, StrategyError, make_strategy
 
 Status = Literal["running", "completed", "failed"]
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    trial_id: str
-    index: int
-    config: Config
-    status: Literal["ok", "failed"]
-    value: float | None
-    cost_usd: float
-    duration_s: float
-    rps: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    reason: str | None = None
-    stability_cv: float | None = None   # relative spread of the measurement, as the runner saw it
-
-    def to_row(self) -> dict[str, Any]:
-        return {"trial_id": self.trial_id, "index": self.index, "config": dict(self.config),
-                "status": self.status, "value": self.value, "rps": self.rps, "p50_ms": self.p50_ms,
-                "p99_ms": self.p99_ms, "cost_usd": self.cost_usd, "duration_s": self.duration_s,
-                "reason": self.reason, "stability_cv": self.stability_cv}
-
-    @classmethod
-    def from_row(cls, d: Mapping[str, Any]) -> "TrialRecord":
-        return cls(trial_id=d["trial_id"], index=int(d["index"]), config=dict(d["config"]), status=d["status"],
-                   value=d.get("value"), cost_usd=float(d["cost_usd"]), duration_s=float(d["duration_s"]),
-                   rps=d.get("rps"), p50_ms=d.get("p50_ms"), p99_ms=d.get("p99_ms"), reason=d.get("reason"),
-                   stability_cv=d.get("stability_cv"))
-
-
-@dataclass(frozen=True)
-class TrialRequest:
-    trial_id: str
-    index: int
-    config: Config
-    price_per_hour: float
 
 
 @dataclass(frozen=True)
@@ -63,8 +33,8 @@ class SearchState:
     spec: SearchSpec
     kops: tuple[str, ...]
     operators: tuple[Mapping[str, Any], ...]
-    trials: tuple[TrialRecord, ...] = ()
-    pending: TrialRequest | None = None
+    trials: tuple[TrialResult, ...] = ()
+    pending: TrialRequested | None = None
     status: Status = "running"
     stop_reason: str | None = None
     outbox: tuple[Mapping[str, Any], ...] = ()   # events of the last decision, kept for re-publishing
@@ -73,20 +43,20 @@ class SearchState:
     def spent_usd(self) -> float:
         return sum(t.cost_usd for t in self.trials)
 
-    def violations(self, t: TrialRecord) -> list[str]:
+    def violations(self, t: TrialResult) -> list[str]:
         """Why trial ``t`` cannot be recommended under the user's constraints (empty: it can)."""
         return self.spec.constraints.violations(t.rps, t.p99_ms)
 
-    def feasible(self, t: TrialRecord) -> bool:
-        return t.status == "ok" and t.value is not None and not self.violations(t)
+    def feasible(self, t: TrialResult) -> bool:
+        return t.ok and not self.violations(t)
 
     @property
-    def best(self) -> TrialRecord | None:
+    def best(self) -> TrialResult | None:
         """The recommendation: the best trial that met the constraints (earliest on a tie)."""
         ranked = self.ranked()
         return ranked[0] if ranked else None
 
-    def ranked(self) -> list[TrialRecord]:
+    def ranked(self) -> list[TrialResult]:
         """Feasible trials, best first (the recommendation, then the runners-up)."""
         return sorted((t for t in self.trials if self.feasible(t)), key=lambda t: (-(t.value or 0.0), t.index))
 
@@ -94,36 +64,35 @@ class SearchState:
         """What the strategy is told per trial: the objective, but an infeasible trial counts as
         the worst value seen so far (it must not lure the search, yet its neighbourhood may still
         hold the constrained optimum)."""
-        seen = [t.value for t in self.trials if t.status == "ok" and t.value is not None]
+        seen = [t.value for t in self.trials if t.ok and t.value is not None]
         floor = min(seen) if seen else 0.0
-        return [None if t.status != "ok" or t.value is None else (t.value if not self.violations(t) else floor)
-                for t in self.trials]
+        return [None if not t.ok else (t.value if not self.violations(t) else floor) for t in self.trials]
 
     def has_trial(self, trial_id: str) -> bool:
         return any(t.trial_id == trial_id for t in self.trials)
 
     def to_dict(self) -> dict[str, Any]:
-        p = self.pending
         return {"search_id": self.search_id, "spec": self.spec.to_dict(), "kops": list(self.kops),
-                "operators": [dict(o) for o in self.operators], "trials": [t.to_row() for t in self.trials],
-                "pending": None if p is None else {"trial_id": p.trial_id, "index": p.index,
-                                                   "config": dict(p.config), "price_per_hour": p.price_per_hour},
+                "operators": [dict(o) for o in self.operators], "trials": [t.to_data() for t in self.trials],
+                "pending": None if self.pending is None else self.pending.to_data(),
                 "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SearchState":
+    def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
+        """``spec``: the search's spec when the caller has it parsed already (it never changes)."""
+        spec = spec or SearchSpec.from_dict(d["spec"])
         p = d.get("pending")
-        return cls(search_id=d["search_id"], spec=SearchSpec.from_dict(d["spec"]), kops=tuple(d["kops"]),
-                   operators=tuple(d["operators"]), trials=tuple(TrialRecord.from_row(t) for t in d["trials"]),
-                   pending=None if p is None else TrialRequest(p["trial_id"], int(p["index"]), dict(p["config"]),
-                                                               float(p["price_per_hour"])),
+        return cls(search_id=d["search_id"], spec=spec, kops=tuple(d["kops"]), operators=tuple(d["operators"]),
+                   trials=tuple(TrialResult.from_data(t) for t in d["trials"]),
+                   pending=None if p is None else TrialRequested.from_data(
+                       {"model": spec.model, "backend": spec.backend, **p}),
                    status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())))
 
 
 @dataclass(frozen=True)
 class Decision:
     state: SearchState
-    request: TrialRequest | None = None   # publish trial-requested
+    request: TrialRequested | None = None   # publish trial-requested
     finished: bool = False                # publish search-completed / search-failed (state.status says which)
     duplicate: bool = False               # the event was seen before: re-publish state.outbox, decide nothing
     ignored: str | None = None            # why the event changed nothing (stale, search already over)
@@ -145,7 +114,7 @@ def validate_spec(spec: SearchSpec) -> list[str]:
 
 
 def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
-                 operators: Sequence[Mapping[str, Any]], knowledge: Any = None) -> Decision:
+                 operators: Sequence[Mapping[str, Any]], knowledge: Knowledge | None = None) -> Decision:
     """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any."""
     problems = validate_spec(spec)
     state = SearchState(search_id, spec, tuple(kops), tuple(operators))
@@ -154,7 +123,7 @@ def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
     return _next(state, knowledge)
 
 
-def accept_trial(state: SearchState, result: TrialRecord) -> SearchState | Decision:
+def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decision:
     """The state with the trial recorded, or the Decision that says why nothing changes."""
     if state.has_trial(result.trial_id):
         return Decision(state, duplicate=True)
@@ -171,7 +140,7 @@ def accept_trial(state: SearchState, result: TrialRecord) -> SearchState | Decis
     return replace(state, trials=state.trials + (replace(result, config=config),), pending=None)
 
 
-def record_trial(state: SearchState, result: TrialRecord, knowledge: Any = None) -> Decision:
+def record_trial(state: SearchState, result: TrialResult, knowledge: Knowledge | None = None) -> Decision:
     accepted = accept_trial(state, result)
     return accepted if isinstance(accepted, Decision) else _next(accepted, knowledge)
 
@@ -184,7 +153,7 @@ def _stop(state: SearchState, reason: str) -> Decision:
     return Decision(replace(state, status="completed", stop_reason=reason, pending=None), finished=True)
 
 
-def _next(state: SearchState, knowledge: Any = None) -> Decision:
+def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     spec, stop = state.spec, state.spec.stop
     best = state.best
     if stop.target_value is not None and best is not None and best.value is not None \
@@ -195,7 +164,7 @@ def _next(state: SearchState, knowledge: Any = None) -> Decision:
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
                                                           knowledge))
     for t, value in zip(state.trials, state.observed_values()):
-        strategy.tell(t.config, value, noise=t.stability_cv)
+        strategy.tell(t.config, value, stability_cv=t.stability_cv)
     try:
         config = strategy.ask()
     except StrategyError as exc:
@@ -211,7 +180,8 @@ def _next(state: SearchState, knowledge: Any = None) -> Decision:
     if stop.budget_usd is not None and state.spent_usd + hourly * spec.trial_seconds / 3600 > stop.budget_usd:
         return _stop(state, "budget")
     index = len(state.trials)
-    request = TrialRequest(f"{state.search_id}/t{index}", index, config, hourly)
+    request = TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend, hourly,
+                             runner_class(str(spec.backend["kind"]), config, spec.prices.gpu_knob))
     return Decision(replace(state, pending=request), request=request)
 
 
@@ -221,16 +191,9 @@ def decision_events(cause: Event, decision: Decision, producer: str = "searcher"
     s = decision.state
     events = []
     if decision.request is not None:
-        r = decision.request
-        events.append(cause.caused("trial-requested", {
-            "trial_id": r.trial_id, "index": r.index, "config": dict(r.config), "model": dict(s.spec.model),
-            "backend": dict(s.spec.backend), "price_per_hour": r.price_per_hour,
-            "runner_class": runner_class(str(s.spec.backend["kind"]), r.config, s.spec.prices.gpu_knob)}, producer))
+        events.append(cause.caused(decision.request, producer))
     if decision.finished:
-        if s.status == "completed":
-            events.append(cause.caused("search-completed", completed_data(s), producer))
-        else:
-            events.append(cause.caused("search-failed", failed_data(s), producer))
+        events.append(cause.caused(completed(s) if s.status == "completed" else failed(s), producer))
     return events
 
 
@@ -238,8 +201,8 @@ def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
     return replace(decision.state, outbox=tuple(e.as_dict() for e in events))
 
 
-def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], Any] = lambda spec: None
-                   ) -> dict[str, SearchState]:
+def rebuild_states(events: Iterable[Event],
+                   knowledge: Callable[[SearchSpec], Knowledge | None] = lambda spec: None) -> dict[str, SearchState]:
     """Every search's state rebuilt from the event log alone.
 
     The log holds the searcher's own decisions (trial-requested, search-completed/-failed, each
@@ -264,13 +227,17 @@ def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], An
     states: dict[str, SearchState] = {}
     for sid, start in starts.items():
         try:
-            spec = SearchSpec.from_dict(start.data["spec"])
+            begun = start.payload
         except ValueError:
             continue                      # the searcher answered it with search-failed, no state
-        state = SearchState(sid, spec, tuple(start.data["kops"]), tuple(start.data["operators"]))
+        assert isinstance(begun, KopsIdentified)
+        spec = begun.spec
+        state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators))
         for cause in [start, *results.get(sid, ())]:
             if cause.type == "trial-completed":
-                accepted = accept_trial(state, TrialRecord.from_row(cause.data))
+                result = cause.payload
+                assert isinstance(result, TrialResult)
+                accepted = accept_trial(state, result)
                 if isinstance(accepted, Decision):
                     continue              # duplicate or stale: it changed nothing then either
                 state = accepted
@@ -279,7 +246,7 @@ def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], An
                 state = _replay(state, logged)
             else:
                 d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
-                    start_search(sid, spec, start.data["kops"], start.data["operators"], knowledge(spec))
+                    start_search(sid, spec, begun.kops, begun.operators, knowledge(spec))
                 state = with_outbox(d, decision_events(cause, d))
         states[sid] = state
     return states
@@ -288,35 +255,31 @@ def rebuild_states(events: Iterable[Event], knowledge: Callable[[SearchSpec], An
 def _replay(state: SearchState, logged: list[Event]) -> SearchState:
     """Apply a decision as the log recorded it."""
     for e in logged:
-        d = e.data
-        if e.type == "trial-requested":
-            state = replace(state, pending=TrialRequest(d["trial_id"], int(d["index"]), dict(d["config"]),
-                                                        float(d["price_per_hour"])))
-        elif e.type == "search-completed":
-            state = replace(state, status="completed", stop_reason=d["stop_reason"], pending=None)
-        else:
-            state = replace(state, status="failed", stop_reason=d["reason"], pending=None)
+        p = e.payload
+        if isinstance(p, TrialRequested):
+            state = replace(state, pending=p)
+        elif isinstance(p, SearchCompleted):
+            state = replace(state, status="completed", stop_reason=p.stop_reason, pending=None)
+        elif isinstance(p, SearchFailed):
+            state = replace(state, status="failed", stop_reason=p.reason, pending=None)
     return replace(state, outbox=tuple(e.as_dict() for e in logged))
 
 
-def completed_data(state: SearchState) -> dict[str, Any]:
-    """Payload of search-completed."""
+def completed(state: SearchState) -> SearchCompleted:
+    """The search-completed payload: the recommendation, the runners-up and the whole history."""
     best = state.best
     assert best is not None
-    return {"best": best.to_row(), "stop_reason": state.stop_reason or "", "trials": [t.to_row() for t in state.trials],
-            "spent_usd": state.spent_usd, "strategy": state.spec.strategy, "kops": list(state.kops),
-            "runners_up": [t.to_row() for t in state.ranked()[1:4]],
-            "model": state.spec.model["name"], "backend_kind": str(state.spec.backend.get("kind")),
-            "space": state.spec.space.to_dict(),
-            "constraints": state.spec.constraints.to_dict(),
-            "infeasible": {t.trial_id: "; ".join(why) for t in state.trials
-                           if t.status == "ok" and (why := state.violations(t))}}
+    return SearchCompleted(
+        best=best, stop_reason=state.stop_reason or "", trials=list(state.trials), spent_usd=state.spent_usd,
+        strategy=state.spec.strategy, kops=list(state.kops), runners_up=state.ranked()[1:4],
+        constraints=state.spec.constraints.to_dict(), model=state.spec.model["name"],
+        backend_kind=str(state.spec.backend.get("kind")), space=state.spec.space,
+        infeasible={t.trial_id: "; ".join(why) for t in state.trials if t.ok and (why := state.violations(t))})
 
 
-def failed_data(state: SearchState) -> dict[str, Any]:
-    return {"stage": "search", "reason": state.stop_reason or "search failed",
-            "trials": [t.to_row() for t in state.trials]}
+def failed(state: SearchState) -> SearchFailed:
+    return SearchFailed("search", state.stop_reason or "search failed", list(state.trials))
 
 
-__all__ = ["Decision", "SearchState", "TrialRecord", "TrialRequest", "accept_trial", "completed_data", "decision_events",
-           "failed_data", "rebuild_states", "record_trial", "start_search", "validate_spec", "with_outbox"]
+__all__ = ["Decision", "SearchState", "accept_trial", "completed", "decision_events", "failed", "rebuild_states",
+           "record_trial", "start_search", "validate_spec", "with_outbox"]

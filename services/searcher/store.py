@@ -11,54 +11,64 @@ from typing import Any, Iterable, Mapping
 import msgpack
 from redis.asyncio import Redis
 
+from services.common.redis_keys import (
+    SEARCH_INDEX,
+    SEARCH_LOCK,
+    SEARCH_OPEN,
+    SEARCH_STATE,
+    SEARCHER_INITIALISED,
+)
 from services.common.redis_lock import redis_lock
+from services.common.spec import SearchSpec
 from services.searcher.search import SearchState
-
-PREFIX = "falcon:search:"
-INDEX = "falcon:searches"          # sorted set: search id -> creation time
-OPEN = "falcon:searches:open"      # set of running search ids
-LOCK = "falcon:lock:search:"
-INITIALISED = "falcon:searcher:initialised"   # absent = Redis is new or was wiped: rebuild from the log
 
 
 class SearchStore:
     def __init__(self, redis: Redis, lock_ttl_s: float = 10.0) -> None:
         self.redis = redis
         self.lock_ttl_s = lock_ttl_s
+        self._specs: dict[str, tuple[bytes, SearchSpec]] = {}   # a search's spec never changes: parse it once
 
     async def get(self, search_id: str) -> SearchState | None:
-        raw = await self.redis.get(PREFIX + search_id)
-        return None if raw is None else SearchState.from_dict(msgpack.unpackb(raw, raw=False))
+        raw = await self.redis.get(SEARCH_STATE.format(search_id))
+        if raw is None:
+            return None
+        d = msgpack.unpackb(raw, raw=False)
+        packed = msgpack.packb(d["spec"])
+        cached = self._specs.get(search_id)
+        if cached is None or cached[0] != packed:
+            cached = self._specs[search_id] = (packed, SearchSpec.from_dict(d["spec"]))
+        return SearchState.from_dict(d, cached[1])
 
     async def put(self, *states: SearchState) -> None:
         """One MULTI/EXEC: states, their outboxes and the indexes change together or not at all."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for state in states:
-                pipe.set(PREFIX + state.search_id, msgpack.packb(state.to_dict(), use_bin_type=True))
-                pipe.zadd(INDEX, {state.search_id: time.time()}, nx=True)
+                pipe.set(SEARCH_STATE.format(state.search_id), msgpack.packb(state.to_dict(), use_bin_type=True))
+                pipe.zadd(SEARCH_INDEX, {state.search_id: time.time()}, nx=True)
                 if state.status == "running":
-                    pipe.sadd(OPEN, state.search_id)
+                    pipe.sadd(SEARCH_OPEN, state.search_id)
                 else:
-                    pipe.srem(OPEN, state.search_id)
+                    pipe.srem(SEARCH_OPEN, state.search_id)
             await pipe.execute()
 
     async def mark_published(self, search_id: str, outbox: Iterable[Mapping[str, Any]]) -> None:
         """Record that the outbox reached the broker: a later duplicate need not re-publish it."""
-        await self.redis.set(PREFIX + search_id + ":published", _outbox_id(outbox))
+        await self.redis.set(SEARCH_STATE.format(search_id) + ":published", _outbox_id(outbox))
 
     async def is_published(self, search_id: str, outbox: Iterable[Mapping[str, Any]]) -> bool:
-        return (await self.redis.get(PREFIX + search_id + ":published")) == _outbox_id(outbox).encode()
+        return (await self.redis.get(SEARCH_STATE.format(search_id) + ":published")) == _outbox_id(outbox).encode()
 
     async def list_ids(self, limit: int = 50) -> list[str]:
-        ids = await self.redis.zrevrange(INDEX, 0, limit - 1)
+        ids = await self.redis.zrevrange(SEARCH_INDEX, 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     async def mark_initialised(self) -> None:
-        await self.redis.set(INITIALISED, "1")
+        await self.redis.set(SEARCHER_INITIALISED, "1")
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """Mutual exclusion across searcher instances; expires by itself if its holder dies."""
-        return redis_lock(self.redis, LOCK + name, self.lock_ttl_s)
+        return redis_lock(self.redis, SEARCH_LOCK.format(name), self.lock_ttl_s)
 
 
 def _outbox_id(outbox: Iterable[Mapping[str, Any]]) -> str:

@@ -1,81 +1,123 @@
 """Treebuilder service shell: collects the offline dataset from offline-table-published events
-into Redis (one key per table, an index, and a version bumped whenever the content changes), and,
-once the dataset is quiet, learns the KOP curves and per-KOP trees for the default space, stores
-them (``falcon:knowledge:<space>`` and each tree's JSON under ``falcon:trees:<space>:<op>``) with
-the dataset version they come from, and publishes ``trees-ready``."""
+(and the live trials of finished searches), and keeps the knowledge (KOP curves, per-KOP trees,
+source tables; :mod:`services.knowledge`) current for every space that searches use.
+
+A space is registered when a search asks for it (knowledge-requested) - the paper's space is
+registered from the start. Each registered space's knowledge is rebuilt once the dataset has a
+new version and is quiet, stored with that version (:class:`KnowledgeStore`) and announced by
+``trees-ready``; a request for a space already built at the current version is answered with
+a trees-ready at once, so the asking searcher can go on."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import faust
 import msgpack
-from redis.asyncio import Redis
 
 from schemas import Event
+from schemas.events import KnowledgeRequested, OfflineTablePublished, SearchCompleted, TreesReady
 from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
 from services.common.connections import redis_client
 from services.common.falcon_data import VALUE_COLUMN, DataError
+from services.common.redis_keys import KNOWLEDGE
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE, Space
-from services.treebuilder.dataset import OfflineDataset, content_hash
-from services.treebuilder.kop_curves import Knowledge
+from services.knowledge import Knowledge
+from services.knowledge.store import KnowledgeStore
 
 SERVICE = "treebuilder"
-KNOWLEDGE = "falcon:knowledge:{}"       # msgpack {"version", "knowledge"} per space fingerprint
-TREE_JSON = "falcon:trees:{}:{}"        # JSON export of one operator's tree (with its SVMs)
 BUILD_EVERY_S = 2.0
-TABLE = "falcon:offline:table:{}:{}"
-INDEX = "falcon:offline:index"          # hash: "<kind>:<name>" -> content hash
-VERSION = "falcon:offline:version"
 log = logging.getLogger("falcon.treebuilder")
 
 
 class TreebuilderHandlers:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, store: KnowledgeStore) -> None:
+        self.store = store
+        self._building = asyncio.Lock()      # one build at a time: a request and the timer may race
 
     async def on_offline_table(self, event: Event, publisher: Publisher) -> None:
-        d = event.data
+        t = event.payload
+        assert isinstance(t, OfflineTablePublished)
         try:
-            await self.store_table(d["kind"], d["name"], d["columns"], d["rows"], d["dataset"])
+            if await self.store.store_table(t.kind, t.name, t.columns, t.rows, t.dataset):
+                log.info("offline table %s:%s stored (%d rows)", t.kind, t.name, len(t.rows))
         except DataError as exc:
             raise Reject(str(exc)) from None
-
-    async def store_table(self, kind: str, name: str, columns: list, rows: list, dataset: str) -> bool:
-        """Validate and store one table; bump the dataset version if its content is new."""
-        OfflineDataset().add(kind, name, columns, rows)           # parse = validate (DataError)
-        digest = content_hash(kind, name, columns, rows)
-        if (await self.redis.hget(INDEX, f"{kind}:{name}")) == digest.encode():
-            return False                                          # redelivery or unchanged re-publish
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(TABLE.format(kind, name), msgpack.packb({"columns": columns, "rows": rows, "dataset": dataset}))
-            pipe.hset(INDEX, f"{kind}:{name}", digest)
-            pipe.incr(VERSION)
-            await pipe.execute()
-        log.info("offline table %s:%s stored (%d rows)", kind, name, len(rows))
-        return True
 
     async def on_search_result(self, event: Event, publisher: Publisher) -> None:
         """Live-measured trials of a finished search join the dataset as a (partial) source table
         of that model over that space, merged with earlier searches of the same model. Replayed
         trials are copies of tables already known (and may be benchmark targets): never learnt."""
-        d = event.data
-        if event.type != "search-completed" or d.get("backend_kind") != "live" or not d.get("space"):
+        done = event.payload
+        if not isinstance(done, SearchCompleted) or done.backend_kind != "live" or done.space is None:
             return
-        space = Space.from_dict(d["space"])
-        name = observed_table_name(str(d.get("model") or "model"), space)
-        raw = await self.redis.get(TABLE.format("model-table", name))
-        known = {} if raw is None else {space.key(dict(zip(space.names, r[:-1]))): r
-                                        for r in msgpack.unpackb(raw, raw=False)["rows"]}
-        for t in d["trials"]:
-            if t["status"] == "ok" and t["value"] is not None:
-                cfg = space.canonical(t["config"])
-                known[space.key(cfg)] = [*(cfg[k] for k in space.names), float(t["value"])]
+        space = done.space
+        name = observed_table_name(done.model or "model", space)
+        known = {space.key(dict(zip(space.names, r[:-1]))): r
+                 for r in await self.store.table_rows("model-table", name) or ()}
+        for t in done.trials:
+            if t.ok:
+                cfg = space.canonical(t.config)
+                known[space.key(cfg)] = [*(cfg[k] for k in space.names), float(t.value or 0.0)]
         rows = sorted(known.values(), key=lambda r: [str(x) for x in r[:-1]])
-        await self.store_table("model-table", name, [*space.names, VALUE_COLUMN], rows, "live-trials")
+        await self.store.store_table("model-table", name, [*space.names, VALUE_COLUMN], rows, "live-trials")
+
+    async def on_knowledge_requested(self, event: Event, publisher: Publisher) -> None:
+        request = event.payload
+        assert isinstance(request, KnowledgeRequested)
+        await self.store.register_space(request.space)
+        ready = await self.build(request.space, publisher, cause=event, always_announce=True)
+        if ready is None:
+            log.info("search=%s asked for knowledge of space %s, but no offline dataset is published",
+                     event.search_id, request.space.fingerprint())
+
+    async def build(self, space: Space, publisher: Publisher | None = None, cause: Event | None = None,
+                    always_announce: bool = False) -> Event | None:
+        """Build the knowledge for ``space`` if the dataset's version is newer than the stored
+        one; store and announce it. Returns the trees-ready event (None: nothing to announce)."""
+        async with self._building:
+            version = await self.store.dataset_version()
+            if version is None:
+                return None
+            knowledge = None
+            if await self.store.stored_version(space) != version:
+                dataset = await self.store.load_dataset()
+                knowledge = await asyncio.to_thread(Knowledge.build, dataset, space, version=version)
+                blob = await asyncio.to_thread(
+                    lambda: msgpack.packb({"version": version, "knowledge": knowledge.to_dict()}))
+                await self.store.save(knowledge, version, blob)
+                log.info("knowledge v%d for space %s: %d operators, %d source models", version,
+                         space.fingerprint(), len(knowledge.operators), len(knowledge.sources))
+            elif always_announce:
+                knowledge = await self.store.load(space)
+            if knowledge is None:
+                return None
+        ready = trees_ready(knowledge, version)
+        event = cause.caused(ready, SERVICE, salt=str(version), search_id="") if cause is not None \
+            else Event.new(ready, "", SERVICE)
+        if publisher is not None:
+            await publisher.publish(event)
+        return event
+
+    async def build_all(self, publisher: Publisher | None = None) -> list[Event]:
+        """Bring every registered space's knowledge up to the dataset's version."""
+        events = []
+        for space in await self.store.spaces():
+            if (e := await self.build(space, publisher)) is not None:
+                events.append(e)
+        return events
+
+
+def trees_ready(knowledge: Knowledge, version: int) -> TreesReady:
+    fp = knowledge.space.fingerprint()
+    return TreesReady(version=version, space_key=fp, redis_key=KNOWLEDGE.format(fp),
+                      sources=sorted(knowledge.sources), operators=[
+                          {"op": op, "kept": list(oc.kept), "importance": dict(oc.importance),
+                           "shapes": dict(oc.shapes), "tree_height": knowledge.tree(op).height,
+                           "tree_leaves": knowledge.tree(op).leaves}
+                          for op, oc in sorted(knowledge.operators.items())])
 
 
 def observed_table_name(model: str, space: Space) -> str:
@@ -83,75 +125,28 @@ def observed_table_name(model: str, space: Space) -> str:
     return f"observed-{safe}-{space.fingerprint()[:8]}"
 
 
-async def build_and_store(redis: Redis, space: Space, publisher: Publisher | None = None) -> Event | None:
-    """Build the knowledge for ``space`` from the stored dataset if its version changed; store it
-    and announce it. Returns the trees-ready event (None when there was nothing new)."""
-    raw = await redis.get(VERSION)
-    if raw is None:
-        return None
-    version = int(raw)
-    key = KNOWLEDGE.format(space.fingerprint())
-    stored = await redis.get(key)
-    if stored is not None and msgpack.unpackb(stored, raw=False)["version"] == version:
-        return None
-    dataset = await load_dataset(redis)
-    knowledge = await asyncio.to_thread(Knowledge.build, dataset, space)
-    blob = await asyncio.to_thread(lambda: msgpack.packb({"version": version, "knowledge": knowledge.to_dict()}))
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(key, blob)
-        for op in knowledge.operators:
-            pipe.set(TREE_JSON.format(space.fingerprint(), op), json.dumps(knowledge.tree(op).to_json()))
-        await pipe.execute()
-    event = Event("trees-ready", "", {
-        "version": version, "space_key": space.fingerprint(), "redis_key": key, "sources": sorted(knowledge.sources),
-        "operators": [{"op": op, "kept": list(oc.kept), "importance": dict(oc.importance), "shapes": dict(oc.shapes),
-                       "tree_height": knowledge.tree(op).height, "tree_leaves": knowledge.tree(op).leaves}
-                      for op, oc in sorted(knowledge.operators.items())]}, SERVICE)
-    if publisher is not None:
-        await publisher.publish(event)
-    log.info("knowledge v%d for space %s: %d operators, %d source models", version, space.fingerprint(),
-             len(knowledge.operators), len(knowledge.sources))
-    return event
-
-
-async def load_knowledge(redis: Redis, space: Space, version: int) -> Knowledge | None:
-    """The stored knowledge for ``space`` if it was built from dataset ``version``."""
-    stored = await redis.get(KNOWLEDGE.format(space.fingerprint()))
-    if stored is None:
-        return None
-    d = msgpack.unpackb(stored, raw=False)
-    return Knowledge.from_dict(d["knowledge"]) if d["version"] == version else None
-
-
-async def load_dataset(redis: Redis) -> OfflineDataset:
-    """The whole offline dataset as stored by the treebuilder."""
-    ds = OfflineDataset()
-    for entry in await redis.hkeys(INDEX):
-        kind, name = entry.decode().split(":", 1)
-        raw = await redis.get(TABLE.format(kind, name))
-        if raw is not None:
-            t = msgpack.unpackb(raw, raw=False)
-            ds.add(kind, name, t["columns"], t["rows"])
-    return ds
-
-
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
-    redis = redis_client(settings)
-    handlers = TreebuilderHandlers(redis)
+    store = KnowledgeStore(redis_client(settings))
+    handlers = TreebuilderHandlers(store)
     publisher = subscribe(app, settings, "offline-data", handlers.on_offline_table)
     subscribe(app, settings, "search-results", handlers.on_search_result)
+    subscribe(app, settings, "knowledge-requests", handlers.on_knowledge_requested)
 
-    seen: dict[str, bytes | None] = {"version": None}
+    seen: dict[str, int | None] = {"version": None}
+
+    @app.task
+    async def register_default_space() -> None:   # noqa: ANN202 - the paper's space is always kept built
+        await store.register_space(PAPER_SPACE)
 
     @app.timer(interval=BUILD_EVERY_S)
     async def build_knowledge() -> None:   # noqa: ANN202
-        version = await redis.get(VERSION)
+        version = await store.dataset_version()
         if version != seen["version"]:     # tables are still arriving: wait for a quiet tick
             seen["version"] = version
             return
         try:
-            await build_and_store(redis, PAPER_SPACE, publisher)
+            await handlers.build_all(publisher)
         except Exception:  # noqa: BLE001 - a failed build is retried at the next tick
             log.exception("building the knowledge failed; retrying")
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Mapping
 
 import faust
@@ -18,6 +19,7 @@ import msgpack
 from redis.asyncio import Redis
 
 from schemas import Event
+from schemas.events import TrialRequested, TrialResult
 from services.common.bus import (
     Publisher,
     create_app,
@@ -28,24 +30,20 @@ from services.common.bus import (
 )
 from services.common.connections import redis_client
 from services.common.observability import TRIAL_SECONDS, TRIALS
+from services.common.redis_keys import (
+    RUNNER_ADVERT,
+    RUNNER_INITIALISED,
+    TRIAL_CLAIM,
+    TRIAL_PUBLISHED,
+    TRIAL_RESULT,
+    TRIAL_RUNS,
+)
 from services.common.redis_lock import initialise_once
 from services.common.settings import Settings
 from services.common.topics import trial_topic
-from services.trial_runner.backends import (
-    LiveBackend,
-    ReplayBackend,
-    TrialBackend,
-    TrialOutcome,
-    TrialSpec,
-)
+from services.trial_runner.backends import LiveBackend, ReplayBackend, TrialBackend
 
 SERVICE = "trial-runner"
-CLAIM = "falcon:trial:{}:claim"
-RESULT = "falcon:trial:{}:result"
-PUBLISHED = "falcon:trial:{}:published"   # the stored result reached the broker
-RUNS = "falcon:trial-runs"          # hash: trial id -> how many times a backend really ran it
-INITIALISED = "falcon:trial-runner:initialised"   # absent = Redis new or wiped: restore results from the log
-RUNNER = "falcon:runner:{}"        # a live runner's advertised classes and capabilities (expiring)
 RESULT_TTL_S = 30 * 24 * 3600
 log = logging.getLogger("falcon.trial_runner")
 
@@ -61,64 +59,62 @@ class TrialRunner:
     async def ensure_initialised(self) -> None:
         """After Redis was wiped, put every result in the log back before running anything, so
         a redelivered request for a measured trial is answered from its result, not paid again."""
-        n = await initialise_once(self.redis, INITIALISED, lambda: restore_results(self.redis, self.settings))
+        n = await initialise_once(self.redis, RUNNER_INITIALISED, lambda: restore_results(self.redis, self.settings))
         if n:
             log.warning("Redis had no trial results: restored %d from the event log", n)
 
     async def on_trial_requested(self, event: Event, publisher: Publisher) -> None:
         await self.ensure_initialised()
-        d = event.data
-        trial_id = d["trial_id"]
+        request = event.payload
+        assert isinstance(request, TrialRequested)
+        trial_id = request.trial_id
         while True:
-            stored = await self.redis.get(RESULT.format(trial_id))
+            stored = await self.redis.get(TRIAL_RESULT.format(trial_id))
             if stored is not None:
-                if not await self.redis.exists(PUBLISHED.format(trial_id)):
+                if not await self.redis.exists(TRIAL_PUBLISHED.format(trial_id)):
                     log.info("trial=%s already measured: publishing its stored result", trial_id)
                     await publisher.publish(Event(**msgpack.unpackb(stored, raw=False)))
-                    await self.redis.set(PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
+                    await self.redis.set(TRIAL_PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
                 return
             lease_ms = int(self.settings.trial_lease_s * 1000)
-            if await self.redis.set(CLAIM.format(trial_id), self.name, nx=True, px=lease_ms):
+            if await self.redis.set(TRIAL_CLAIM.format(trial_id), self.name, nx=True, px=lease_ms):
                 break
             await asyncio.sleep(min(1.0, self.settings.trial_lease_s / 4))  # another runner has it
-        attempt = await self.redis.hincrby(RUNS, trial_id, 1)
+        attempt = await self.redis.hincrby(TRIAL_RUNS, trial_id, 1)
         if attempt > self.settings.trial_max_attempts:
-            outcome = TrialOutcome("failed", None, 0.0, 0.0, reason=(
-                f"gave up after {attempt - 1} attempts: the runner died each time it ran this trial"))
+            outcome = request.failed(f"gave up after {attempt - 1} attempts: the runner died each time it ran "
+                                     f"this trial")
         else:
             renew = asyncio.create_task(self._renew(trial_id))
             try:
-                outcome = await asyncio.to_thread(self._run, d)
+                outcome = await asyncio.to_thread(self._run, request)
             finally:
                 renew.cancel()
-            kind = str(d["backend"].get("kind"))
+            kind = str(request.backend.get("kind"))
             TRIALS.labels(kind, outcome.status).inc()
             TRIAL_SECONDS.labels(kind, outcome.status).observe(outcome.duration_s)
-        result = event.caused("trial-completed", {
-            "trial_id": trial_id, "index": d["index"], "config": d["config"], "status": outcome.status,
-            "value": outcome.value, "rps": outcome.rps, "p50_ms": outcome.p50_ms, "p99_ms": outcome.p99_ms,
-            "cost_usd": outcome.cost_usd, "duration_s": outcome.duration_s, "reason": outcome.reason,
-            "runner": self.name, "stability_cv": outcome.extra.get("cv"),
-            "details": {k: v for k, v in outcome.extra.items() if k != "cv"}}, SERVICE)
-        await self.redis.set(RESULT.format(trial_id), msgpack.packb(result.as_dict(), use_bin_type=True),
+        # the request's own identity and configuration, whatever the backend wrote
+        outcome = replace(outcome, trial_id=trial_id, index=request.index, config=dict(request.config),
+                          runner=self.name)
+        result = event.caused(outcome, SERVICE)
+        await self.redis.set(TRIAL_RESULT.format(trial_id), msgpack.packb(result.as_dict(), use_bin_type=True),
                              ex=RESULT_TTL_S)
         await publisher.publish(result)
-        await self.redis.set(PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
+        await self.redis.set(TRIAL_PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
         log.info("search=%s trial=%s status=%s value=%s", event.search_id, trial_id, outcome.status, outcome.value)
 
-    def _run(self, d: Mapping) -> TrialOutcome:
-        kind = d["backend"]["kind"]
+    def _run(self, request: TrialRequested) -> TrialResult:
+        kind = request.backend["kind"]
         backend = self.backends.get(kind)
         if backend is None:
-            return TrialOutcome("failed", None, 0.0, 0.0,
-                                reason=f"this runner has no {kind!r} backend (it has {sorted(self.backends)})")
-        return backend.run(TrialSpec(d["trial_id"], d["config"], d["model"], d["backend"], d["price_per_hour"]))
+            return request.failed(f"this runner has no {kind!r} backend (it has {sorted(self.backends)})")
+        return backend.run(request)
 
     async def _renew(self, trial_id: str) -> None:
         every = self.settings.trial_lease_s / 3
         while True:
             await asyncio.sleep(every)
-            await self.redis.pexpire(CLAIM.format(trial_id), int(self.settings.trial_lease_s * 1000))
+            await self.redis.pexpire(TRIAL_CLAIM.format(trial_id), int(self.settings.trial_lease_s * 1000))
 
 
 async def restore_results(redis: Redis, settings: Settings) -> int:
@@ -126,11 +122,11 @@ async def restore_results(redis: Redis, settings: Settings) -> int:
     n = 0
     async for item in read_events(settings, ("trial-completed",)):
         if item.event is not None:
-            tid = item.event.data["trial_id"]
-            if await redis.set(RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
+            tid = item.event.payload.trial_id      # type: ignore[attr-defined]
+            if await redis.set(TRIAL_RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
                                nx=True, ex=RESULT_TTL_S):
-                await redis.set(PUBLISHED.format(tid), 1, ex=RESULT_TTL_S)   # it is in the log
-                await redis.hsetnx(RUNS, tid, 1)
+                await redis.set(TRIAL_PUBLISHED.format(tid), 1, ex=RESULT_TTL_S)   # it is in the log
+                await redis.hsetnx(TRIAL_RUNS, tid, 1)
                 n += 1
     return n
 
@@ -156,7 +152,7 @@ async def advertise(redis: Redis, name: str, classes: list[str], backends: Mappi
     """Keep this runner's classes and the knob values it can apply in Redis (expiring), so
     ``falcon runners`` and operators see which hardware serves which trial class."""
     caps = {k: b.capabilities() for k, b in backends.items()}
-    key = RUNNER.format(name)
+    key = RUNNER_ADVERT.format(name)
     while True:
         await redis.set(key, json.dumps({"runner": name, "classes": classes, "capabilities": caps}),
                         ex=int(every_s * 3))

@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
-from services.common import stack
 from services.common.falcon_data import load_model_table
 from services.common.settings import Settings
-from services.treebuilder.app import load_dataset
+from services.knowledge.store import KnowledgeStore
 from tests.helpers import DATA, PROFILES, REPO, TARGETS
+from tools import localstack
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +24,15 @@ pytestmark = pytest.mark.e2e
 def local_stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("falcon-home")
     base = replace(Settings(), session_timeout_s=2.0, heartbeat_s=0.2)
-    info = stack.up(home, base, runners=2, broker_port=stack.free_port(), redis_port=stack.free_port())
+    info = localstack.up(home, base, runners=2, broker_port=localstack.free_port(), redis_port=localstack.free_port())
     yield home, info.settings(base)
-    stack.down(home)
+    localstack.down(home)
 
 
 def falcon(home, *args, timeout=180):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
     env["FALCON_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -74,7 +74,7 @@ def test_search_end_to_end_and_its_audit(local_stack):
         redis = Redis.from_url(settings.redis_url)
         try:
             for _ in range(100):
-                ds = await load_dataset(redis)
+                ds = await KnowledgeStore(redis).load_dataset()
                 if len(ds.model_tables) + len(ds.kop_curves) >= published:
                     return ds
                 await asyncio.sleep(0.1)
@@ -115,13 +115,11 @@ def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
 
 def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack):
     """The treebuilder's dataset in Redis gives the searcher the same knowledge as the bench."""
-    from bench.search import load_offline
     from services.common.falcon_data import read_operator_profile
-    from services.common.space import PAPER_SPACE
-    from services.profiler.kops import aggregate, identify_kops
-    from services.searcher.strategies import SearchContext, make_strategy
-    from services.treebuilder.kop_curves import Knowledge
-    from services.trial_runner.backends import ReplayBackend, TrialSpec
+    from services.common.spec import DEFAULT_KOP_THRESHOLD
+    from services.trial_runner.backends import ReplayBackend
+    from tests.helpers import knowledge, spec
+    from tools.harness import profiled, run_search
 
     home, settings = local_stack
     assert falcon(home, "publish-offline", str(DATA)).returncode == 0
@@ -133,17 +131,10 @@ def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack
     result = json.loads(r.stdout)
     assert result["strategy"] == "falcon" and result["trials"] == 5 and set(result["kops"]) == {"transpose", "dense"}
 
-    ops = read_operator_profile(PROFILES / model / "operators.csv")
-    s = make_strategy("falcon", SearchContext(PAPER_SPACE, 2, tuple(identify_kops(ops)),
-                                              tuple(o.to_dict() for o in aggregate(ops)),
-                                              Knowledge.build(load_offline(DATA), PAPER_SPACE)))
-    backend, expected = ReplayBackend(), []
-    for i in range(5):
-        c = s.ask()
-        v = backend.run(TrialSpec(f"t{i}", c, {}, {"kind": "replay", "table": str(TARGETS / f"reg-{model}.csv")},
-                                  1.0)).value
-        s.tell(c, v)
-        expected.append(c)
+    kops, operators = profiled(read_operator_profile(PROFILES / model / "operators.csv"), DEFAULT_KOP_THRESHOLD)
+    ref = run_search("ref", spec(model, max_trials=5, strategy="falcon", seed=2), kops, operators, ReplayBackend(),
+                     knowledge())
+    expected = [t.config for t in ref.trials]
     timeline = json.loads(falcon(home, "audit", "e2e-falcon", "--json").stdout)
     requested = [e["summary"].split(" ", 1)[1] for e in timeline if e["type"] == "trial-requested"]
     assert requested == [str(c) for c in expected]
@@ -228,7 +219,7 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
         redis = Redis.from_url(settings.redis_url)
         try:
             for _ in range(100):
-                ds = await load_dataset(redis)
+                ds = await KnowledgeStore(redis).load_dataset()
                 tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")]
                 if tables:
                     return tables[0]

@@ -12,16 +12,16 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.cli import wait_result
 from services.common.bus import KafkaPublisher, read_events
 from services.common.falcon_data import read_operator_profile
 from services.profiler.kops import identify_kops
-from services.searcher.inprocess import run_search
 from services.searcher.store import SearchStore
-from services.trial_runner.app import RUNS
+from services.common.redis_keys import TRIAL_RUNS as RUNS
 from services.trial_runner.backends import ReplayBackend
 from tests.conftest import INFRA_PROCS
 from tests.helpers import PROFILES, spec
+from tools.cli.search_cmds import wait_result
+from tools.harness import run_search
 
 pytestmark = pytest.mark.integration
 MODEL, TRIALS = "gru", 8

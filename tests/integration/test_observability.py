@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 
 from schemas import Event
-from services.common import stack
 from services.common.bus import KafkaPublisher, read_events
 from services.common.connections import redis_client
 from services.common.falcon_data import read_operator_profile
 from tests.helpers import PROFILES, spec
+from tools import localstack
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def get(url):
 
 
 async def test_metrics_health_and_json_logs_of_a_running_service(infra, start_services):
-    port = stack.free_port()
+    port = localstack.free_port()
     start_services("profiler", settings=replace(infra, metrics_port=port, log_format="json"))
     status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")
     assert status == 200 and json.loads(body) == {"service": "profiler", "status": "ok", "consumer": "ok",
@@ -59,8 +59,8 @@ async def test_health_reports_an_unreachable_redis(infra):
     class App:                               # stands in for a faust app whose consumer runs
         class consumer:
             should_stop = False
-    bad = redis_client(replace(infra, redis_url=f"redis://127.0.0.1:{stack.free_port()}/0"))
-    port = stack.free_port()
+    bad = redis_client(replace(infra, redis_url=f"redis://127.0.0.1:{localstack.free_port()}/0"))
+    port = localstack.free_port()
     runner = await serve_http("searcher", port, lambda: _health(App, bad), host="127.0.0.1")
     try:
         status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")

@@ -5,13 +5,13 @@ import subprocess
 import pytest
 from redis.exceptions import AuthenticationError, ResponseError
 
-from services.common import stack
 from services.common.connections import redis_client
 from services.common.settings import Settings
-from services.searcher.inprocess import run_search
 from services.searcher.store import SearchStore
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import spec
+from tools import localstack
+from tools.harness import run_search
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,8 @@ def a_state():
 
 
 async def test_password_protected_redis(tmp_path):
-    port = stack.free_port()
-    proc = stack.start_redis(port, tmp_path / "redis.log", password="hunter2")
+    port = localstack.free_port()
+    proc = localstack.start_redis(port, tmp_path / "redis.log", password="hunter2")
     try:
         good = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_password="hunter2")
         store = SearchStore(redis_client(good))
@@ -40,13 +40,13 @@ async def test_redis_over_tls(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
-    port = stack.free_port()
-    proc = subprocess.Popen([stack.redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+    port = localstack.free_port()
+    proc = subprocess.Popen([localstack.redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
                              "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
                              "--tls-auth-clients", "no", "--save", ""], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        stack.wait_port(port, proc=proc)
+        localstack.wait_port(port, proc=proc)
         s = Settings(redis_url=f"rediss://127.0.0.1:{port}/0", redis_ca_file=str(cert))
         store = SearchStore(redis_client(s))
         await store.put(a_state())

@@ -10,7 +10,7 @@ from schemas import Event
 from services.common.bus import KafkaPublisher, read_events
 from services.common.pricing import DEFAULT_PRICES
 from services.common.space import PAPER_SPACE
-from services.trial_runner.app import RUNS
+from services.common.redis_keys import TRIAL_RUNS as RUNS
 from tests.helpers import TARGETS
 
 pytestmark = pytest.mark.integration

@@ -21,12 +21,12 @@ chosen region (after Falcon, SoCC'22), on a surrogate that starts from the offli
 
 from __future__ import annotations
 
-import random
+from dataclasses import dataclass
 
 import numpy as np
 
 from services.common.space import Config
-from services.searcher.strategies.base import SearchContext, Strategy
+from services.searcher.strategies.base import Observed, SearchContext, Strategy
 from services.searcher.strategies.gp import expected_improvement, fit_gp
 
 N0 = 2.0                 # pseudo-trials of a node's prior value
@@ -125,49 +125,55 @@ class Falcon(Strategy):
             node = child
         return None if node is None else node.members
 
-    # -- ask ------------------------------------------------------------------------------------
-    def ask(self) -> Config | None:
+    # -- belief: the surrogate, refined by a GP on its residuals --------------------------------
+    def belief(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed) -> "Belief":
+        """Mean (and, once BO runs, sd) of every configuration's value given the trials."""
         space = self.ctx.space
-        untried = self.untried_mask()
-        if not untried.any():
-            return None
-        idx, y, cv = self.observed()
-        ex = self.experts()
-        if ex is None and len(y) < N_RANDOM_WITHOUT_KNOWLEDGE:
-            rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
-            return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
-        mean, null_weight = self.surrogate(*ex, idx, y, cv) if ex is not None else (np.full(space.size, y.mean()), 1.0)
-        mu, sd = mean, np.zeros(space.size)
-        bo = self.use_bo and len(y) >= (MIN_BO_TRIALS if ex is not None else 1)
-        if bo:
-            # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
-            # knowledge explains the trials better than "nothing is known" does
-            X = self._encoded(prune=self.prune and null_weight < 0.5)
-            scale = float(np.abs(y).max()) or 1.0
-            gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
-            r_mu, r_sd = gp.predict(X, return_std=True)
-            mu, sd = mean + scale * r_mu, scale * r_sd
+        idx, y, cv = obs
+        if experts is not None:
+            mean, null_weight = self.surrogate(*experts, idx, y, cv)
+        else:
+            mean, null_weight = np.full(space.size, y.mean()), 1.0
+        if not (self.use_bo and len(y) >= (MIN_BO_TRIALS if experts is not None else 1)):
+            return Belief(mean, np.zeros(space.size), bo=False)
+        # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
+        # knowledge explains the trials better than "nothing is known" does
+        X = self._encoded(prune=self.prune and null_weight < 0.5)
+        scale = float(np.abs(y).max()) or 1.0
+        gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
+        r_mu, r_sd = gp.predict(X, return_std=True)
+        return Belief(mean + scale * r_mu, scale * r_sd, bo=True)
+
+    # -- region: where the tree search says to look ------------------------------------------------
+    def candidates(self, mu: np.ndarray, obs: Observed, untried: np.ndarray) -> np.ndarray:
+        """The untried configurations of the region MCTS selects (all untried ones without trees)."""
         candidates = untried.copy()
         if self.use_trees:
-            region = self.select_region(mu, idx, y, untried)
+            region = self.select_region(mu, obs.indices, obs.values, untried)
             if region is not None:
-                in_region = np.zeros(space.size, dtype=bool)
+                in_region = np.zeros(self.ctx.space.size, dtype=bool)
                 in_region[region] = True
                 if (in_region & untried).any():
                     candidates &= in_region
-        if bo:
-            # EI of the next *measurement*: it will be as noisy as the runner says measurements
-            # are (median spread so far), which favours a high mean over a wide posterior
-            sd_next = np.hypot(sd, OBSERVED_NOISE * float(np.median(cv)) * np.abs(mu))
-            score = expected_improvement(mu, sd_next, float(y.max()))
-            best_ei = float(np.max(np.where(untried, score, 0.0)))
-            since_best = len(y) - 1 - int(np.argmax(y))           # trials since the best one
-            self.converged = (len(y) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE
-                              and best_ei < CONVERGED_EI * max(abs(float(y.max())), 1e-12))
+        return candidates
+
+    # -- ask ------------------------------------------------------------------------------------
+    def ask(self) -> Config | None:
+        untried = self.untried_mask()
+        if not untried.any():
+            return None
+        obs = self.observed()
+        experts = self.experts()
+        if experts is None and len(obs.values) < N_RANDOM_WITHOUT_KNOWLEDGE:
+            return self.random_untried(untried)
+        belief = self.belief(experts, obs)
+        candidates = self.candidates(belief.mean, obs, untried)
+        if belief.bo:
+            score = next_measurement_ei(belief, obs)
+            self.converged = has_converged(obs.values, float(np.max(np.where(untried, score, 0.0))))
         else:
-            score = mu
-        score = np.where(candidates, score, -np.inf)
-        return space.config_at(int(np.argmax(score)))
+            score = belief.mean
+        return self.ctx.space.config_at(int(np.argmax(np.where(candidates, score, -np.inf))))
 
     def _encoded(self, prune: bool) -> np.ndarray:
         k = self.ctx.knowledge
@@ -176,6 +182,29 @@ class Falcon(Strategy):
             kept = k.kept_knobs([op for op, _ in self.ctx.kop_shares()])
             X = X[:, self.ctx.space.encoded_columns(kept)]
         return X
+
+
+@dataclass(frozen=True)
+class Belief:
+    """What the strategy believes of every configuration (space.configs() order)."""
+    mean: np.ndarray
+    sd: np.ndarray
+    bo: bool            # the sd comes from a GP fitted to the trials (else it is zero: no BO yet)
+
+
+def next_measurement_ei(belief: Belief, obs: Observed) -> np.ndarray:
+    """EI of the next *measurement*: it will be as noisy as the runner says measurements are
+    (median spread so far), which favours a high mean over a wide posterior."""
+    sd_next = np.hypot(belief.sd, OBSERVED_NOISE * float(np.median(obs.stability_cv)) * np.abs(belief.mean))
+    return expected_improvement(belief.mean, sd_next, float(obs.values.max()))
+
+
+def has_converged(values: np.ndarray, best_ei: float) -> bool:
+    """The stop rule: the model promises little (best EI under CONVERGED_EI of the best value)
+    and the trials agree (no improvement for CONVERGED_PATIENCE trials)."""
+    since_best = len(values) - 1 - int(np.argmax(values))
+    return (len(values) >= CONVERGED_MIN_TRIALS and since_best >= CONVERGED_PATIENCE
+            and best_ei < CONVERGED_EI * max(abs(float(values.max())), 1e-12))
 
 
 class FalconNoTrees(Falcon):

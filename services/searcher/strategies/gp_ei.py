@@ -4,8 +4,6 @@ few random configurations (the GP needs some data)."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from services.common.space import Config
@@ -25,8 +23,7 @@ class GpEi(Strategy):
             return None
         idx, y, cv = self.observed()
         if len(y) < N_INITIAL:
-            rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
-            return space.config_at(rng.choice(np.flatnonzero(mask).tolist()))
+            return self.random_untried(mask)
         X = np.array([space.encode(space.config_at(int(i))) for i in idx])
         scale = float(np.abs(y).max()) or 1.0
         gp = fit_gp(X, y / scale - (y / scale).mean(), seed=self.ctx.seed, noise=cv * np.abs(y) / scale)

@@ -10,20 +10,26 @@ MAML's adaptation), then the next trial maximises mean + kappa * std over untrie
 from __future__ import annotations
 
 import copy
-import random
 import warnings
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
 from services.common.space import Config
+from services.knowledge import Knowledge
 from services.searcher.strategies.base import Strategy
 
 ENSEMBLE = 5
 KAPPA = 1.0
 ADAPT_STEPS = 30
 PRETRAIN_EPOCHS = 40
+
+
+# meta-trained nets per knowledge object: the strategy's own derived model, built once per
+# (space, dataset version) and never written into the shared knowledge
+_META_TRAINED: "WeakKeyDictionary[Knowledge, list[MLPRegressor]]" = WeakKeyDictionary()
 
 
 def meta_train(X: np.ndarray, sources: np.ndarray, seed: int = 0) -> list[MLPRegressor]:
@@ -46,9 +52,9 @@ class Morphling(Strategy):
         k = self.ctx.knowledge
         if k is None or not k.sources:
             return None
-        if "morphling" not in k.cache:
-            k.cache["morphling"] = meta_train(k.encoded, np.array(list(k.sources.values())))
-        return k.cache["morphling"]
+        if k not in _META_TRAINED:
+            _META_TRAINED[k] = meta_train(k.encoded, np.array(list(k.sources.values())))
+        return _META_TRAINED[k]
 
     def ask(self) -> Config | None:
         space = self.ctx.space
@@ -56,9 +62,8 @@ class Morphling(Strategy):
         if not untried.any():
             return None
         nets = self._nets()
-        if nets is None:                                  # nothing to meta-learn from
-            rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
-            return space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
+        if nets is None or self.ctx.knowledge is None:      # nothing to meta-learn from
+            return self.random_untried(untried)
         X = self.ctx.knowledge.encoded
         idx, y, _ = self.observed()
         preds = []

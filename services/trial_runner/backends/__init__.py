@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
+from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.backends.live_backend import LiveBackend
 from services.trial_runner.backends.replay_backend import ReplayBackend
 
-__all__ = ["LiveBackend", "ReplayBackend", "TrialBackend", "TrialOutcome", "TrialSpec"]
+__all__ = ["LiveBackend", "ReplayBackend", "TrialBackend"]

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from services.common.topics import is_no_gpu
-from services.profiler.intake import ModelFileError, local_path
-from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
+from schemas.events import TrialRequested, TrialResult
+from services.common.model_files import ModelFileError, local_path
+from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
 
 CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
@@ -71,17 +72,16 @@ class LiveBackend(TrialBackend):
             return f"graph_opt {config.get(OPT_KNOB)!r} is not one of {list(GRAPH_OPT)}"
         return None
 
-    def run(self, trial: TrialSpec) -> TrialOutcome:
+    def run(self, trial: TrialRequested) -> TrialResult:
         why = self.refusal(trial.config)
         if why:
-            return TrialOutcome("failed", None, 0.0, 0.0, reason=why)
+            return trial.failed(why)
         try:
             model = local_path(str(trial.model.get("uri") or ""))
         except ModelFileError as exc:
-            return TrialOutcome("failed", None, 0.0, 0.0, reason=str(exc))
+            return trial.failed(str(exc))
         if trial.model.get("format") != "onnx" or not model.is_file():
-            return TrialOutcome("failed", None, 0.0, 0.0,
-                                reason=f"the live backend runs ONNX model files; got {dict(trial.model)}")
+            return trial.failed(f"the live backend runs ONNX model files; got {dict(trial.model)}")
         measure_s = float(trial.backend.get("measure_s", DEFAULT_MEASURE_S))
         req = {"model": str(model.resolve()), "batch": int(trial.config.get(BATCH_KNOB, 1)),
                "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
@@ -95,23 +95,23 @@ class LiveBackend(TrialBackend):
                                   capture_output=True, text=True, timeout=self.timeout_s,
                                   env={**os.environ, "OMP_NUM_THREADS": str(req["cores"])})
         except subprocess.TimeoutExpired:
-            return TrialOutcome("failed", None, time.monotonic() - t0, 0.0,
+            return trial.result("failed", duration_s=time.monotonic() - t0,
                                 reason=f"the stress test did not finish within {self.timeout_s:.0f} s")
         duration = time.monotonic() - t0
         cost = trial.price_per_hour * duration / 3600.0
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-            return TrialOutcome("failed", None, duration, cost,
+            return trial.result("failed", duration_s=duration, cost_usd=cost,
                                 reason=f"the stress test process died (exit {proc.returncode}): {tail}")
         out = json.loads(lines[-1])
         if out["status"] != "ok":
-            return TrialOutcome("failed", None, duration, cost, reason=out["reason"])
+            return trial.result("failed", duration_s=duration, cost_usd=cost, reason=out["reason"])
         value = requests_per_dollar(out["rps"], trial.price_per_hour)
-        return TrialOutcome("ok", value, duration, cost, rps=out["rps"], p50_ms=out["p50_ms"],
-                            p99_ms=out["p99_ms"], extra={k: out[k] for k in (
-                                "cv", "compile_s", "compile_cached", "batches", "measured_s", "threads",
-                                "providers")})
+        return trial.result("ok", value=value, duration_s=duration, cost_usd=cost, rps=out["rps"],
+                            p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], stability_cv=out["cv"],
+                            details={k: out[k] for k in ("compile_s", "compile_cached", "batches", "measured_s",
+                                                         "threads", "providers")})
 
 
 def detect_gpus() -> list[str]:

@@ -13,7 +13,8 @@ from typing import Any
 
 from services.common.falcon_data import DataError, ModelTable, load_model_table
 from services.common.spec import DEFAULT_TRIAL_SECONDS
-from services.trial_runner.backends.base import TrialBackend, TrialOutcome, TrialSpec
+from schemas.events import TrialRequested, TrialResult
+from services.trial_runner.backends.base import TrialBackend
 
 
 class ReplayBackend(TrialBackend):
@@ -34,22 +35,20 @@ class ReplayBackend(TrialBackend):
     def capabilities(self) -> dict[str, Any]:
         return {"any": "every configuration of the requested table"}
 
-    def run(self, trial: TrialSpec) -> TrialOutcome:
+    def run(self, trial: TrialRequested) -> TrialResult:
         duration = float(trial.backend.get("trial_seconds", DEFAULT_TRIAL_SECONDS))
         cost = trial.price_per_hour * duration / 3600.0
         path = trial.backend.get("table")
         if not path:
-            return TrialOutcome("failed", None, 0.0, 0.0, reason="replay backend needs backend.table (a csv path)")
+            return trial.failed("replay backend needs backend.table (a csv path)")
         try:
             table = self.table(str(path))
         except (OSError, DataError) as exc:
-            return TrialOutcome("failed", None, 0.0, 0.0, reason=f"cannot read table {path}: {exc}")
+            return trial.failed(f"cannot read table {path}: {exc}")
         row = table.lookup(trial.config)
         if row is None:
-            return TrialOutcome("failed", None, 0.0, 0.0,
-                                reason=f"configuration {dict(trial.config)} is not in table {table.name}")
+            return trial.failed(f"configuration {dict(trial.config)} is not in table {table.name}")
         if self.time_scale > 0:
             time.sleep(duration * self.time_scale)
-        return TrialOutcome("ok", float(row["value"]), duration, cost, rps=row.get("rps"),
-                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"),
-                            extra={"cv": row["cv"]} if row.get("cv") is not None else {})
+        return trial.result("ok", value=float(row["value"]), cost_usd=cost, duration_s=duration, rps=row.get("rps"),
+                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), stability_cv=row.get("cv"))

@@ -1,0 +1,219 @@
+"""One dataclass per event kind: an event's ``data``, typed.
+
+The JSON Schemas (``v1/*.json``) stay the wire contract (a test checks that every class and its
+schema name the same fields); the bus converts ``data`` into the kind's class once, at the edge
+(:attr:`schemas.Event.payload`), so handlers read attributes instead of string keys and the
+search spec is parsed once per event, not once per reader.
+
+:class:`TrialResult` is the one trial-result type: a backend returns it, the runner publishes it
+as trial-completed, the searcher keeps it in the search state, and reports read it. A new measured
+figure is a field here, a property in ``v1/trial-completed.json`` and the backend that fills it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, Mapping, TypeVar
+
+from services.common.space import Config, Space
+from services.common.spec import SearchSpec
+
+P = TypeVar("P", bound="Payload")
+
+
+class Payload:
+    """An event kind's data. ``type`` is the event type; fields named in ``omit_if_none`` are left
+    out of the wire form when unset (their schema has no null)."""
+    type: ClassVar[str]
+    omit_if_none: ClassVar[frozenset[str]] = frozenset()
+
+    def to_data(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if v is None and f.name in self.omit_if_none:
+                continue
+            out[f.name] = _wire(v)
+        return out
+
+    @classmethod
+    def from_data(cls: type[P], d: Mapping[str, Any]) -> P:
+        """The wire dict (already schema-valid) as this class; ValueError for content the schema
+        admits but the domain cannot use (e.g. a space with a knob listed twice)."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _wire(v: Any) -> Any:
+    if isinstance(v, Payload):
+        return v.to_data()
+    if isinstance(v, (SearchSpec, Space)):
+        return v.to_dict()
+    if isinstance(v, Mapping):
+        return {k: _wire(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_wire(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class ModelSubmitted(Payload):
+    type: ClassVar[str] = "model-submitted"
+    spec: SearchSpec
+    operators: list[dict[str, Any]] | None = None     # the operator profile, when it comes with the model
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> "ModelSubmitted":
+        return cls(SearchSpec.from_dict(d["spec"]), d.get("operators"))
+
+
+@dataclass(frozen=True)
+class KopsIdentified(Payload):
+    type: ClassVar[str] = "kops-identified"
+    spec: SearchSpec
+    operators: list[dict[str, Any]]
+    kops: list[str]
+    threshold: float
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> "KopsIdentified":
+        return cls(SearchSpec.from_dict(d["spec"]), list(d["operators"]), list(d["kops"]), float(d["threshold"]))
+
+
+@dataclass(frozen=True)
+class TrialRequested(Payload):
+    """A trial the searcher asks for; also what a backend is given to run."""
+    type: ClassVar[str] = "trial-requested"
+    trial_id: str
+    index: int
+    config: Config
+    model: Mapping[str, Any]
+    backend: Mapping[str, Any]
+    price_per_hour: float
+    runner_class: str = "replay"
+
+    def result(self, status: Literal["ok", "failed"], *, value: float | None = None, cost_usd: float = 0.0,
+               duration_s: float = 0.0, **measured: Any) -> "TrialResult":
+        """This trial's result (a backend's answer); ``measured``: rps, p50_ms, p99_ms,
+        stability_cv, reason, details."""
+        return TrialResult(self.trial_id, self.index, dict(self.config), status, value, cost_usd, duration_s,
+                           **measured)
+
+    def failed(self, reason: str) -> "TrialResult":
+        return self.result("failed", reason=reason)
+
+
+@dataclass(frozen=True)
+class TrialResult(Payload):
+    """What a trial measured (or why it failed) and what it cost (event trial-completed)."""
+    type: ClassVar[str] = "trial-completed"
+    trial_id: str
+    index: int
+    config: Config
+    status: Literal["ok", "failed"]
+    value: float | None          # the objective: requests per dollar (or a table's normalised RPS/$)
+    cost_usd: float
+    duration_s: float
+    runner: str = ""
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    reason: str | None = None
+    stability_cv: float | None = None      # coefficient of variation of RPS over the measurement's time slices
+    details: Mapping[str, Any] = field(default_factory=dict)   # backend-specific facts (compile time, threads)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.value is not None
+
+
+@dataclass(frozen=True)
+class SearchCompleted(Payload):
+    type: ClassVar[str] = "search-completed"
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space"})
+    best: TrialResult
+    stop_reason: str
+    trials: list[TrialResult]
+    spent_usd: float
+    strategy: str
+    kops: list[str]
+    runners_up: list[TrialResult] = field(default_factory=list)
+    constraints: Mapping[str, Any] = field(default_factory=dict)
+    model: str = ""
+    backend_kind: str = ""
+    space: Space | None = None
+    infeasible: Mapping[str, str] = field(default_factory=dict)    # trial id -> why it cannot be recommended
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> "SearchCompleted":
+        return cls(TrialResult.from_data(d["best"]), d["stop_reason"], [TrialResult.from_data(t) for t in d["trials"]],
+                   float(d["spent_usd"]), d["strategy"], list(d["kops"]),
+                   [TrialResult.from_data(t) for t in d.get("runners_up", ())], dict(d.get("constraints") or {}),
+                   d.get("model", ""), d.get("backend_kind", ""),
+                   Space.from_dict(d["space"]) if d.get("space") else None, dict(d.get("infeasible") or {}))
+
+
+@dataclass(frozen=True)
+class SearchFailed(Payload):
+    type: ClassVar[str] = "search-failed"
+    stage: Literal["profile", "search", "trial"]
+    reason: str
+    trials: list[TrialResult] = field(default_factory=list)
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> "SearchFailed":
+        return cls(d["stage"], d["reason"], [TrialResult.from_data(t) for t in d.get("trials", ())])
+
+
+@dataclass(frozen=True)
+class DeadLetter(Payload):
+    type: ClassVar[str] = "dead-letter"
+    source_topic: str
+    partition: int
+    offset: int
+    reason: str
+    service: str
+    raw_b64: str
+    raw_size: int
+    key: str | None = None       # the message's key, as text
+
+
+@dataclass(frozen=True)
+class OfflineTablePublished(Payload):
+    type: ClassVar[str] = "offline-table-published"
+    dataset: str
+    kind: Literal["model-table", "kop-curve", "operator-profile"]
+    name: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class KnowledgeRequested(Payload):
+    """A search needs the offline knowledge for a space the treebuilder has not built yet."""
+    type: ClassVar[str] = "knowledge-requested"
+    space: Space
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> "KnowledgeRequested":
+        return cls(Space.from_dict(d["space"]))
+
+
+@dataclass(frozen=True)
+class TreesReady(Payload):
+    """The treebuilder stored knowledge (KOP curves, trees, source tables) for a space."""
+    type: ClassVar[str] = "trees-ready"
+    version: int                 # the offline dataset version it was built from
+    space_key: str               # Space.fingerprint()
+    redis_key: str
+    sources: list[str]
+    operators: list[dict[str, Any]]
+
+
+PAYLOADS: dict[str, type[Payload]] = {cls.type: cls for cls in (
+    ModelSubmitted, KopsIdentified, TrialRequested, TrialResult, SearchCompleted, SearchFailed, DeadLetter,
+    OfflineTablePublished, KnowledgeRequested, TreesReady)}
+
+__all__ = ["PAYLOADS", "DeadLetter", "KnowledgeRequested", "KopsIdentified", "ModelSubmitted",
+           "OfflineTablePublished", "Payload", "SearchCompleted", "SearchFailed", "TreesReady", "TrialRequested",
+           "TrialResult"]

@@ -1,0 +1,82 @@
+"""The offline dataset knowledge is learnt from, parsed into typed tables.
+
+Tables arrive one per event (offline-table-published): source-model tables (RPS/$ over the
+whole space) and per-operator KOP resource curves (RPS/$ over a pair of knobs)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import msgpack
+
+from services.common.falcon_data import DataError, ModelTable, iter_offline_tables, model_table_from_rows
+
+
+@dataclass(frozen=True)
+class KopCurve:
+    op: str
+    curve: str                          # e.g. '01-batchsize-GPU-slope'
+    knobs: tuple[str, str]
+    points: tuple[tuple[float, float, float], ...]
+
+    @property
+    def shape(self) -> str:
+        """The shape label the curve was published with (slope/convex/concave/plane), if any."""
+        last = self.curve.rsplit("-", 1)[-1]
+        return last if last in ("slope", "convex", "concave", "plane") else "unknown"
+
+
+def parse_kop_curve(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> KopCurve:
+    if "/" not in name:
+        raise DataError(f"kop-curve name {name!r} must be '<operator>/<curve>'")
+    if len(columns) != 3:
+        raise DataError(f"kop-curve {name}: expected 3 columns (knob A, knob B, value), got {list(columns)}")
+    points = []
+    for r in rows:
+        try:
+            points.append((float(r[0]), float(r[1]), float(r[2])))
+        except (TypeError, ValueError, IndexError):
+            raise DataError(f"kop-curve {name}: row {list(r)!r} is not three numbers") from None
+    if not points:
+        raise DataError(f"kop-curve {name}: no points")
+    op, curve = name.split("/", 1)
+    return KopCurve(op, curve, (str(columns[0]), str(columns[1])), tuple(points))
+
+
+def content_hash(kind: str, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    return hashlib.sha256(msgpack.packb([kind, name, list(columns), [list(r) for r in rows]])).hexdigest()
+
+
+@dataclass
+class OfflineDataset:
+    model_tables: dict[str, ModelTable] = field(default_factory=dict)
+    kop_curves: dict[str, KopCurve] = field(default_factory=dict)
+
+    def add(self, kind: str, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Parse and add one table; DataError if it is not what its kind says."""
+        if kind == "model-table":
+            self.model_tables[name] = model_table_from_rows(name, list(columns), [list(r) for r in rows])
+        elif kind == "kop-curve":
+            self.kop_curves[name] = parse_kop_curve(name, columns, rows)
+        else:
+            raise DataError(f"table kind {kind!r} is not part of the offline dataset")
+
+    @classmethod
+    def from_folder(cls, root: str | Path) -> "OfflineDataset":
+        """Every offline table of a folder in the falcon-data layout (what ``falcon publish-offline``
+        sends to the treebuilder)."""
+        ds = cls()
+        for kind, name, columns, rows in iter_offline_tables(root):
+            ds.add(kind, name, columns, rows)
+        return ds
+
+    @property
+    def operators(self) -> list[str]:
+        return sorted({c.op for c in self.kop_curves.values()})
+
+    def summary(self) -> dict[str, Any]:
+        return {"model_tables": len(self.model_tables), "kop_curves": len(self.kop_curves),
+                "operators": self.operators, "models": sorted(self.model_tables)}

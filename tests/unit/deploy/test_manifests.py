@@ -1,0 +1,80 @@
+"""The deploy files are checked by real tools, since Docker and Kubernetes do not run here: the
+compose file by the compose-spec parser (after YAML merge keys are resolved, as docker compose
+does), the Kubernetes manifests against the Kubernetes 1.37 schemas (kubernetes-validate,
+strict), and both against this code base (modules that exist, settings that exist)."""
+
+import json
+from dataclasses import fields
+
+import kubernetes_validate
+import pytest
+import yaml
+from compose_spec import PyCompose
+
+from services.common.settings import Settings
+from tests.helpers import REPO
+
+DEPLOY = REPO / "deploy"
+SETTINGS = {"FALCON_" + f.name.upper() for f in fields(Settings)}
+K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
+
+
+def module_exists(module: str) -> bool:
+    return (REPO / module.replace(".", "/") / "__main__.py").exists()
+
+
+def test_compose_file_parses_and_wires_the_stack():
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    compose = PyCompose.from_json(json.dumps(doc))
+    compose.validate()
+    services = doc["services"]
+    assert {"kafka", "redis", "profiler", "treebuilder", "searcher", "trial-runner-cpu"} <= set(services)
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+        if name not in ("kafka", "redis"):
+            assert module_exists(svc["command"][0]), f"{name}: no module {svc['command']}"
+            unknown = set(svc["environment"]) - SETTINGS
+            assert not unknown, f"{name}: unknown settings {unknown}"
+    assert services["trial-runner-cpu"]["deploy"]["replicas"] >= 2
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"   # KRaft
+    gpu = services["trial-runner-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+
+
+def test_a_broken_compose_file_is_caught():
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    doc["services"]["searcher"]["deploy"] = {"replicas": "two"}
+    with pytest.raises(ValueError, match="expected u64"):
+        PyCompose.from_json(json.dumps(doc)).validate()
+
+
+@pytest.mark.parametrize("path", K8S, ids=[p.name for p in K8S])
+def test_kubernetes_manifests_validate_strictly(path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+        if doc["kind"] == "Deployment":
+            c = doc["spec"]["template"]["spec"]["containers"][0]
+            assert module_exists(c["args"][0])
+            assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert not {e["name"] for e in c.get("env", [])} - SETTINGS
+        if doc["kind"] == "ConfigMap":
+            assert not set(doc["data"]) - SETTINGS
+
+
+def test_gpu_runners_are_scheduled_on_gpu_nodes_and_scale_as_a_deployment():
+    docs = [d for p in K8S for d in yaml.safe_load_all(p.read_text())]
+    gpu = next(d for d in docs if d["kind"] == "Deployment" and "h100" in d["metadata"]["name"])
+    pod = gpu["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu.product" in pod["nodeSelector"]
+    searcher = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "searcher")
+    assert searcher["spec"]["replicas"] >= 2
+    assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_a_broken_manifest_is_caught():
+    doc = next(yaml.safe_load_all((DEPLOY / "k8s" / "22-searcher.yaml").read_text()))
+    doc["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)

@@ -1,0 +1,43 @@
+import pytest
+
+import schemas
+from schemas import Event
+from services.common.falcon_data import DataError
+from tests.helpers import PROFILES, TARGETS
+from tools.cli import main, parser
+from tools.cli.search_cmds import SubmitOptions, build_submission
+
+
+def args(*extra):
+    return parser().parse_args(["submit", "gru", "--profile", str(PROFILES / "gru" / "operators.csv"),
+                                "--replay-table", str(TARGETS / "reg-gru.csv"), *extra])
+
+
+def test_submission_is_a_valid_model_submitted_event(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("knobs:\n  batchsize: [8, 16]\n  cpus: [1, 2]\n  gpumem: [1.2]\n  gpupower: [100]\n"
+                     "  gputype: [T4, V100]\n")
+    sid, submitted = build_submission(SubmitOptions.from_args(
+        args("--space", str(space), "--max-trials", "4", "--budget-usd", "2.5")))
+    ev = schemas.decode(schemas.encode(Event.new(submitted, sid, "cli")))
+    spec = ev.data["spec"]
+    assert sid.startswith("gru-") and spec["stop"] == {"max_trials": 4, "target_value": None, "budget_usd": 2.5}
+    assert [k["name"] for k in spec["space"]["knobs"]] == ["batchsize", "cpus", "gpumem", "gpupower", "gputype"]
+    assert {o["op"] for o in ev.data["operators"]} >= {"split", "dense", "multiply"}
+
+
+def test_missing_table_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(DataError):
+        build_submission(SubmitOptions.from_args(parser().parse_args(["submit", "m", "--replay-table",
+                                                                     str(tmp_path / "x.csv")])))
+    assert main(["submit", "m", "--replay-table", str(tmp_path / "x.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("up", "down", "submit", "status", "watch", "audit", "demo", "publish-offline", "rebuild", "trees",
+                "report", "runners", "profile"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+    assert "audit" in capsys.readouterr().out

