@@ -2,8 +2,11 @@
 objective's denominator (RPS per $).
 
 Model: a GPU instance's on-demand price is split into its vCPUs (priced like a CPU-only
-instance's vCPU) and its GPU (the rest). A configuration pays for the share of GPU memory it
-reserves and for its CPU cores. The power cap does not change the bill (clouds do not bill power).
+instance's vCPU) and its GPUs (the rest, shared equally by the ``gpus`` it carries: an 8-GPU
+p4d.24xlarge prices one A100 at an eighth of its GPU part). A configuration pays for the share of
+one GPU's memory it reserves and for its CPU cores. The power cap does not change the bill
+(clouds do not bill power). ``no_gpu_value`` (e.g. "none") names the GPU-knob value of CPU-only
+configurations, which pay for their cores alone.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ class InstanceType:
     instance: str
     usd_per_hour: float
     vcpus: int
-    gpu_mem_gb: float
+    gpu_mem_gb: float        # of one GPU
+    gpus: int = 1            # GPUs the instance carries
 
 
 @dataclass(frozen=True)
@@ -35,18 +39,25 @@ class PriceCatalogue:
     gpu_knob: str = "gputype"
     gpu_mem_knob: str = "gpumem"
     cpu_knob: str = "cpus"
+    no_gpu_value: str | None = None         # GPU-knob value meaning "no GPU" (CPU-only configurations)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PriceCatalogue":
         try:
             instances = {gpu: InstanceType(str(i["instance"]), float(i["usd_per_hour"]), int(i["vcpus"]),
-                                           float(i["gpu_mem_gb"]))
+                                           float(i["gpu_mem_gb"]), int(i.get("gpus", 1)))
                          for gpu, i in d["instances"].items()}
+            no_gpu = d.get("no_gpu_value")
             cat = cls(float(d["usd_per_vcpu_hour"]), instances, d.get("gpu_knob", "gputype"),
-                      d.get("gpu_mem_knob", "gpumem"), d.get("cpu_knob", "cpus"))
+                      d.get("gpu_mem_knob", "gpumem"), d.get("cpu_knob", "cpus"),
+                      None if no_gpu is None else str(no_gpu))
         except (KeyError, TypeError, ValueError) as exc:
             raise PricingError(f"bad price catalogue: {exc!r}") from None
         for gpu, inst in cat.instances.items():
+            if inst.gpus < 1:
+                raise PricingError(f"{gpu} ({inst.instance}): gpus must be at least 1, not {inst.gpus}")
+            if gpu == cat.no_gpu_value:
+                raise PricingError(f"{gpu!r} is the no-GPU value; it cannot also be priced as an instance")
             if inst.usd_per_hour - inst.vcpus * cat.usd_per_vcpu_hour <= 0:
                 raise PricingError(f"{gpu} ({inst.instance}): its vCPUs alone cost more than the instance")
         return cat
@@ -58,22 +69,28 @@ class PriceCatalogue:
         return cls.from_dict(data.get("prices", data))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"usd_per_vcpu_hour": self.usd_per_vcpu_hour, "gpu_knob": self.gpu_knob,
-                "gpu_mem_knob": self.gpu_mem_knob, "cpu_knob": self.cpu_knob,
-                "instances": {g: {"instance": i.instance, "usd_per_hour": i.usd_per_hour,
-                                  "vcpus": i.vcpus, "gpu_mem_gb": i.gpu_mem_gb}
-                              for g, i in self.instances.items()}}
+        """The catalogue as written; ``gpus`` and ``no_gpu_value`` only where they are not the
+        defaults, so older catalogues keep their exact form on the wire."""
+        d: dict[str, Any] = {
+            "usd_per_vcpu_hour": self.usd_per_vcpu_hour, "gpu_knob": self.gpu_knob,
+            "gpu_mem_knob": self.gpu_mem_knob, "cpu_knob": self.cpu_knob,
+            "instances": {g: {"instance": i.instance, "usd_per_hour": i.usd_per_hour, "vcpus": i.vcpus,
+                              "gpu_mem_gb": i.gpu_mem_gb, **({"gpus": i.gpus} if i.gpus != 1 else {})}
+                          for g, i in self.instances.items()}}
+        if self.no_gpu_value is not None:
+            d["no_gpu_value"] = self.no_gpu_value
+        return d
 
     def hourly(self, config: Mapping[str, Any]) -> float:
         """$ per hour of serving with this configuration."""
         cpus = float(config.get(self.cpu_knob, 1))
         price = cpus * self.usd_per_vcpu_hour
-        if self.gpu_knob in config:
+        if self.gpu_knob in config and str(config[self.gpu_knob]) != self.no_gpu_value:
             gpu = str(config[self.gpu_knob])
             if gpu not in self.instances:
                 raise PricingError(f"no price for GPU type {gpu!r} (catalogue has {sorted(self.instances)})")
             inst = self.instances[gpu]
-            gpu_part = inst.usd_per_hour - inst.vcpus * self.usd_per_vcpu_hour
+            gpu_part = (inst.usd_per_hour - inst.vcpus * self.usd_per_vcpu_hour) / inst.gpus
             share = 1.0
             if self.gpu_mem_knob in config:
                 share = min(1.0, float(config[self.gpu_mem_knob]) / inst.gpu_mem_gb)

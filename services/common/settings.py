@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from schemas import DEFAULT_MAX_MESSAGE_BYTES
+from services.common.space import MAX_SPACE_SIZE
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Settings:
     heartbeat_s: float = 1.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_model_bytes: int = 2 * 1024**3       # model files larger than this are refused
+    max_space_size: int = MAX_SPACE_SIZE     # spaces of more configurations are refused (Space.from_dict max_size)
     trial_time_scale: float = 0.0            # replay: real seconds slept per simulated second
     trial_lease_s: float = 120.0             # a claimed trial whose runner vanished is free again after this
     trial_max_attempts: int = 3              # runs of one trial (runner deaths) before it is reported failed

@@ -1,5 +1,11 @@
 """The configuration space: named knobs with finite value lists, declared by the user in YAML or
-TOML (the paper's 1,440-point space is the default). Pure: no I/O beyond reading a space file."""
+TOML (the paper's 1,440-point space is the default), plus rules (:mod:`space_rules`) that say
+which combinations cannot exist. Pure: no I/O beyond reading a space file.
+
+Indices always number the full mixed-radix product of the knobs (:meth:`Space.index`); rules only
+decide which of those configurations are *allowed*. Spaces of 10^5-10^6 configurations are
+handled without enumerating them: :meth:`Space.sample` draws allowed indices by rejection and
+:meth:`Space.neighbours` gives local moves."""
 
 from __future__ import annotations
 
@@ -9,19 +15,27 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
 import yaml
 
+from services.common.space_rules import Rule, SpaceError, parse_rule
+
+__all__ = ["Config", "EXACT_LIMIT", "Knob", "KnobValue", "MAX_SPACE_SIZE", "PAPER_SPACE", "Rule", "Space",
+           "SpaceError", "parse_rule"]
+
 KnobValue = str | int | float
 Config = dict[str, KnobValue]
 KnobKind = Literal["categorical", "ordinal"]
 
-
-class SpaceError(ValueError):
-    """A space file or configuration that does not fit the declared space."""
+MAX_SPACE_SIZE = 1_000_000   # default refusal threshold (Settings.max_space_size, FALCON_MAX_SPACE_SIZE)
+EXACT_LIMIT = 200_000        # spaces up to this size are enumerated when an exact answer is asked for
+MAX_RULES = 64
+_SCAN_LIMIT = 4_000_000      # the "rules exclude everything" check scans spaces up to this size
+_CHUNK = 1 << 16             # rows per chunk when enumerating
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ def _same(a: Any, b: Any) -> bool:
 @dataclass(frozen=True)
 class Space:
     knobs: tuple[Knob, ...]
+    rules: tuple[Rule, ...] = ()
 
     def __post_init__(self) -> None:
         names = [k.name for k in self.knobs]
@@ -56,11 +71,18 @@ class Space:
         for k in self.knobs:
             if len({repr(v) for v in k.values}) != len(k.values):
                 raise SpaceError(f"knob {k.name} lists a value twice")
+        for r in self.rules:
+            if r.knobs != self.knobs:
+                raise SpaceError(f"rule {r.text!r} was parsed for other knobs than this space's")
+        if self.rules:
+            self._check_not_empty()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Space":
-        """Accepts {"knobs": [{"name", "values", "kind"?}, ...]} or {"knobs": {name: [values]}}."""
+    def from_dict(cls, d: Mapping[str, Any], max_size: int = MAX_SPACE_SIZE) -> "Space":
+        """Accepts {"knobs": [{"name", "values", "kind"?}, ...], "rules"?: [str]} or
+        {"knobs": {name: [values]}, ...}. A space of more than ``max_size`` configurations is
+        refused before its rules are looked at (it would be too large to search or check)."""
         raw = d.get("knobs")
         if isinstance(raw, Mapping):
             raw = [{"name": n, "values": v} for n, v in raw.items()]
@@ -83,10 +105,19 @@ class Space:
             if kind == "ordinal":
                 values = tuple(sorted(values))
             knobs.append(Knob(str(item["name"]), values, kind))
-        return cls(tuple(knobs))
+        size = math.prod(len(k.values) for k in knobs)
+        if size > max_size:
+            raise SpaceError(f"the space has {size:,} configurations, more than the maximum of {max_size:,} "
+                             "(FALCON_MAX_SPACE_SIZE): drop values or knobs")
+        raw_rules = d.get("rules") or []
+        if not isinstance(raw_rules, list) or not all(isinstance(r, str) for r in raw_rules):
+            raise SpaceError("'rules' must be a list of strings")
+        if len(raw_rules) > MAX_RULES:
+            raise SpaceError(f"{len(raw_rules)} rules, more than the maximum of {MAX_RULES}")
+        return cls(tuple(knobs), tuple(parse_rule(r, knobs) for r in raw_rules))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Space":
+    def from_file(cls, path: str | Path, max_size: int = MAX_SPACE_SIZE) -> "Space":
         p = Path(path)
         text = p.read_text()
         if p.suffix in (".yaml", ".yml"):
@@ -97,13 +128,17 @@ class Space:
             raise SpaceError(f"{p}: a space file is .yaml, .yml or .toml")
         if not isinstance(data, Mapping):
             raise SpaceError(f"{p}: expected a mapping at the top level")
-        return cls.from_dict(data.get("space", data))
+        return cls.from_dict(data.get("space", data), max_size=max_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"knobs": [{"name": k.name, "values": list(k.values), "kind": k.kind} for k in self.knobs]}
+        d: dict[str, Any] = {"knobs": [{"name": k.name, "values": list(k.values), "kind": k.kind}
+                                       for k in self.knobs]}
+        if self.rules:   # absent when there are none, so rule-less spaces keep their fingerprints
+            d["rules"] = [r.text for r in self.rules]
+        return d
 
     def fingerprint(self) -> str:
-        """A short stable id of the space (its knobs, values and kinds)."""
+        """A short stable id of the space (its knobs, values, kinds and rules)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     # -- queries ------------------------------------------------------------------------------
@@ -138,11 +173,19 @@ class Space:
         return {k.name: k.values[k.index_of(config[k.name])] for k in self.knobs}
 
     def contains(self, config: Mapping[str, Any]) -> bool:
+        """In the space and allowed by its rules."""
         try:
-            self.canonical(config)
+            return self.allows(config)
         except SpaceError:
             return False
-        return True
+
+    def allows(self, config: Mapping[str, Any]) -> bool:
+        """Whether the rules allow this configuration (SpaceError if it is not in the space)."""
+        c = self.canonical(config)
+        if not self.rules:
+            return True
+        row = np.array([[k.index_of(c[k.name]) for k in self.knobs]])
+        return bool(self.allows_rows(row)[0])
 
     def key(self, config: Mapping[str, Any]) -> str:
         """A stable identity of a configuration, e.g. 'batchsize=32,cpus=2,...'."""
@@ -165,6 +208,129 @@ class Space:
             index, i = divmod(index, len(k.values))
             values.append(k.values[i])
         return dict(zip(self.names, reversed(values)))
+
+    # -- allowed configurations, vectorised (rows = value indices, one column per knob) ---------
+    @cached_property
+    def _radices(self) -> np.ndarray:
+        return np.array([len(k.values) for k in self.knobs], dtype=np.int64)
+
+    @cached_property
+    def _strides(self) -> np.ndarray:
+        """Multipliers of the mixed-radix index of :meth:`index` (the last knob varies fastest)."""
+        if self.size >= 2**62:
+            raise SpaceError(f"a space of {self.size:,} configurations is too large to index")
+        return np.array([math.prod(int(r) for r in self._radices[i + 1:]) for i in range(len(self.knobs))],
+                        dtype=np.int64)
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """Value indices (n, knobs) of configuration indices: :meth:`config_at`, vectorised."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return (indices[:, None] // self._strides) % self._radices
+
+    def indices_of(self, rows: np.ndarray) -> np.ndarray:
+        """Configuration indices of value-index rows: :meth:`index`, vectorised."""
+        return np.asarray(rows, dtype=np.int64).reshape(-1, len(self.knobs)) @ self._strides
+
+    def allows_rows(self, rows: np.ndarray) -> np.ndarray:
+        """One bool per row: every rule holds."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1, len(self.knobs))
+        ok = np.ones(len(rows), dtype=bool)
+        for r in self.rules:
+            ok &= r.allows_indices(rows)
+        return ok
+
+    def allowed_indices(self, limit: int = EXACT_LIMIT) -> np.ndarray:
+        """Every allowed index, ascending, by enumeration: for spaces small enough to search
+        exhaustively (SpaceError above ``limit`` configurations)."""
+        if self.size > limit:
+            raise SpaceError(f"the space has {self.size:,} configurations, too many to enumerate (limit {limit:,})")
+        parts = []
+        for start in range(0, self.size, _CHUNK):
+            idx = np.arange(start, min(start + _CHUNK, self.size), dtype=np.int64)
+            parts.append(idx[self.allows_rows(self.rows(idx))] if self.rules else idx)
+        return np.concatenate(parts)
+
+    def _random_rows(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.stack([rng.integers(0, int(r), size=n) for r in self._radices], axis=1)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Up to ``n`` distinct allowed indices, uniformly among allowed configurations, in random
+        order: per-knob value indices are drawn, rows the rules refuse are dropped, repeated until
+        enough. Small spaces (or n near the size) are drawn from the enumerated allowed set.
+        Fewer than ``n`` only when fewer are allowed (or, in a huge space, the rules are so tight
+        that 2^22 draws found too few)."""
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.size <= max(4 * n, 4096):
+            allowed = self.allowed_indices(limit=max(EXACT_LIMIT, self.size))
+            return rng.permutation(allowed)[:n]
+        chosen = np.zeros(0, dtype=np.int64)
+        drawn, accepted = 0, 0
+        while len(chosen) < n and drawn < 1 << 22:
+            share = (accepted + 1) / (drawn + 1)   # acceptance so far (1 before the first round)
+            batch = int(min(1 << 20, max(1024, 1.25 * (n - len(chosen)) / share)))
+            rows = self._random_rows(rng, batch)
+            ok = self.allows_rows(rows)
+            drawn, accepted = drawn + batch, accepted + int(ok.sum())
+            merged = np.concatenate([chosen, self.indices_of(rows[ok])])
+            _, first = np.unique(merged, return_index=True)
+            chosen = merged[np.sort(first)][:n]   # first occurrences, draw order kept
+        if len(chosen) < n and self.size <= EXACT_LIMIT:
+            rest = np.setdiff1d(self.allowed_indices(), chosen)
+            chosen = np.concatenate([chosen, rng.permutation(rest)[:n - len(chosen)]])
+        return chosen
+
+    def neighbours(self, index: int) -> np.ndarray:
+        """Allowed indices one move away: an ordinal knob one rank up or down, a categorical knob
+        any other value (local search around the best configurations)."""
+        if not 0 <= index < self.size:
+            raise SpaceError(f"index {index} outside a space of {self.size}")
+        row = self.rows(np.array([index]))[0]
+        cands = []
+        for j, k in enumerate(self.knobs):
+            moves = [row[j] - 1, row[j] + 1] if k.kind == "ordinal" else range(len(k.values))
+            for v in moves:
+                if 0 <= v < len(k.values) and v != row[j]:
+                    r = row.copy()
+                    r[j] = v
+                    cands.append(r)
+        if not cands:
+            return np.zeros(0, dtype=np.int64)
+        rows = np.array(cands)
+        return self.indices_of(rows[self.allows_rows(rows)])
+
+    def allowed_size_estimate(self, draws: int = 1 << 16, seed: int = 0) -> int:
+        """How many configurations the rules allow: exact up to :data:`EXACT_LIMIT`, else the
+        allowed share of ``draws`` uniform draws times the size (deterministic per seed)."""
+        if not self.rules:
+            return self.size
+        if self.size <= EXACT_LIMIT:
+            return len(self.allowed_indices())
+        ok = self.allows_rows(self._random_rows(np.random.default_rng(seed), draws))
+        return round(self.size * float(ok.mean()))
+
+    def _check_not_empty(self) -> None:
+        """Refuses rules that leave nothing to search: a quick sample first (cheap when anything
+        is allowed), then a full scan of spaces up to _SCAN_LIMIT, else a sampled verdict."""
+        draws = min(self.size, 4096)
+        if self.allows_rows(self._random_rows(np.random.default_rng(0), draws)).any():
+            return
+        if self.size > _SCAN_LIMIT:
+            raise SpaceError(f"the rules exclude every configuration: none of {draws:,} drawn at random from "
+                             f"{self.size:,} is allowed (too large to check them all): loosen the rules")
+
+        def any_allowed(rules: tuple[Rule, ...]) -> bool:
+            for start in range(0, self.size, _CHUNK):
+                rows = self.rows(np.arange(start, min(start + _CHUNK, self.size)))
+                if np.logical_and.reduce([r.allows_indices(rows) for r in rules]).any():
+                    return True
+            return False
+
+        if any_allowed(self.rules):
+            return
+        alone = [r.text for r in self.rules if not any_allowed((r,))]
+        blame = f"; {alone[0]!r} alone excludes all" if alone else " (together)"
+        raise SpaceError(f"the rules exclude every configuration of the {self.size:,}{blame}")
 
     @property
     def encoded_dim(self) -> int:

@@ -42,3 +42,41 @@ def test_unknown_gpu_and_inconsistent_catalogue_are_errors():
 def test_documented_price_file_is_the_default():
     from tests.helpers import REPO
     assert PriceCatalogue.from_file(REPO / "deploy" / "config" / "ec2-prices.yaml") == DEFAULT_PRICES
+
+
+def test_multi_gpu_instance_prices_one_gpu_and_no_gpu_value_is_cpu_only():
+    cat = PriceCatalogue.from_dict({
+        "usd_per_vcpu_hour": 0.05, "no_gpu_value": "none",
+        "instances": {"A100": {"instance": "p4d.24xlarge", "usd_per_hour": 20.8, "vcpus": 96, "gpu_mem_gb": 40,
+                               "gpus": 8}}})
+    per_gpu = (20.8 - 96 * 0.05) / 8
+    assert cat.hourly({"gputype": "A100", "gpumem": 40, "cpus": 12}) == pytest.approx(per_gpu + 12 * 0.05)
+    assert cat.hourly({"gputype": "A100", "gpumem": 10, "cpus": 2}) == pytest.approx(per_gpu / 4 + 2 * 0.05)
+    assert cat.hourly({"gputype": "none", "gpumem": 0, "cpus": 4}) == pytest.approx(0.2)
+    assert PriceCatalogue.from_dict(cat.to_dict()) == cat
+    assert cat.to_dict()["instances"]["A100"]["gpus"] == 8 and cat.to_dict()["no_gpu_value"] == "none"
+    assert "gpus" not in DEFAULT_PRICES.to_dict()["instances"]["T4"]      # older catalogues: same wire form
+    assert "no_gpu_value" not in DEFAULT_PRICES.to_dict()
+    with pytest.raises(PricingError, match="no price for GPU type 'none'"):
+        DEFAULT_PRICES.hourly({"gputype": "none", "cpus": 1})
+    bad = cat.to_dict()
+    bad["instances"]["A100"]["gpus"] = 0
+    with pytest.raises(PricingError, match="at least 1"):
+        PriceCatalogue.from_dict(bad)
+    bad = cat.to_dict()
+    bad["instances"]["none"] = bad["instances"]["A100"]
+    with pytest.raises(PricingError, match="no-GPU value"):
+        PriceCatalogue.from_dict(bad)
+
+
+def test_cloud_price_file_prices_one_gpu_of_each_family():
+    from tests.helpers import REPO
+    cat = PriceCatalogue.from_file(REPO / "deploy" / "config" / "cloud-prices.yaml")
+    assert PriceCatalogue.from_dict(cat.to_dict()) == cat
+    whole = {g: cat.hourly({"gputype": g, "gpumem": i.gpu_mem_gb, "cpus": i.vcpus / i.gpus})
+             for g, i in cat.instances.items()}
+    for g in ("T4", "A10G", "L4", "L40S"):    # one-GPU instances: the whole instance's price
+        assert whole[g] == pytest.approx(cat.instances[g].usd_per_hour)
+    for g in ("A100", "H100"):                # an eighth of the 8-GPU instance
+        assert whole[g] == pytest.approx(cat.instances[g].usd_per_hour / 8)
+    assert whole["T4"] < whole["L4"] < whole["A10G"] < whole["L40S"] < whole["A100"] < whole["H100"]

@@ -69,3 +69,31 @@ def test_unknown_space_file_type(tmp_path):
 def test_documented_default_space_file_is_the_default():
     from tests.helpers import REPO
     assert Space.from_file(REPO / "deploy" / "config" / "paper-space.yaml") == PAPER_SPACE
+
+
+def test_space_file_rules_in_yaml_and_toml(tmp_path):
+    y = tmp_path / "space.yaml"
+    y.write_text("knobs:\n  cpus: [1, 2, 4]\n  replicas: [1, 2, 4]\nrules:\n  - \"replicas <= cpus\"\n")
+    t = tmp_path / "space.toml"
+    t.write_text('rules = ["replicas <= cpus"]\n[knobs]\ncpus = [1, 2, 4]\nreplicas = [1, 2, 4]\n')
+    for path in (y, t):
+        s = Space.from_file(path)
+        assert [r.text for r in s.rules] == ["replicas <= cpus"]
+        assert s.size == 9 and s.allowed_size_estimate() == 6
+        assert s.contains({"cpus": 2, "replicas": 2}) and not s.contains({"cpus": 1, "replicas": 2})
+        assert s.allows({"cpus": 4, "replicas": 1})
+        with pytest.raises(SpaceError, match="not one of"):
+            s.allows({"cpus": 3, "replicas": 1})
+    with pytest.raises(SpaceError, match="9 configurations, more than the maximum of 8"):
+        Space.from_file(y, max_size=8)
+
+
+def test_vectorised_index_helpers_agree_with_index_and_config_at():
+    idx = np.array([0, 1, 719, 1439])
+    rows = PAPER_SPACE.rows(idx)
+    assert PAPER_SPACE.indices_of(rows).tolist() == idx.tolist()
+    for i, row in zip(idx, rows):
+        c = PAPER_SPACE.config_at(int(i))
+        assert [k.index_of(c[k.name]) for k in PAPER_SPACE.knobs] == row.tolist()
+    assert PAPER_SPACE.allowed_size_estimate() == 1440 and PAPER_SPACE.rules == ()
+    assert len(PAPER_SPACE.sample(np.random.default_rng(0), 2000)) == 1440
