@@ -13,7 +13,7 @@ Everything is an array over ``space.configs()`` order, so strategies index confi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -76,7 +76,10 @@ def _curve_lookup(curve: KopCurve, space: Space) -> tuple[str, str, dict] | None
     return a, b, table
 
 
-def operator_curves(op: str, curves: list[KopCurve], space: Space, cutoff: float = DEFAULT_CUTOFF) -> OperatorCurves | None:
+def operator_curves(op: str, curves: list[KopCurve], space: Space, cutoff: float = DEFAULT_CUTOFF,
+                    fill: Callable[[np.ndarray], np.ndarray] | None = None) -> OperatorCurves | None:
+    """``fill``: completes one curve's values over the space where the curve never measured a
+    device (see services.knowledge.transfer); without it those configurations stay unknown."""
     lookups = [(c, lk) for c in curves if (lk := _curve_lookup(c, space)) is not None and lk[2]]
     if not lookups:
         return None
@@ -85,6 +88,8 @@ def operator_curves(op: str, curves: list[KopCurve], space: Space, cutoff: float
     per = np.full((len(configs), len(lookups)), np.nan)
     for j, (_, (a, b, table)) in enumerate(lookups):
         per[:, j] = [table.get((ia, ib), np.nan) for ia, ib in zip(idx[a], idx[b])]
+        if fill is not None:
+            per[:, j] = fill(per[:, j])
     score = np.nanmean(np.where(np.isnan(per).all(1, keepdims=True), 0.0, per), axis=1)
     score = np.nan_to_num(score, nan=float(np.nanmean(score)))
     span = np.ptp(score)

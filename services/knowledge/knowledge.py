@@ -10,7 +10,7 @@ themselves. Everything is an array over ``space.configs()`` order, so configurat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from services.common.falcon_data import ModelTable
 from services.common.space import Space
 from services.knowledge.curves import DEFAULT_CUTOFF, OperatorCurves, operator_curves
 from services.knowledge.dataset import KopCurve, OfflineDataset
+from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue
+from services.knowledge.transfer import device_factors, fill_unmeasured_devices
 from services.knowledge.trees import TreeNode, build_tree
 
 MIN_OBSERVED = 6            # configurations a partly measured source needs to be an expert
@@ -64,17 +66,24 @@ class Knowledge:
 
     @classmethod
     def build(cls, dataset: OfflineDataset, space: Space, cutoff: float = DEFAULT_CUTOFF,
-              version: int | None = None) -> "Knowledge":
+              version: int | None = None, hardware: HardwareCatalogue | None = DEFAULT_HARDWARE) -> "Knowledge":
+        """``hardware``: describes the devices, so a device a table never measured is filled from
+        the similar ones it did (services.knowledge.transfer); None: such devices stay unknown."""
         by_op: dict[str, list[KopCurve]] = {}
         for c in dataset.kop_curves.values():
             by_op.setdefault(c.op, []).append(c)
         k = cls(space, cutoff=cutoff, version=version)
         for op, curves in sorted(by_op.items()):
-            oc = operator_curves(op, curves, space, cutoff)
+            fill = None
+            if hardware is not None:
+                factors = device_factors(space, [{"op": op, "time_share": 1.0}], hardware)
+                fill = lambda v, f=factors: fill_unmeasured_devices(v, space, f, hardware)  # noqa: E731
+            oc = operator_curves(op, curves, space, cutoff, fill)
             if oc is not None:
                 k.operators[op] = oc
+        factors = device_factors(space, hardware=hardware) if hardware is not None else {}
         for name, table in sorted(dataset.model_tables.items()):
-            v = source_values(table, space)
+            v = source_values(table, space, factors, hardware or DEFAULT_HARDWARE)
             if v is not None:
                 k.sources[name] = v
         return k
@@ -114,15 +123,20 @@ class Knowledge:
         return tuple(n for n in self.space.names if n in kept) or self.space.names
 
 
-def source_values(table: ModelTable, space: Space) -> np.ndarray | None:
-    """A source model's values over the space. A complete table is taken as it is; one measured
-    only in part (live trials of an earlier search) is filled by Gaussian-kernel regression from
-    its measured configurations and scaled to [0, 1]; fewer than MIN_OBSERVED of them: None."""
+def source_values(table: ModelTable, space: Space, device_factors: Mapping[Any, float] | None = None,
+                  hardware: HardwareCatalogue = DEFAULT_HARDWARE) -> np.ndarray | None:
+    """A source model's values over the space. A complete table is taken as it is. A device it
+    never measured is transferred from the similar devices it did (``device_factors``, see
+    services.knowledge.transfer). What is still unknown (a table measured only in part, e.g.
+    live trials of an earlier search) is filled by Gaussian-kernel regression from its measured
+    configurations and scaled to [0, 1]; fewer than MIN_OBSERVED of them: None."""
     vals = []
     for c in space.configs():
         row = table.lookup(c)
         vals.append(np.nan if row is None else float(row["value"]))
     v = np.asarray(vals, dtype=float)
+    if device_factors:
+        v = fill_unmeasured_devices(v, space, device_factors, hardware)
     known = ~np.isnan(v)
     if known.all():
         return v
