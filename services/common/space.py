@@ -348,7 +348,34 @@ class Space:
 
     def encode_all(self) -> np.ndarray:
         """:meth:`encode` of every configuration, in :meth:`configs` order."""
-        return np.array([self.encode(c) for c in self.configs()])
+        return self.encode_indices(np.arange(self.size))
+
+    def encode_indices(self, indices: np.ndarray) -> np.ndarray:
+        """:meth:`encode` of the configurations at ``indices``, vectorised (no Python loop per
+        configuration: spaces of 10^6 are encoded in chunks of candidates)."""
+        rows = self.rows(indices)
+        out = np.zeros((len(rows), self.encoded_dim))
+        pos = 0
+        for j, k in enumerate(self.knobs):
+            if k.kind == "categorical":
+                out[np.arange(len(rows)), pos + rows[:, j]] = 1.0
+                pos += len(k.values)
+            else:
+                out[:, pos] = rows[:, j] / (len(k.values) - 1) if len(k.values) > 1 else 0.0
+                pos += 1
+        return out
+
+    def subspace(self, names: tuple[str, ...]) -> "Space":
+        """The space of only these knobs (in this space's order, no rules): where knowledge
+        that covers only some knobs lives."""
+        return Space(tuple(k for k in self.knobs if k.name in names))
+
+    def project(self, indices: np.ndarray, sub: "Space") -> np.ndarray:
+        """Indices in ``sub`` (a :meth:`subspace`) of the configurations at ``indices``."""
+        if sub.names == self.names:
+            return np.asarray(indices, dtype=np.int64)
+        cols = [self.names.index(n) for n in sub.names]
+        return sub.indices_of(self.rows(indices)[:, cols])
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
         """Numeric vector for models (GP, SVM, KMeans): ordinal knobs -> rank scaled to [0, 1]

@@ -42,7 +42,18 @@ class Observed(NamedTuple):
     stability_cv: np.ndarray    # each measurement's relative spread (0 where none was reported)
 
 
+EXHAUSTIVE_LIMIT = 50_000     # spaces up to this many configurations are scored whole
+SAMPLE_SIZE = 2048            # larger ones: this many configurations drawn per decision ...
+LOCAL_SEEDS = 8               # ... plus the neighbours of this many of the best ones
+FEASIBLE_PRIOR = 0.95         # chance that an untried configuration far from any trial runs
+FEASIBLE_PSEUDO = 0.5         # weight of that prior against the trials nearby
+FEASIBLE_WIDTH = 0.25         # Gaussian kernel width (encoding units) of "nearby" for failures
+
+
 class Strategy(ABC):
+    """Strategies see the space through :meth:`pool`: every untried allowed configuration when
+    the space is small (scored exhaustively), else a sample plus local moves around the best
+    configurations, so a decision costs the same in a space of 10^3 or 10^6."""
     name: ClassVar[str]
     converged: bool = False   # set by ask() when the strategy's model says further trials are unlikely to help
 
@@ -73,15 +84,59 @@ class Strategy(ABC):
                         np.array([n for _, _, n in ok], dtype=float))
 
     def random_untried(self, untried: np.ndarray) -> Config:
-        """A random untried configuration, the same for the same seed and number of tells (so a
-        rebuilt strategy asks what the original asked)."""
+        """A random untried configuration (``untried``: a mask over the space, or the pool's
+        indices), the same for the same seed and number of tells (so a rebuilt strategy asks
+        what the original asked)."""
         rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
-        return self.ctx.space.config_at(rng.choice(np.flatnonzero(untried).tolist()))
+        choices = np.flatnonzero(untried) if untried.dtype == bool else untried
+        return self.ctx.space.config_at(rng.choice(choices.tolist()))
+
+    @property
+    def exhaustive(self) -> bool:
+        return self.ctx.space.size <= EXHAUSTIVE_LIMIT
+
+    def tried_indices(self) -> np.ndarray:
+        return np.array([self.ctx.space.index(c) for c, _ in self.history], dtype=np.int64)
+
+    def pool(self, seeds: Sequence[int] = ()) -> np.ndarray:
+        """Untried allowed configurations to score: all of them in a small space; in a large
+        one SAMPLE_SIZE drawn at random (seeded by the seed and the trial count) plus the
+        neighbours (one knob one step) of ``seeds``."""
+        space = self.ctx.space
+        if self.exhaustive:
+            return np.flatnonzero(self.untried_mask())
+        rng = np.random.default_rng([self.ctx.seed, len(self.history)])
+        parts = [space.sample(rng, SAMPLE_SIZE), *(space.neighbours(int(i)) for i in seeds)]
+        cand = np.unique(np.concatenate(parts))
+        return cand[~np.isin(cand, self.tried_indices())]
+
+    def feasibility(self, indices: np.ndarray) -> np.ndarray | None:
+        """Chance that each configuration runs at all, learnt from the trials that failed (out of
+        memory, refused, crashed) and the ones that ran: a Gaussian-kernel vote over the
+        encoding, from FEASIBLE_PRIOR far from any trial. None while no trial has failed."""
+        failed = [self.ctx.space.index(c) for c, v in self.history if v is None]
+        if not failed:
+            return None
+        ran = [self.ctx.space.index(c) for c, v in self.history if v is not None]
+        X = self.ctx.space.encode_indices(indices)
+
+        def votes(at: list[int]) -> np.ndarray:
+            if not at:
+                return np.zeros(len(X))
+            T = self.ctx.space.encode_indices(np.array(at))
+            d2 = np.maximum((X * X).sum(1)[:, None] + (T * T).sum(1)[None, :] - 2 * X @ T.T, 0.0)
+            return np.exp(-d2 / (2 * FEASIBLE_WIDTH ** 2)).sum(1)
+        ok, bad = votes(ran), votes(failed)
+        return (FEASIBLE_PRIOR * FEASIBLE_PSEUDO + ok) / (FEASIBLE_PSEUDO + ok + bad)
 
     def untried_mask(self) -> np.ndarray:
-        """True for every configuration (space.configs() order) not tried yet."""
+        """True for every allowed configuration (space.configs() order) not tried yet (small
+        spaces only: see :meth:`pool`)."""
         space = self.ctx.space
         mask = np.ones(space.size, dtype=bool)
+        if space.rules:
+            mask[:] = False
+            mask[space.allowed_indices()] = True
         for c, _ in self.history:
             mask[space.index(c)] = False
         return mask

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.space import Config
-from services.searcher.strategies.base import Observed, SearchContext, Strategy
+from services.searcher.strategies.base import LOCAL_SEEDS, Observed, SearchContext, Strategy
 from services.searcher.strategies.gp import expected_improvement, fit_gp
 
 N0 = 2.0                 # pseudo-trials of a node's prior value
@@ -54,7 +54,7 @@ class Falcon(Strategy):
 
     # -- surrogate ------------------------------------------------------------------------------
     def experts(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(F: experts x configurations, prior weights) from the offline knowledge."""
+        """(F: experts x grid configurations, prior weights) from the offline knowledge."""
         k = self.ctx.knowledge
         if k is None:
             return None
@@ -67,7 +67,7 @@ class Falcon(Strategy):
         prior = [1.0 / len(rows)] * len(rows)      # no expert is trusted more than another before the evidence
         F, prior = np.array(rows), np.array(prior)
         if SMOOTHING:       # every expert at every smoothing width; the evidence picks the width
-            F = np.vstack([F if w == 0 else F @ k.smoother(w).T for w in SMOOTHING])
+            F = np.vstack([F if w == 0 else k.smooth(F, w) for w in SMOOTHING])
             prior = np.tile(prior, len(SMOOTHING)) / len(SMOOTHING)
         return F, prior
 
@@ -93,23 +93,28 @@ class Falcon(Strategy):
         return (w * a) @ F, float(w[-1]) if NULL_EXPERT else 0.0
 
     # -- MCTS -----------------------------------------------------------------------------------
-    def select_region(self, mu: np.ndarray, idx: np.ndarray, y: np.ndarray, untried: np.ndarray) -> np.ndarray | None:
+    def select_region(self, mu: np.ndarray, cols: "Columns", obs: Observed) -> np.ndarray | None:
+        """The region (a mask over ``cols``) of the leaf MCTS descends to; None without trees."""
         k = self.ctx.knowledge
-        roots = [k.tree(op, None if self.prune else self.ctx.space.names)
+        roots = [k.tree(op, None if self.prune else k.grid.names)
                  for op, _ in self.ctx.kop_shares() if k is not None and op in k.operators]
-        if not roots:
+        if not roots or k is None:
             return None
         c = UCB_C * (float(np.ptp(mu)) or 1.0)
+        on_grid, tried_on_grid, y = k.on_grid(cols.indices), k.on_grid(obs.indices), obs.values
+
+        def inside(node) -> np.ndarray:  # noqa: ANN001
+            return np.isin(on_grid, node.members)
 
         def stats(node) -> tuple[float, int]:  # noqa: ANN001
-            inside = np.isin(idx, node.members)
-            n = int(inside.sum())
-            return (N0 * float(mu[node.members].mean()) + float(y[inside].sum())) / (N0 + n), n
+            tried = np.isin(tried_on_grid, node.members)
+            n = int(tried.sum())
+            return (N0 * float(mu[inside(node)].mean()) + float(y[tried].sum())) / (N0 + n), n
 
         def pick(nodes, n_parent):  # noqa: ANN001, ANN202
             best, best_u = None, -np.inf
             for node in nodes:
-                if not untried[node.members].any():
+                if not (cols.candidate & inside(node)).any():
                     continue
                 v, n = stats(node)
                 u = v + c * np.sqrt(np.log(n_parent + 1.0) / (n + 1.0))
@@ -123,65 +128,111 @@ class Falcon(Strategy):
             if child is None:
                 break
             node = child
-        return None if node is None else node.members
+        return None if node is None else inside(node)
 
     # -- belief: the surrogate, refined by a GP on its residuals --------------------------------
-    def belief(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed) -> "Belief":
-        """Mean (and, once BO runs, sd) of every configuration's value given the trials."""
-        space = self.ctx.space
-        idx, y, cv = obs
-        if experts is not None:
-            mean, null_weight = self.surrogate(*experts, idx, y, cv)
+    def belief(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> "Belief":
+        """Mean (and, once BO runs, sd) of the value of every configuration in ``cols``."""
+        k = self.ctx.knowledge
+        _, y, cv = obs
+        at = cols.observed
+        if experts is not None and k is not None:
+            F, prior = experts
+            mean, null_weight = self.surrogate(F[:, k.on_grid(cols.indices)], prior, at, y, cv)
         else:
-            mean, null_weight = np.full(space.size, y.mean()), 1.0
+            mean, null_weight = np.full(len(cols.indices), y.mean()), 1.0
         if not (self.use_bo and len(y) >= (MIN_BO_TRIALS if experts is not None else 1)):
-            return Belief(mean, np.zeros(space.size), bo=False)
+            return Belief(mean, np.zeros(len(cols.indices)), bo=False)
         # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
         # knowledge explains the trials better than "nothing is known" does
-        X = self._encoded(prune=self.prune and null_weight < 0.5)
+        X = self._encoded(cols.indices, prune=self.prune and null_weight < 0.5)
         scale = float(np.abs(y).max()) or 1.0
-        gp = fit_gp(X[idx], (y - mean[idx]) / scale, seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
+        gp = fit_gp(X[at], (y - mean[at]) / scale, seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
         r_mu, r_sd = gp.predict(X, return_std=True)
         return Belief(mean + scale * r_mu, scale * r_sd, bo=True)
 
     # -- region: where the tree search says to look ------------------------------------------------
-    def candidates(self, mu: np.ndarray, obs: Observed, untried: np.ndarray) -> np.ndarray:
-        """The untried configurations of the region MCTS selects (all untried ones without trees)."""
-        candidates = untried.copy()
+    def candidates(self, mu: np.ndarray, obs: Observed, cols: "Columns") -> np.ndarray:
+        """The proposable configurations of the region MCTS selects (all of them without trees)."""
+        candidates = cols.candidate.copy()
         if self.use_trees:
-            region = self.select_region(mu, obs.indices, obs.values, untried)
-            if region is not None:
-                in_region = np.zeros(self.ctx.space.size, dtype=bool)
-                in_region[region] = True
-                if (in_region & untried).any():
-                    candidates &= in_region
+            region = self.select_region(mu, cols, obs)
+            if region is not None and (region & candidates).any():
+                candidates &= region
         return candidates
 
     # -- ask ------------------------------------------------------------------------------------
     def ask(self) -> Config | None:
-        untried = self.untried_mask()
-        if not untried.any():
-            return None
         obs = self.observed()
         experts = self.experts()
+        if self.exhaustive:
+            untried = self.untried_mask()
+            if not untried.any():
+                return None
+            if experts is None and len(obs.values) < N_RANDOM_WITHOUT_KNOWLEDGE:
+                return self.random_untried(untried)
+            return self._decide(experts, obs, Columns.everything(untried, obs))
+        # a large space: score a sample and the neighbours of the best trials, then the
+        # neighbours of the best-scored candidates (sampling plus local moves)
+        best_tried = obs.indices[np.argsort(-obs.values, kind="stable")[:LOCAL_SEEDS]]
+        pool = self.pool(best_tried)
+        if not len(pool):
+            return None
         if experts is None and len(obs.values) < N_RANDOM_WITHOUT_KNOWLEDGE:
-            return self.random_untried(untried)
-        belief = self.belief(experts, obs)
-        candidates = self.candidates(belief.mean, obs, untried)
+            return self.random_untried(pool)
+        cols = Columns.of(obs, pool)
+        score = self._score(experts, obs, cols)
+        ranked = cols.indices[np.argsort(-np.where(cols.candidate, score, -np.inf), kind="stable")[:LOCAL_SEEDS]]
+        local = np.setdiff1d(np.concatenate([self.ctx.space.neighbours(int(i)) for i in ranked]),
+                             np.concatenate([pool, obs.indices, self.tried_indices()]))
+        return self._decide(experts, obs, Columns.of(obs, np.concatenate([pool, local])))
+
+    def _score(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> np.ndarray:
+        """Each column's score: EI of the next measurement once BO runs (else the mean), times
+        its chance to run at all when trials have failed; sets the convergence flag."""
+        belief = self.belief(experts, obs, cols)
         if belief.bo:
             score = next_measurement_ei(belief, obs)
-            self.converged = has_converged(obs.values, float(np.max(np.where(untried, score, 0.0))))
+            self.converged = has_converged(obs.values, float(np.max(np.where(cols.candidate, score, 0.0))))
         else:
             score = belief.mean
-        return self.ctx.space.config_at(int(np.argmax(np.where(candidates, score, -np.inf))))
+        feasible = self.feasibility(cols.indices)
+        if feasible is not None:
+            score = score * feasible if belief.bo else score - (1.0 - feasible) * float(np.ptp(score) or 1.0)
+        self._belief = belief
+        return score
 
-    def _encoded(self, prune: bool) -> np.ndarray:
-        k = self.ctx.knowledge
-        X = k.encoded if k is not None else self.ctx.space.encode_all()
+    def _decide(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> Config:
+        score = self._score(experts, obs, cols)
+        candidates = self.candidates(self._belief.mean, obs, cols)
+        return self.ctx.space.config_at(int(cols.indices[int(np.argmax(np.where(candidates, score, -np.inf)))]))
+
+    def _encoded(self, indices: np.ndarray, prune: bool) -> np.ndarray:
+        space, k = self.ctx.space, self.ctx.knowledge
+        X = space.encode_indices(indices)
         if prune and k is not None:
             kept = k.kept_knobs([op for op, _ in self.ctx.kop_shares()])
-            X = X[:, self.ctx.space.encoded_columns(kept)]
+            X = X[:, space.encoded_columns(kept)]
         return X
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The configurations one decision scores: every configuration of a small space, or the
+    successful trials followed by the candidates of a large one."""
+    indices: np.ndarray          # space indices
+    candidate: np.ndarray        # may be proposed (allowed, untried)
+    observed: np.ndarray         # positions of the successful trials (Observed order) in ``indices``
+
+    @classmethod
+    def everything(cls, untried: np.ndarray, obs: Observed) -> "Columns":
+        return cls(np.arange(len(untried)), untried, obs.indices)
+
+    @classmethod
+    def of(cls, obs: Observed, pool: np.ndarray) -> "Columns":
+        n = len(obs.indices)
+        return cls(np.concatenate([obs.indices, pool]).astype(np.int64),
+                   np.r_[np.zeros(n, dtype=bool), np.ones(len(pool), dtype=bool)], np.arange(n))
 
 
 @dataclass(frozen=True)

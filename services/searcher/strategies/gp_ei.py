@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.common.space import Config
-from services.searcher.strategies.base import Strategy
+from services.searcher.strategies.base import LOCAL_SEEDS, Strategy
 from services.searcher.strategies.gp import expected_improvement, fit_gp
 
 N_INITIAL = 3
@@ -18,17 +18,18 @@ class GpEi(Strategy):
 
     def ask(self) -> Config | None:
         space = self.ctx.space
-        mask = self.untried_mask()
-        if not mask.any():
-            return None
         idx, y, cv = self.observed()
+        cand = self.pool(idx[np.argsort(-y, kind="stable")[:LOCAL_SEEDS]])
+        if not len(cand):
+            return None
         if len(y) < N_INITIAL:
-            return self.random_untried(mask)
-        X = np.array([space.encode(space.config_at(int(i))) for i in idx])
+            return self.random_untried(self.untried_mask() if self.exhaustive else cand)
         scale = float(np.abs(y).max()) or 1.0
-        gp = fit_gp(X, y / scale - (y / scale).mean(), seed=self.ctx.seed, noise=cv * np.abs(y) / scale)
-        cand = np.flatnonzero(mask)
-        Xc = np.array([space.encode(space.config_at(int(i))) for i in cand])
-        mu, sd = gp.predict(Xc, return_std=True)
+        gp = fit_gp(space.encode_indices(idx), y / scale - (y / scale).mean(), seed=self.ctx.seed,
+                    noise=cv * np.abs(y) / scale)
+        mu, sd = gp.predict(space.encode_indices(cand), return_std=True)
         ei = expected_improvement(mu + (y / scale).mean(), sd, float((y / scale).max()))
+        feasible = self.feasibility(cand)
+        if feasible is not None:
+            ei = ei * feasible
         return space.config_at(int(cand[int(np.argmax(ei))]))

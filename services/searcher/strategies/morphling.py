@@ -19,7 +19,7 @@ from sklearn.neural_network import MLPRegressor
 
 from services.common.space import Config
 from services.knowledge import Knowledge
-from services.searcher.strategies.base import Strategy
+from services.searcher.strategies.base import LOCAL_SEEDS, Strategy
 
 ENSEMBLE = 5
 KAPPA = 1.0
@@ -57,23 +57,23 @@ class Morphling(Strategy):
         return _META_TRAINED[k]
 
     def ask(self) -> Config | None:
-        space = self.ctx.space
-        untried = self.untried_mask()
-        if not untried.any():
+        space, k = self.ctx.space, self.ctx.knowledge
+        idx, y, _ = self.observed()
+        cand = self.pool(idx[np.argsort(-y, kind="stable")[:LOCAL_SEEDS]])
+        if not len(cand):
             return None
         nets = self._nets()
-        if nets is None or self.ctx.knowledge is None:      # nothing to meta-learn from
-            return self.random_untried(untried)
-        X = self.ctx.knowledge.encoded
-        idx, y, _ = self.observed()
+        if nets is None or k is None:                     # nothing to meta-learn from
+            return self.random_untried(self.untried_mask() if self.exhaustive else cand)
+        X = k.encoded                                     # the nets read the grid's encoding
         preds = []
         for net in nets:
             if len(y):
                 net = copy.deepcopy(net)
                 net.batch_size = len(y)                   # full-batch steps on the few trials
                 for _ in range(ADAPT_STEPS):
-                    net.partial_fit(X[idx], y)
-            preds.append(net.predict(X))
+                    net.partial_fit(X[k.on_grid(idx)], y)
+            preds.append(net.predict(X[k.on_grid(cand)]))
         p = np.array(preds)
         score = p.mean(0) + KAPPA * p.std(0)
-        return space.config_at(int(np.argmax(np.where(untried, score, -np.inf))))
+        return space.config_at(int(cand[int(np.argmax(score))]))

@@ -17,11 +17,9 @@ class PriorOrder(Strategy):
         k = self.ctx.knowledge
         if k is None:
             raise StrategyError("the prior strategy needs offline knowledge (KOP curves)")
-        score = k.kop_prior(self.ctx.kop_shares())
-        if score is None:
-            score = np.zeros(self.ctx.space.size)
-        mask = self.untried_mask()
-        if not mask.any():
+        grid_score = k.kop_prior(self.ctx.kop_shares())
+        cand = self.pool()
+        if not len(cand):
             return None
-        order = np.argsort(-score, kind="stable")
-        return self.ctx.space.config_at(int(next(i for i in order if mask[i])))
+        score = np.zeros(len(cand)) if grid_score is None else grid_score[k.on_grid(cand)]
+        return self.ctx.space.config_at(int(cand[int(np.argsort(-score, kind="stable")[0])]))

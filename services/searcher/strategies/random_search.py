@@ -13,6 +13,9 @@ class RandomSearch(Strategy):
 
     def ask(self) -> Config | None:
         space = self.ctx.space
+        if space.rules:                                  # only allowed configurations
+            cand = self.pool()
+            return self.random_untried(cand) if len(cand) else None
         if len(self.tried) >= space.size:
             return None
         rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")

@@ -50,12 +50,16 @@ class Tpe(Strategy):
             v = value if value is not None else min((x for _, x in self.history if x is not None), default=0.0)
             study.add_trial(create_trial(params=self._params(config), distributions=dists, value=v))
             known[space.key(config)] = v
+        worst = min(known.values(), default=0.0)
         for _ in range(MAX_REASKS):
             trial = study.ask(dists)
             config = self._config(trial.params)
             key = space.key(config)
+            if not space.allows(config):               # the rules forbid it: as bad as the worst seen
+                study.tell(trial, worst)
+                continue
             if key not in self.tried:
                 return config
             study.tell(trial, known[key])
-        untried = self.untried_mask()                  # TPE keeps repeating itself: first untried one
-        return space.config_at(int(untried.argmax()))
+        cand = self.pool()                             # TPE keeps repeating itself: first untried one
+        return space.config_at(int(cand.min())) if len(cand) else None

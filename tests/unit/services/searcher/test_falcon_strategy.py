@@ -41,20 +41,24 @@ def test_first_trial_is_the_offline_prior_best_and_no_configuration_repeats():
         c = s.ask()
 
 
+def every_column(obs):
+    from services.searcher.strategies.falcon import Columns
+    return Columns.everything(np.ones(PAPER_SPACE.size, dtype=bool), obs)
+
+
 def test_ucb_exploits_a_good_region_and_leaves_it_when_trials_there_are_bad():
     f = Falcon(ctx())
     k = knowledge()
     tree = k.tree("conv2d")
     mu = np.full(PAPER_SPACE.size, 0.5)
-    untried = np.ones(PAPER_SPACE.size, dtype=bool)
     good, bad = tree.children
     # trials in the good child went well: the selected region stays inside it
-    idx = good.members[:3]
-    region = f.select_region(mu, idx, np.array([0.9, 0.95, 0.9]), untried)
+    obs = observed_at(good.members[:3], [0.9, 0.95, 0.9])
+    region = np.flatnonzero(f.select_region(mu, every_column(obs), obs))
     assert np.isin(region, good.members).all()
     # many poor trials there: MCTS goes to the other side
-    idx = good.members[:12]
-    region = f.select_region(mu, idx, np.full(12, 0.0), untried)
+    obs = observed_at(good.members[:12], np.zeros(12))
+    region = np.flatnonzero(f.select_region(mu, every_column(obs), obs))
     assert not np.isin(region, good.members).all()
 
 
@@ -62,7 +66,8 @@ def test_region_membership_restricts_the_candidates():
     f = Falcon(ctx())
     k = knowledge()
     mu = k.kop_prior(ctx().kop_shares())
-    region = f.select_region(mu, np.array([], int), np.array([]), np.ones(PAPER_SPACE.size, dtype=bool))
+    obs = observed_at([], [])
+    region = np.flatnonzero(f.select_region(mu, every_column(obs), obs))
     leaf = next(n for n in k.tree("conv2d").walk() if n.is_leaf and np.array_equal(n.members, region))
     assert leaf.value >= k.tree("conv2d").value      # the best-valued path leads to a good leaf
 
@@ -151,29 +156,38 @@ def test_the_runners_measured_spread_reaches_the_strategy():
 
 
 def observed(values, cvs=None):
+    return observed_at(np.arange(len(values)), values, cvs)
+
+
+def observed_at(indices, values, cvs=None):
     from services.searcher.strategies.base import Observed
     values = np.asarray(values, dtype=float)
-    return Observed(np.arange(len(values)), values, np.zeros(len(values)) if cvs is None else np.asarray(cvs, float))
+    return Observed(np.asarray(indices, dtype=int), values,
+                    np.zeros(len(values)) if cvs is None else np.asarray(cvs, float))
 
 
 def test_belief_is_the_surrogate_until_bo_starts_then_a_gp_adds_uncertainty():
     from services.searcher.strategies.falcon import MIN_BO_TRIALS
     f = Falcon(ctx())
     experts = f.experts()
-    early = f.belief(experts, observed([0.6] * (MIN_BO_TRIALS - 1)))
+    obs = observed([0.6] * (MIN_BO_TRIALS - 1))
+    early = f.belief(experts, obs, every_column(obs))
     assert not early.bo and (early.sd == 0).all()
-    late = f.belief(experts, observed([0.6, 0.7, 0.8]))
+    obs = observed([0.6, 0.7, 0.8])
+    late = f.belief(experts, obs, every_column(obs))
     assert late.bo and late.sd.max() > 0 and late.sd[:3].max() < late.sd.max()    # tried ones are the surest
 
 
 def test_candidates_are_the_untried_members_of_the_selected_region():
+    from services.searcher.strategies.falcon import Columns
     f = Falcon(ctx())
     untried = np.ones(PAPER_SPACE.size, dtype=bool)
     untried[:5] = False
     mu = knowledge().kop_prior(ctx().kop_shares())
-    cand = f.candidates(mu, observed([]), untried)
+    cols = Columns.everything(untried, observed([]))
+    cand = f.candidates(mu, observed([]), cols)
     assert cand.any() and not cand[:5].any() and cand.sum() < untried.sum()
-    assert Falcon(ctx(), use_trees=False).candidates(mu, observed([]), untried).sum() == untried.sum()
+    assert Falcon(ctx(), use_trees=False).candidates(mu, observed([]), cols).sum() == untried.sum()
 
 
 def test_acquisition_is_for_the_next_noisy_measurement():
