@@ -99,3 +99,22 @@ def fill_unmeasured_devices(values: np.ndarray, space: Space, factors: Mapping[A
 
 def _distance(hardware: HardwareCatalogue, a: Any, b: Any) -> float:
     return float(np.linalg.norm(hardware.features(hardware.resolve(a).name) - hardware.features(hardware.resolve(b).name)))
+
+
+def uncovered_ratio(space: Space, grid: Space, indices: np.ndarray, rps_per_usd: Callable[[list], np.ndarray],
+                    power: float = RATIO_POWER) -> np.ndarray:
+    """How the knobs the offline data does not cover (those of ``space`` missing from ``grid``,
+    e.g. precision, replicas) change each configuration's RPS/$, by the cost model: its
+    prediction at the configuration over its prediction with those knobs at their first value
+    (what the offline tables are taken to have measured), to the power ``power``. 1 where the
+    space has no such knob; 0 where the cost model says the configuration cannot run."""
+    extra = [j for j, n in enumerate(space.names) if n not in grid.names]
+    if not extra or len(indices) == 0:
+        return np.ones(len(indices))
+    rows = space.rows(indices)
+    ref = rows.copy()
+    ref[:, extra] = 0
+    at = rps_per_usd([space.config_at(int(i)) for i in indices])
+    base = rps_per_usd([space.config_at(int(i)) for i in space.indices_of(ref)])
+    ratio = np.where(base > 0, at / np.maximum(base, 1e-300), 1.0)
+    return np.where(at > 0, ratio ** power, 0.0)

@@ -107,7 +107,8 @@ def validate_spec(spec: SearchSpec) -> list[str]:
         problems.append(str(exc))
     gpu_knob = spec.prices.gpu_knob
     if gpu_knob in spec.space.names:
-        unpriced = [v for v in spec.space.knob(gpu_knob).values if str(v) not in spec.prices.instances]
+        unpriced = [v for v in spec.space.knob(gpu_knob).values
+                    if str(v) not in spec.prices.instances and str(v) != spec.prices.no_gpu_value]
         if unpriced:
             problems.append(f"no price for {gpu_knob} value(s) {unpriced}")
     return problems
@@ -162,7 +163,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     if len(state.trials) >= stop.max_trials:
         return _stop(state, "max-trials")
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
-                                                          knowledge))
+                                                          knowledge, spec.prices.hourly))
     for t, value in zip(state.trials, state.observed_values()):
         strategy.tell(t.config, value, stability_cv=t.stability_cv)
     try:

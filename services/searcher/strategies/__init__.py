@@ -4,6 +4,7 @@ and behind Kafka (searcher service)."""
 from __future__ import annotations
 
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
+from services.searcher.strategies.cost_model import CostModelStrategy
 from services.searcher.strategies.falcon import (
     Falcon,
     FalconNoBo,
@@ -17,7 +18,8 @@ from services.searcher.strategies.random_search import RandomSearch
 from services.searcher.strategies.tpe import Tpe
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
-    RandomSearch, PriorOrder, GpEi, Tpe, Morphling, Falcon, FalconNoTrees, FalconNoBo, FalconNoPruning)}
+    RandomSearch, PriorOrder, GpEi, Tpe, Morphling, CostModelStrategy, Falcon, FalconNoTrees, FalconNoBo,
+    FalconNoPruning)}
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class SearchContext:
     kops: tuple[str, ...] = ()
     operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     knowledge: Knowledge | None = None     # what the offline data says about this space, when anything
+    hourly: Callable[[Mapping[str, Any]], float] | None = None   # $ per hour of a configuration (the spec's prices)
 
     def kop_shares(self) -> list[tuple[str, float]]:
         """(KOP, time share), most time-consuming first."""
@@ -48,6 +49,7 @@ LOCAL_SEEDS = 8               # ... plus the neighbours of this many of the best
 FEASIBLE_PRIOR = 0.95         # chance that an untried configuration far from any trial runs
 FEASIBLE_PSEUDO = 0.5         # weight of that prior against the trials nearby
 FEASIBLE_WIDTH = 0.25         # Gaussian kernel width (encoding units) of "nearby" for failures
+FAILURE_WEIGHT = 4.0          # a failure's vote against the ones that ran: a neighbour of a lone failure ~0.2
 
 
 class Strategy(ABC):
@@ -127,7 +129,7 @@ class Strategy(ABC):
             d2 = np.maximum((X * X).sum(1)[:, None] + (T * T).sum(1)[None, :] - 2 * X @ T.T, 0.0)
             return np.exp(-d2 / (2 * FEASIBLE_WIDTH ** 2)).sum(1)
         ok, bad = votes(ran), votes(failed)
-        return (FEASIBLE_PRIOR * FEASIBLE_PSEUDO + ok) / (FEASIBLE_PSEUDO + ok + bad)
+        return (FEASIBLE_PRIOR * FEASIBLE_PSEUDO + ok) / (FEASIBLE_PSEUDO + ok + FAILURE_WEIGHT * bad)
 
     def untried_mask(self) -> np.ndarray:
         """True for every allowed configuration (space.configs() order) not tried yet (small

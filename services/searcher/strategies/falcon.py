@@ -25,8 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.pricing import PricingError
 from services.common.space import Config
+from services.knowledge.cost_model import CostModelError
+from services.knowledge.hardware import HardwareError
+from services.knowledge.transfer import uncovered_ratio
 from services.searcher.strategies.base import LOCAL_SEEDS, Observed, SearchContext, Strategy
+from services.searcher.strategies.cost_model import cost_model_for
 from services.searcher.strategies.gp import expected_improvement, fit_gp
 
 N0 = 2.0                 # pseudo-trials of a node's prior value
@@ -138,7 +143,8 @@ class Falcon(Strategy):
         at = cols.observed
         if experts is not None and k is not None:
             F, prior = experts
-            mean, null_weight = self.surrogate(F[:, k.on_grid(cols.indices)], prior, at, y, cv)
+            F = F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :]
+            mean, null_weight = self.surrogate(F, prior, at, y, cv)
         else:
             mean, null_weight = np.full(len(cols.indices), y.mean()), 1.0
         if not (self.use_bo and len(y) >= (MIN_BO_TRIALS if experts is not None else 1)):
@@ -206,6 +212,20 @@ class Falcon(Strategy):
         score = self._score(experts, obs, cols)
         candidates = self.candidates(self._belief.mean, obs, cols)
         return self.ctx.space.config_at(int(cols.indices[int(np.argmax(np.where(candidates, score, -np.inf)))]))
+
+    def _uncovered_ratio(self, indices: np.ndarray) -> np.ndarray:
+        """The cost model's word on the knobs no offline table covers (precision, replicas, ...):
+        1 everywhere when the offline data covers every knob or the cost model cannot speak."""
+        k = self.ctx.knowledge
+        if k is None or k.grid is None or k.grid.names == self.ctx.space.names:
+            return np.ones(len(indices))
+        model = cost_model_for(self)
+        if model is None:
+            return np.ones(len(indices))
+        try:
+            return uncovered_ratio(self.ctx.space, k.grid, indices, model.uncalibrated().predict)
+        except (CostModelError, HardwareError, PricingError):
+            return np.ones(len(indices))
 
     def _encoded(self, indices: np.ndarray, prune: bool) -> np.ndarray:
         space, k = self.ctx.space, self.ctx.knowledge

@@ -53,3 +53,16 @@ def test_a_source_table_without_one_gpu_type_still_covers_it():
     assert v is not None and not np.isnan(v).any()
     t4 = v.reshape(3, 4)[:, 1]
     assert t4[2] == pytest.approx(max(t4)) and t4[0] < t4[2]
+
+
+def test_knobs_no_table_covers_are_carried_by_the_cost_model():
+    space = Space.from_dict({"knobs": {"batchsize": [8, 64], "gputype": ["T4", "K80"], "precision": ["fp32", "int8"]}})
+    grid = space.subspace(("batchsize", "gputype"))
+
+    def rps_per_usd(configs):       # int8 twice as fast on T4; no int8 path on K80 (cannot run)
+        return np.array([0.0 if c["precision"] == "int8" and c["gputype"] == "K80"
+                         else 2.0 if c["precision"] == "int8" else 1.0 for c in configs])
+    ratio = transfer.uncovered_ratio(space, grid, np.arange(space.size), rps_per_usd, power=1.0)
+    by = {(c["gputype"], c["precision"]): r for c, r in zip(space.configs(), ratio)}
+    assert by[("T4", "fp32")] == 1.0 and by[("T4", "int8")] == 2.0 and by[("K80", "int8")] == 0.0
+    assert (transfer.uncovered_ratio(grid, grid, np.arange(grid.size), rps_per_usd) == 1.0).all()

@@ -154,3 +154,18 @@ def test_rebuild_replays_logged_decisions_even_without_the_knowledge_they_used()
     states, log = logged_search(max_trials=4, strategy="falcon", knowledge=knowledge())
     rebuilt = rebuild_states(log)["s9"]            # no knowledge at hand now
     assert rebuilt == states[-1] and rebuilt.status == "completed" and len(rebuilt.trials) == 4
+
+
+def test_the_cloud_space_with_its_prices_is_searchable_and_an_unpriced_family_is_refused_at_submission():
+    from dataclasses import replace as with_
+
+    from services.common.pricing import PriceCatalogue
+    from services.searcher.search import validate_spec
+    from tests.helpers import REPO
+    cloud = Space.from_file(REPO / "deploy" / "config" / "cloud-space.yaml")
+    prices = PriceCatalogue.from_file(REPO / "deploy" / "config" / "cloud-prices.yaml")
+    sp = with_(spec(), space=cloud, prices=prices)
+    assert validate_spec(sp) == []
+    missing = with_(prices, instances={k: v for k, v in prices.instances.items() if k != "L4"})
+    d = start_search("s-cloud", with_(sp, prices=missing), [], [])
+    assert d.finished and d.request is None and "no price for gputype value(s) ['L4']" in d.state.stop_reason
