@@ -12,6 +12,7 @@ from typing import Any
 from services.common.settings import Settings
 from services.common.spec import DEFAULT_TRIAL_SECONDS
 from tools import localstack
+from tools.archive import archive_path
 from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out
 from tools.cli.data_cmds import publish_offline
 from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
@@ -24,11 +25,13 @@ def cmd_up(a: argparse.Namespace) -> int:
         n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
         print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
-         "processes": info.pids, "logs": str(home() / "logs"),
+         "processes": info.pids, "logs": str(home() / "logs"), "redis_data": str(home() / "redis"),
+         "archive": str(archive_path(home())),
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
-        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
-        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})")
+        f"{len(info.pids) - 3} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())}); history kept in {home() / 'redis'} "
+        f"and {archive_path(home())}")
     return EXIT_OK
 
 
