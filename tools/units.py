@@ -27,6 +27,8 @@ def number(x: float | None, digits: int = 3) -> str:
     """Below a million: digits with separators (``45,600``); above: words (``193 million``)."""
     if x is None:
         return "-"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return humanize.intcomma(int(x))
     if abs(x) >= 1e6:
         return humanize.intword(round(x), f"%.{digits}g")
     if abs(x) >= 10 ** (digits - 1):

@@ -163,7 +163,8 @@ def runner_problems(spec: SearchSpec, runners: Sequence[RunnerAdvert]) -> list[s
         verdicts = {v: [_accepts(a, v) for a in applied[k.name]] for v in k.values}
         refused = [v for v, vs in verdicts.items() if vs and all(x is False for x in vs)]
         if refused:
-            shown = "; ".join(str(a) if not isinstance(a, list) else _listed(a) for a in applied[k.name])
+            shown = "; ".join(dict.fromkeys(str(a) if not isinstance(a, list) else _listed(a)
+                                            for a in applied[k.name]))
             out.append(f"{k.name} value(s) {_listed(refused)} cannot be applied by any {kind} runner "
                        f"(allowed: {shown})")
     measured = {f for r in serving for f in r.measures.get(kind, ())}

@@ -63,7 +63,9 @@ async def runners(s: Settings) -> list[dict[str, Any]]:
 def cmd_runners(a: argparse.Namespace) -> int:
     rows = asyncio.run(runners(settings()))
     out(rows, a.json, "\n".join(f"{r['runner']:40} {','.join(r['classes']):22} "
-                                f"{json.dumps(r['capabilities'])}" for r in rows) or "no runner is advertising")
+                                f"{json.dumps(r['capabilities'])}"
+                                + (f" measures {json.dumps(r['measures'])}" if r.get("measures") else "")
+                                for r in rows) or "no runner is advertising")
     return EXIT_OK
 
 

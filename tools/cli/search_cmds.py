@@ -412,9 +412,12 @@ def cmd_report(a: argparse.Namespace) -> int:
     s = write_report(st, out_dir, loaded.knowledge, wall_s=loaded.wall_s, baseline=baseline)
     rec = s["recommended"]
     kind = s["backend"]
+    figures = [] if not rec else [units.objective(rec["value"], kind),
+                                  units.rps(rec["rps"]) if rec["rps"] is not None else None,
+                                  f"p99 {units.ms(rec['p99_ms'])}" if rec["p99_ms"] is not None else None,
+                                  units.usd_per_hour(rec["usd_per_hour"])]
     text = f"report: {s['files']['html']}\n" + (
-        f"recommended {units.config(rec['config'])}: {units.objective(rec['value'], kind)}, "
-        f"{units.rps(rec['rps'])}, p99 {units.ms(rec['p99_ms'])}, {units.usd_per_hour(rec['usd_per_hour'])}"
+        f"recommended {units.config(rec['config'])}: {', '.join(f for f in figures if f)}"
         if rec else f"no recommendation ({s['stop_reason']})")
     if s.get("baseline") and s["baseline"].get("gain") is not None:
         text += f"\nagainst the baseline {units.config(s['baseline']['config'])}: {s['baseline']['verdict']}"
