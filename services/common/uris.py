@@ -69,7 +69,7 @@ def remote_size(uri: str) -> tuple[int | None, str]:
     """(size in bytes or None when the server does not say, a version tag) of a remote object."""
     import fsspec
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)   # credentials as they are now
         info = fs.info(path)
     except FileNotFoundError:
         raise UriError(f"{redact(uri)} does not exist") from None
@@ -115,7 +115,7 @@ def fetch(uri: str, cache_dir: str | Path, max_bytes: int, what: str = "file") -
     tmp = dest.with_name(f".{name}.{os.getpid()}.part")
     import fsspec
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)   # credentials as they are now
         with fs.open(path, "rb") as src, tmp.open("wb") as out:
             got = 0
             while chunk := src.read(1 << 20):
