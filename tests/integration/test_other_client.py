@@ -6,6 +6,7 @@ import csv
 import json
 import time
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,13 +14,15 @@ import msgpack
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
-from kafka import KafkaConsumer, KafkaProducer
 from referencing import Registry, Resource
 
 from tests.helpers import PROFILES, REPO, TARGETS
 
-pytestmark = [pytest.mark.integration,   # kafka-python 3.0 reads its protocol files with a deprecated API
-              pytest.mark.filterwarnings(r"ignore:.*is deprecated. Use files\(\) instead:DeprecationWarning")]
+with warnings.catch_warnings():     # kafka-python 3.0 reads its protocol files with a deprecated importlib API
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, KafkaProducer
+
+pytestmark = pytest.mark.integration
 CONTRACT = REPO / "schemas" / "v1"
 
 

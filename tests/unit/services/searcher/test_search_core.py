@@ -154,3 +154,13 @@ def test_rebuild_replays_logged_decisions_even_without_the_knowledge_they_used()
     states, log = logged_search(max_trials=4, strategy="falcon", knowledge=knowledge())
     rebuilt = rebuild_states(log)["s9"]            # no knowledge at hand now
     assert rebuilt == states[-1] and rebuilt.status == "completed" and len(rebuilt.trials) == 4
+
+
+def test_a_spec_the_replay_table_refutes_fails_before_any_trial():
+    from services.common.preflight import Facts
+    bad = replace(spec("gru"), space=Space.from_dict({"knobs": {"batchsize": [8], "cpu": [1], "gpumem": [1.2],
+                                                              "gpupower": [100], "gputype": ["T4"]}}))
+    d = start_search("s1", bad, [], [], facts=Facts(load_model_table(TARGETS / "reg-gru.csv")))
+    assert d.finished and d.request is None and d.state.status == "failed"
+    assert "knob(s) cpu of the space are not in replay table gru" in d.state.stop_reason
+    assert start_search("s1", bad, [], []).request is not None      # without the table, nothing to refute it
