@@ -119,7 +119,7 @@ def comparison(state: SearchState, best: TrialResult | None, base: Baseline) -> 
         out["usd_per_million_requests"] = base.usd_per_hour / (base.rps * 3600) * 1e6
     if best is None or base.value is None or best.value is None or base.value <= 0:
         out["verdict"] = ("no comparison: " + ("no recommendation" if best is None or best.value is None
-                                               else base.source))
+                                               else f"the baseline is {base.source}"))
         return out
     out["gain"] = best.value / base.value
     rec_hourly = state.spec.prices.hourly(best.config)
@@ -178,7 +178,29 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         "history": [{**row(t), "status": t.status, "reason": t.reason,
                      "violations": state.violations(t) if t.status == "ok" else []} for t in state.trials],
         "baseline": comparison(state, best, baseline) if baseline is not None else None,
+        "closest": [] if best is not None else closest_to_constraints(state),
     }
+
+
+def closest_to_constraints(state: SearchState) -> list[str]:
+    """When no trial met the constraints: how near the best trials came to each of them."""
+    ok = [t for t in state.trials if t.ok]
+    c = state.spec.constraints
+    out = []
+    p99 = [t for t in ok if t.p99_ms is not None]
+    if c.slo_p99_ms is not None and p99:
+        t = min(p99, key=lambda t: t.p99_ms)            # type: ignore[arg-type, return-value]
+        out.append(f"The lowest p99 latency measured was {units.ms(t.p99_ms)} (trial {t.index + 1}: "
+                   f"{units.config(t.config)}), against an SLO of {units.ms(c.slo_p99_ms)}.")
+    rps = [t for t in ok if t.rps is not None]
+    if c.min_rps is not None and rps:
+        t = max(rps, key=lambda t: t.rps)               # type: ignore[arg-type, return-value]
+        out.append(f"The highest throughput measured was {units.rps(t.rps)} (trial {t.index + 1}: "
+                   f"{units.config(t.config)}), against the {units.rps(c.min_rps)} required.")
+    if not ok and state.trials:
+        reasons = sorted({t.reason or "unknown" for t in state.trials})
+        out.append(f"Every trial failed: {'; '.join(reasons)[:400]}.")
+    return out
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -209,7 +231,11 @@ def plot_progress(state: SearchState, path: Path) -> None:
     vals = [t.value if state.feasible(t) else np.nan for t in state.trials]
     best = np.fmax.accumulate(np.where(np.isnan(vals), -np.inf, vals)) if len(vals) else np.array([])
     best = np.where(np.isinf(best), np.nan, best)
-    ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
+    if len(best) and not np.isnan(best).all():
+        ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
+    elif len(best):
+        ax.text(0.5, 0.5, "no trial met the constraints", transform=ax.transAxes, ha="center", va="center",
+                fontsize=13, color="tab:red", alpha=0.8)
     ok = [(i + 1, t.value) for i, t in enumerate(state.trials) if t.status == "ok" and t.value is not None]
     bad = [(i + 1, t.value) for i, t in enumerate(state.trials)
            if t.status == "ok" and t.value is not None and not state.feasible(t)]
@@ -475,7 +501,9 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
     head = (f"<tr><th>trial</th><th>configuration</th><th>{obj_head}</th><th>RPS</th><th>p50</th><th>p99</th>"
             "<th>$/hour</th><th>$ per 1M requests</th>")
     rec = s["recommended"]
-    cons = ", ".join(f"{k}={v:g}" for k, v in s["constraints"].items() if v is not None) or "none"
+    c = s["constraints"]
+    cons = ", ".join(x for x in (f"p99 latency at most {units.ms(c['slo_p99_ms'])}" if c.get("slo_p99_ms") else None,
+                                 f"at least {units.rps(c['min_rps'])}" if c.get("min_rps") else None) if x) or "none"
     if rec:
         figures = [_rps(rec) if rec["rps"] is not None else None,
                    f"p50 {units.ms(rec['p50_ms'])}" if rec["p50_ms"] is not None else None,
@@ -489,8 +517,9 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
                     f'<p>{", ".join(f for f in figures if f)}; objective '
                     f'{html.escape(units.objective(rec["value"], kind))} (trial {rec["trial"]}){missing}</p></div>')
     else:
+        closest = "".join(f"<p>{html.escape(c)}</p>" for c in s.get("closest", []))
         rec_html = f'<div class="none"><div class="big">No recommendation</div>' \
-                   f'<p>{html.escape(str(s["stop_reason"]))}</p></div>'
+                   f'<p>{html.escape(str(s["stop_reason"]))}</p>{closest}</div>'
     ups = ("<p>Close alternatives, should the recommendation be unavailable or another trade-off be wanted "
            "(e.g. lower latency for a little more cost):</p><table>" + head + "</tr>" +
            _rows(s["runners_up"], kind) + "</table>") if s["runners_up"] else "<p>No other trial met the constraints.</p>"

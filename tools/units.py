@@ -63,8 +63,12 @@ def usd_per_hour(x: float | None) -> str:
     return "-" if x is None else f"${sig(x, 3)}/h"
 
 
+def _trim(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def ms(x: float | None) -> str:
-    return "-" if x is None else f"{sig(x, 3)} ms"
+    return "-" if x is None else f"{_trim(sig(x, 3))} ms"
 
 
 def seconds(x: float | None) -> str:
@@ -74,8 +78,7 @@ def seconds(x: float | None) -> str:
     if x < 60:
         if x >= 10:
             return f"{round(x)} s"
-        text = sig(x, 2)
-        return f"{text.rstrip('0').rstrip('.') if '.' in text else text} s"
+        return f"{_trim(sig(x, 2))} s"
     return humanize.precisedelta(timedelta(seconds=round(x)), minimum_unit="seconds")
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from schemas import Event
 from schemas.events import (
     DeadLetter,
+    KnowledgeRequested,
     KopsIdentified,
     ModelSubmitted,
     SearchCompleted,
@@ -211,13 +212,14 @@ def state_summary(st: SearchState) -> dict[str, Any]:
             "objective": units.objective_name(kind),
             "best_value": best.value if best else None, "best_config": best.config if best else None,
             "best_rps": best.rps if best else None, "best_p99_ms": best.p99_ms if best else None,
-            "spent_usd": round(st.spent_usd, 4), "stop_reason": st.stop_reason,
+            "spent_usd": round(st.spent_usd, 6), "stop_reason": st.stop_reason,
             "pending": st.pending.trial_id if st.pending else None, "kops": list(st.kops)}
 
 
 def status_line(r: dict[str, Any]) -> str:
     """One search for people: its status, trials, best objective with its unit, RPS and cost."""
-    best = units.objective(r["best_value"], r["backend"]) if r["best_value"] is not None else "no result yet"
+    best = units.objective(r["best_value"], r["backend"]) if r["best_value"] is not None else \
+        ("no result yet" if r["status"] == "running" else "no recommendation")
     extra = "".join(f", {x}" for x in (units.rps(r["best_rps"]) if r["best_rps"] is not None else None,
                                         f"p99 {units.ms(r['best_p99_ms'])}" if r["best_p99_ms"] is not None else None)
                     if x)
@@ -345,6 +347,8 @@ def _summary(e: Event, normalised: bool | None = None) -> str:
                 f"max_trials {p.spec.stop.max_trials}")
     if isinstance(p, KopsIdentified):
         return f"kops {p.kops}"
+    if isinstance(p, KnowledgeRequested):
+        return f"knowledge for space {p.space.fingerprint()} ({', '.join(p.space.names)}; {p.space.size:,} configurations)"
     if isinstance(p, TrialRequested):
         return f"{p.trial_id} {p.config}"
     if isinstance(p, TrialResult):
@@ -419,8 +423,9 @@ def cmd_report(a: argparse.Namespace) -> int:
     text = f"report: {s['files']['html']}\n" + (
         f"recommended {units.config(rec['config'])}: {', '.join(f for f in figures if f)}"
         if rec else f"no recommendation ({s['stop_reason']})")
-    if s.get("baseline") and s["baseline"].get("gain") is not None:
+    if s.get("baseline"):
         text += f"\nagainst the baseline {units.config(s['baseline']['config'])}: {s['baseline']['verdict']}"
+    text += "".join(f"\n{c}" for c in s.get("closest", []))
     out(s, a.json, text)
     return EXIT_OK if rec else EXIT_FAILED
 

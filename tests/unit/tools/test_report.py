@@ -55,7 +55,7 @@ def test_report_files_are_written_and_the_html_shows_what_matters(tmp_path):
     page = (tmp_path / "report.html").read_text()
     for png in ("progress.png", "path.png", "kops.png"):
         assert (tmp_path / png).stat().st_size > 5000 and png in page
-    assert "slo_p99_ms=40" in page and "runner died" in page
+    assert "p99 latency at most 40 ms" in page and "runner died" in page
     best = st.best
     assert best.p99_ms <= 40
     assert ", ".join(f"{k}={v}" for k, v in best.config.items()) in page
