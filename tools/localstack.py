@@ -184,6 +184,8 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         started.append(r)
         info.pids["redis"] = r.pid
         s = info.settings(settings)
+        if "FALCON_CACHE_DIR" not in os.environ:      # models and tables fetched from URIs: in the stack's home
+            s = replace(s, cache_dir=str(home.resolve() / "cache"))
         asyncio.run(ensure_topics(s))
         since = log_size(logs / "archiver.log")
         a = start_archiver(s, archive_path(home), logs / "archiver.log", detach=True)
