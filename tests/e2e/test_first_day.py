@@ -215,3 +215,30 @@ def test_history_survives_down_and_up(stack, tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["searches_restored"] >= 3
     assert json.loads(falcon(home, "status", "keep-replay", "--json").stdout) == status_before["keep-replay"]
+
+
+def test_a_search_running_at_falcon_down_goes_on_after_falcon_up(stack):
+    """The broker forgets the trial a search was waiting for; falcon up re-publishes it (or its
+    stored result), and the search ends as if nothing had happened."""
+    home, _, ports, _ = stack
+    r = falcon(home, "submit", "gru", *GRU, "--max-trials", "30", "--strategy", "random",
+               "--search-id", "keep-running")
+    assert r.returncode == 0, r.stderr
+    for _ in range(120):
+        r = falcon(home, "status", "keep-running", "--json")
+        if r.returncode == 0 and json.loads(r.stdout)["trials"] >= 3:
+            break
+        time.sleep(0.5)
+    assert json.loads(r.stdout)["status"] == "running", "the search ended before the stack could be stopped"
+    localstack.down(home)
+    r = falcon(home, "up", "--runners", "1", "--broker-port", str(ports["broker_port"]),
+               "--redis-port", str(ports["redis_port"]))
+    assert r.returncode == 0, r.stderr
+    assert "resumed 1 search(es) that were running at falcon down: keep-running" in r.stderr
+    r = falcon(home, "watch", "keep-running", "--timeout", "240", "--interval", "0.5", timeout=300)
+    assert r.returncode == 0 and "completed: max-trials" in r.stdout, r.stdout + r.stderr
+    status = json.loads(falcon(home, "status", "keep-running", "--json").stdout)
+    assert status["trials"] == 30
+    trials = [e for e in json.loads(falcon(home, "audit", "keep-running", "--json").stdout)
+              if e["type"] == "trial-completed"]
+    assert len({t["summary"].split()[0] for t in trials}) == 30          # every trial once, none lost
