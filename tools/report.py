@@ -1,22 +1,33 @@
-"""A search's report for people: the recommendation in serving terms (RPS, p99, $/hour, $ per
-million requests), the runners-up and their trade-offs, the trial history, and plots (best so
-far vs trial, the search path over two knobs like the paper's Fig. 13, the KOPs and their
-resource curves). Pure: a SearchState (and the offline knowledge, when at hand) in, files out (``falcon report``).
+"""A search's report for people: the recommendation in serving terms (RPS, p50/p99, $/hour, $ per
+million requests), what it saves against the configuration the user runs today (``--baseline``),
+the runners-up and their trade-offs, the trial history, where and how long it was measured, and
+plots (best so far vs trial, the search path over two knobs like the paper's Fig. 13, the KOPs
+and their resource curves). Pure: a SearchState (and the offline knowledge, when at hand) in,
+files out (``falcon report``).
+
+Every number carries its unit (:mod:`tools.units`); the objective says which one it is: requests
+per dollar (live trials) or a replay table's normalised RPS/$ (0-1, no unit).
 """
 
 from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from schemas.events import TrialResult
+from services.common.falcon_data import DataError, read_model_table
+from services.common.space import Space, SpaceError
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
+from tools import units
+
+HOURS_PER_MONTH = 730.0
 
 
 @dataclass(frozen=True)
@@ -34,26 +45,162 @@ class ServingFigures:
         return cls(t.rps, t.p50_ms, t.p99_ms, hourly, per_million)
 
 
-def summary(state: SearchState) -> dict[str, Any]:
+def monthly_cost(rps: float | None, usd_per_hour: float, load_rps: float | None) -> tuple[int, float] | None:
+    """(replicas, $ per month) to carry ``load_rps`` with copies of a configuration serving ``rps``."""
+    if not rps or not load_rps:
+        return None
+    replicas = max(1, math.ceil(load_rps / rps - 1e-9))
+    return replicas, replicas * usd_per_hour * HOURS_PER_MONTH
+
+
+def parse_config(text: str, space: Space) -> dict[str, Any]:
+    """``cpus=2,batchsize=8,graph_opt=all`` as a configuration of ``space`` (SpaceError: why not)."""
+    raw: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise SpaceError(f"baseline {text!r}: {part!r} is not knob=value")
+        k, v = (x.strip() for x in part.split("=", 1))
+        for conv in (int, float):
+            try:
+                raw[k] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            raw[k] = v
+    try:
+        return space.canonical(raw)
+    except SpaceError as exc:
+        raise SpaceError(f"baseline {text!r} is not a configuration of the search's space: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The configuration the user runs today and what is known about it."""
+    config: dict[str, Any]
+    value: float | None
+    rps: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    usd_per_hour: float
+    source: str                        # where its figures come from
+    load_rps: float | None = None      # the load monthly costs are stated at
+
+    @classmethod
+    def of(cls, state: SearchState, config: dict[str, Any], load_rps: float | None = None,
+           cache_dir: str | Path = ".falcon/cache") -> "Baseline":
+        space = state.spec.space
+        hourly = state.spec.prices.hourly(config)
+        load = load_rps or state.spec.constraints.min_rps
+        for t in state.trials:
+            if t.ok and space.key(t.config) == space.key(config):
+                return cls(config, t.value, t.rps, t.p50_ms, t.p99_ms, hourly, f"trial {t.index + 1} of this search",
+                           load or t.rps)
+        table = state.spec.backend.get("table")
+        if state.spec.backend.get("kind") == "replay" and table:
+            try:
+                row = read_model_table(str(table), cache_dir).lookup(config)
+            except DataError:
+                row = None
+            if row is not None:
+                return cls(config, row["value"], row.get("rps"), row.get("p50_ms"), row.get("p99_ms"), hourly,
+                           "the replay table", load or row.get("rps"))
+        return cls(config, None, None, None, None, hourly, "not measured: it was not one of this search's trials",
+                   load)
+
+
+def comparison(state: SearchState, best: TrialResult | None, base: Baseline) -> dict[str, Any]:
+    """The recommendation against the baseline, both ways: RPS/$, $ per million requests and the
+    monthly cost at the stated load."""
+    kind = str(state.spec.backend.get("kind"))
+    out: dict[str, Any] = {**asdict(base), "usd_per_million_requests": None, "monthly": None,
+                           "recommended_monthly": None, "gain": None, "monthly_saving": None, "verdict": None}
+    if base.rps:
+        out["usd_per_million_requests"] = base.usd_per_hour / (base.rps * 3600) * 1e6
+    if best is None or base.value is None or best.value is None or base.value <= 0:
+        out["verdict"] = ("no comparison: " + ("no recommendation" if best is None or best.value is None
+                                               else f"the baseline is {base.source}"))
+        return out
+    out["gain"] = best.value / base.value
+    rec_hourly = state.spec.prices.hourly(best.config)
+    b, r = monthly_cost(base.rps, base.usd_per_hour, base.load_rps), monthly_cost(best.rps, rec_hourly, base.load_rps)
+    if b and r:
+        out["monthly"], out["recommended_monthly"] = b, r
+        out["monthly_saving"] = b[1] - r[1]
+    name = "requests per dollar" if not units.is_normalised(kind) else "normalised RPS/$"
+    verdict = f"{out['gain']:.2f}x the {name}"
+    if out["monthly_saving"] is not None:
+        verb = "saves" if out["monthly_saving"] >= 0 else "costs"
+        verdict += (f"; at {units.rps(base.load_rps)} it {verb} {units.usd(abs(out['monthly_saving']))} a month "
+                    f"({units.usd(b[1])} -> {units.usd(r[1])})")
+    out["verdict"] = verdict
+    return out
+
+
+def _hardware(state: SearchState) -> str:
+    kind = str(state.spec.backend.get("kind"))
+    if kind == "replay":
+        table = str(state.spec.backend.get("table", ""))
+        return f"replayed from the measured table {Path(table.split('?')[0]).name or table} (no hardware used)"
+    runners = sorted({t.runner.split("@")[-1] for t in state.trials if t.runner})
+    providers = sorted({str(p) for t in state.trials for p in (t.details or {}).get("providers", []) or []})
+    text = f"live runner(s) {', '.join(runners) or '-'}"
+    return text + (f" with {', '.join(providers)}" if providers else "")
+
+
+def _measurement(state: SearchState) -> str:
+    b = state.spec.backend
+    if b.get("kind") == "live":
+        return f"{units.seconds(float(b.get('measure_s', 3.0)))} of closed-loop stress test per trial (after warm-up)"
+    return f"a simulated {units.seconds(state.spec.trial_seconds)} per trial (deploy + stress test), priced as such"
+
+
+def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline | None = None) -> dict[str, Any]:
     """What the report says, as data (the CLI's --json and the HTML are both made from it)."""
     ranked = state.ranked()
     best = ranked[0] if ranked else None
+    kind = str(state.spec.backend.get("kind"))
 
     def row(t: TrialResult) -> dict[str, Any]:
         f = ServingFigures.of(state, t)
         return {"trial": t.index + 1, "config": dict(t.config), "value": t.value, "rps": f.rps, "p50_ms": f.p50_ms,
                 "p99_ms": f.p99_ms, "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
-                "stability_cv": t.stability_cv}
+                "stability_cv": t.stability_cv, "duration_s": t.duration_s, "cost_usd": t.cost_usd}
 
     return {
         "search_id": state.search_id, "model": state.spec.model["name"], "status": state.status,
         "stop_reason": state.stop_reason, "strategy": state.spec.strategy, "kops": list(state.kops),
+        "backend": kind, "objective": units.objective_name(kind), "hardware": _hardware(state),
+        "measurement": _measurement(state), "wall_s": wall_s,
         "constraints": state.spec.constraints.to_dict(), "trials": len(state.trials),
         "spent_usd": state.spent_usd, "recommended": row(best) if best else None,
         "runners_up": [row(t) for t in ranked[1:4]],
         "history": [{**row(t), "status": t.status, "reason": t.reason,
                      "violations": state.violations(t) if t.status == "ok" else []} for t in state.trials],
+        "baseline": comparison(state, best, baseline) if baseline is not None else None,
+        "closest": [] if best is not None else closest_to_constraints(state),
     }
+
+
+def closest_to_constraints(state: SearchState) -> list[str]:
+    """When no trial met the constraints: how near the best trials came to each of them."""
+    ok = [t for t in state.trials if t.ok]
+    c = state.spec.constraints
+    out = []
+    p99 = [t for t in ok if t.p99_ms is not None]
+    if c.slo_p99_ms is not None and p99:
+        t = min(p99, key=lambda t: t.p99_ms)            # type: ignore[arg-type, return-value]
+        out.append(f"The lowest p99 latency measured was {units.ms(t.p99_ms)} (trial {t.index + 1}: "
+                   f"{units.config(t.config)}), against an SLO of {units.ms(c.slo_p99_ms)}.")
+    rps = [t for t in ok if t.rps is not None]
+    if c.min_rps is not None and rps:
+        t = max(rps, key=lambda t: t.rps)               # type: ignore[arg-type, return-value]
+        out.append(f"The highest throughput measured was {units.rps(t.rps)} (trial {t.index + 1}: "
+                   f"{units.config(t.config)}), against the {units.rps(c.min_rps)} required.")
+    if not ok and state.trials:
+        reasons = sorted({t.reason or "unknown" for t in state.trials})
+        out.append(f"Every trial failed: {'; '.join(reasons)[:400]}.")
+    return out
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -64,91 +211,174 @@ def _plt() -> Any:
     return plt
 
 
+def _value_formatter(kind: str) -> Any:
+    from matplotlib.ticker import FuncFormatter
+    if units.is_normalised(kind):
+        return FuncFormatter(lambda v, _: f"{v:.2f}")
+    return FuncFormatter(lambda v, _: units.number(v, 3).replace(" million", "M").replace(" billion", "B"))
+
+
+def _value_label(kind: str) -> str:
+    return "normalised RPS/$ (table's best = 1)" if units.is_normalised(kind) else "requests per $"
+
+
 def plot_progress(state: SearchState, path: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    kind = str(state.spec.backend.get("kind"))
+    fig, ax = plt.subplots(figsize=(10, 4.2))
     x = np.arange(1, len(state.trials) + 1)
     vals = [t.value if state.feasible(t) else np.nan for t in state.trials]
     best = np.fmax.accumulate(np.where(np.isnan(vals), -np.inf, vals)) if len(vals) else np.array([])
     best = np.where(np.isinf(best), np.nan, best)
-    ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
+    if len(best) and not np.isnan(best).all():
+        ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
+    elif len(best):
+        ax.text(0.5, 0.5, "no trial met the constraints", transform=ax.transAxes, ha="center", va="center",
+                fontsize=13, color="tab:red", alpha=0.8)
     ok = [(i + 1, t.value) for i, t in enumerate(state.trials) if t.status == "ok" and t.value is not None]
     bad = [(i + 1, t.value) for i, t in enumerate(state.trials)
            if t.status == "ok" and t.value is not None and not state.feasible(t)]
+    failed = [i + 1 for i, t in enumerate(state.trials) if not t.ok]
     if ok:
-        ax.scatter(*zip(*ok), s=18, color="tab:blue", zorder=3, label="trial")
+        ax.scatter(*zip(*ok), s=22, color="tab:blue", zorder=3, label="trial")
     if bad:
-        ax.scatter(*zip(*bad), s=40, marker="x", color="tab:red", zorder=4, label="misses a constraint")
+        ax.scatter(*zip(*bad), s=50, marker="x", color="tab:red", zorder=4, label="misses a constraint")
+    if failed:
+        for i, f in enumerate(failed):
+            ax.axvline(f, color="tab:red", alpha=0.25, lw=6, label="failed trial" if i == 0 else None)
     ax.set_xlabel("trial")
-    ax.set_ylabel("RPS/$ (objective)")
+    ax.set_ylabel(_value_label(kind))
+    ax.yaxis.set_major_formatter(_value_formatter(kind))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(state.trials):
+        ax.set_xlim(0.5, len(state.trials) + 0.5)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    # beside the axes, never over the data
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     ax.set_title("Best configuration found vs trials")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def path_knobs(state: SearchState) -> tuple[str, str]:
-    """The two knobs the search path is drawn over: the ones its trials varied most (ties: the
-    larger knobs), so the picture shows where the search moved."""
+    """The two knobs the search path is drawn over: the pair that tells the trials apart best
+    (most distinct cells), then the knobs the trials varied most (ties: the larger knobs), so the
+    picture shows where the search moved and few trials share a point."""
     space = state.spec.space
     cand = [k for k in space.knobs if len(k.values) > 1]
     if len(cand) < 2:
         cand = list(space.knobs) * 2
     moved = {k.name: len({str(t.config.get(k.name)) for t in state.trials}) for k in cand}
     ordered = sorted(cand, key=lambda k: (-moved[k.name], -len(k.values), k.name))
-    return ordered[0].name, ordered[1].name
+    rank = {k.name: i for i, k in enumerate(ordered)}
+    best_pair, best_key = (ordered[0].name, ordered[1].name), None
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            if a.name == b.name:
+                continue
+            cells = len({(str(t.config.get(a.name)), str(t.config.get(b.name))) for t in state.trials})
+            key = (-cells, rank[a.name] + rank[b.name])
+            if best_key is None or key < best_key:
+                best_pair, best_key = (a.name, b.name), key
+    return best_pair
 
 
 def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
     plt = _plt()
+    kind = str(state.spec.backend.get("kind"))
     kx, ky = path_knobs(state)
     space = state.spec.space
-    xs, ys = space.knob(kx).values, space.knob(ky).values
-    fig, ax = plt.subplots(figsize=(6, 4))
-    pts = [(xs.index(t.config[kx]) if t.config[kx] in xs else 0, ys.index(t.config[ky]) if t.config[ky] in ys else 0)
-           for t in state.trials]
+    xs, ys = list(space.knob(kx).values), list(space.knob(ky).values)
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    cells: dict[tuple[int, int], list[int]] = {}
+    pts = []
+    for i, t in enumerate(state.trials):
+        cx = xs.index(t.config[kx]) if t.config[kx] in xs else 0
+        cy = ys.index(t.config[ky]) if t.config[ky] in ys else 0
+        cells.setdefault((cx, cy), []).append(i)
+        pts.append((cx, cy))
     if pts:
-        jitter = np.random.default_rng(0).uniform(-0.12, 0.12, size=(len(pts), 2))
-        p = np.array(pts, float) + jitter
-        ax.plot(p[:, 0], p[:, 1], "-", color="grey", lw=1, alpha=0.7)
+        p = np.array(pts, float)
+        # trials sharing a cell (they differ in a knob not drawn) are spread on a small circle
+        for members in cells.values():
+            if len(members) > 1:
+                for j, idx in enumerate(members):
+                    a = 2 * np.pi * j / len(members)
+                    p[idx] += 0.16 * np.array([np.cos(a), np.sin(a)])
+        ax.plot(p[:, 0], p[:, 1], "-", color="grey", lw=1, alpha=0.6)
         vals = np.array([t.value if t.value is not None else np.nan for t in state.trials], float)
         done = ~np.isnan(vals)
-        sc = ax.scatter(p[done, 0], p[done, 1], c=vals[done], cmap="viridis", s=90, zorder=3, edgecolors="black")
+        sc = ax.scatter(p[done, 0], p[done, 1], c=vals[done], cmap="viridis", s=110, zorder=3, edgecolors="black")
         if (~done).any():
-            ax.scatter(p[~done, 0], p[~done, 1], marker="x", s=60, color="grey", zorder=3, label="failed trial")
+            ax.scatter(p[~done, 0], p[~done, 1], marker="x", s=70, color="tab:red", zorder=3, label="failed trial")
+        missed = np.array([t.ok and not state.feasible(t) for t in state.trials])
+        if missed.any():
+            ax.scatter(p[missed, 0], p[missed, 1], s=190, facecolors="none", edgecolors="tab:red", lw=1.5,
+                       linestyle="--", zorder=4, label="misses a constraint")
+        # trial numbers inside the markers, dark on light colours and light on dark ones
+        lo, hi = (np.nanmin(vals), np.nanmax(vals)) if done.any() else (0.0, 1.0)
         for i, (px, py) in enumerate(p):
-            ax.annotate(str(i + 1), (px, py), xytext=(7, 6), textcoords="offset points", fontsize=8, zorder=4)
-        fig.colorbar(sc, ax=ax, label="RPS/$")
+            light = done[i] and (hi == lo or (vals[i] - lo) / (hi - lo) > 0.55)
+            ax.annotate(str(i + 1), (px, py), xytext=(0, 0), textcoords="offset points", fontsize=7, zorder=6,
+                        ha="center", va="center", color="black" if light or not done[i] else "white",
+                        fontweight="bold")
+        if done.any():
+            cb = fig.colorbar(sc, ax=ax, format=_value_formatter(kind), pad=0.02)
+            cb.set_label(_value_label(kind))
         best = state.best
         if best is not None:
             bx, by = p[best.index]
-            ax.scatter([bx], [by], s=300, facecolors="none", edgecolors="red", lw=2, zorder=5, label="recommended")
-            ax.legend(loc="best", fontsize=8, framealpha=0.6)
+            ax.scatter([bx], [by], s=380, facecolors="none", edgecolors="red", lw=2, zorder=5, label="recommended")
+        if best is not None or (~done).any() or missed.any():
+            ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, fontsize=9, frameon=False)
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
     ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.set_ylim(-0.6, len(ys) - 0.4)
     ax.set_xlabel(kx)
     ax.set_ylabel(ky)
-    ax.set_title(f"Search path over {kx} x {ky} (numbers: trial order)")
+    others = [n for n in space.names if n not in (kx, ky)]
+    ax.set_title(f"Search path over {kx} x {ky} (numbers: trial order"
+                 + (f"; trials differing only in {', '.join(others)} share a cell)" if others else ")"), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return kx, ky
 
 
-def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> None:
+def _measured_along(state: SearchState) -> tuple[str, list[Any], list[float]] | None:
+    """The knob whose levels the search's own trials tell apart most, with the best value seen at
+    each level (a resource curve measured for this model, where no offline curve covers the space)."""
+    ok = [t for t in state.trials if t.ok]
+    best = None
+    for k in state.spec.space.knobs:
+        levels = [v for v in k.values if any(t.config.get(k.name) == v for t in ok)]
+        if len(levels) < 2:
+            continue
+        means = [max(t.value for t in ok if t.config.get(k.name) == v) for v in levels]   # type: ignore[type-var]
+        spread = max(means) - min(means)
+        if best is None or spread > best[0]:
+            best = (spread, k.name, levels, means)
+    return None if best is None else best[1:]   # type: ignore[return-value]
+
+
+def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> str:
     """Left: the operator profile (time share; KOPs highlighted). Right: each KOP's resource
     curve along its most important knob (mean predicted RPS/$ from the offline curves), when the
-    offline knowledge covers it."""
+    offline knowledge covers the space; else the curve this search measured along the knob its
+    trials tell apart most. Returns what the right-hand panels show."""
     plt = _plt()
+    kind = str(state.spec.backend.get("kind"))
     ops = sorted(state.operators, key=lambda o: -float(o.get("time_share") or 0))[:10]
     curves = [] if knowledge is None else [(op, knowledge.operators[op]) for op in state.kops
                                            if op in knowledge.operators]
     curves = curves[:3]
-    fig, axes = plt.subplots(1, 1 + len(curves), figsize=(5 + 3.6 * len(curves), 3.6), squeeze=False)
+    measured = None if curves else _measured_along(state)
+    panels = len(curves) or (1 if measured else 0)
+    fig, axes = plt.subplots(1, 1 + panels, figsize=(10 if panels <= 1 else 12, 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.2] + [1] * panels})
     ax = axes[0][0]
     if ops:
         names = [str(o["op"]) for o in ops][::-1]
@@ -156,11 +386,13 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> No
         colors = ["tab:orange" if n in state.kops else "tab:grey" for n in names]
         ax.barh(names, shares, color=colors)
         ax.set_xlabel("share of compute time")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
         ax.set_title("Operator profile (orange: KOPs)")
     else:
         ax.text(0.5, 0.5, "no operator profile", ha="center", va="center")
         ax.set_axis_off()
     space = state.spec.space
+    shown = "none"
     for j, (op, oc) in enumerate(curves, start=1):
         ax = axes[0][j]
         knob = oc.kept[0] if oc.kept else max(oc.importance, key=oc.importance.get)
@@ -169,39 +401,52 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> No
         means = [float(np.mean([s for s, v in zip(oc.score, col) if v == lv])) for lv in levels]
         ax.plot([str(v) for v in levels], means, "-o", color="tab:orange")
         ax.set_xlabel(f"{knob} ({oc.importance.get(knob, 0):.0%} of its variance)")
-        ax.set_ylabel("predicted RPS/$ (offline curves)")
+        ax.set_ylabel("predicted RPS/$ (offline curves, 0-1)")
         shapes = ", ".join(sorted(set(oc.shapes.values())))
         ax.set_title(f"{op}: kept {', '.join(oc.kept)}\nshapes: {shapes}", fontsize=9)
         ax.grid(alpha=0.3)
+        shown = "offline"
+    if measured:
+        knob, levels, means = measured
+        ax = axes[0][1]
+        ax.plot([str(v) for v in levels], means, "-o", color="tab:blue")
+        ax.set_xlabel(knob)
+        ax.set_ylabel(f"best {_value_label(kind)} measured")
+        ax.yaxis.set_major_formatter(_value_formatter(kind))
+        ax.set_title(f"Measured in this search along {knob}\n(no offline KOP curve covers this space)", fontsize=9)
+        ax.grid(alpha=0.3)
+        shown = "measured"
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+    return shown
 
 
 # -- html --------------------------------------------------------------------------------------
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return format(v, spec)
-    return html.escape(str(v))
+def _cfg(c: Mapping[str, Any]) -> str:
+    return html.escape(units.config(dict(c)))
 
 
-def _cfg(c: dict[str, Any]) -> str:
-    return ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in c.items())
-
-
-def _rps(r: dict[str, Any]) -> str:
+def _rps(r: Mapping[str, Any]) -> str:
     """RPS with the runner's measured spread, when it reported one."""
     cv = r.get("stability_cv")
-    return _fmt(r["rps"]) + (f" ±{cv * 100:.0f}%" if cv is not None and r["rps"] is not None else "")
+    return html.escape(units.rps(r["rps"])) + (f" ±{cv * 100:.0f}%" if cv is not None and r["rps"] is not None
+                                                 else "")
 
 
-def _rows(rows: Sequence[dict[str, Any]], extra: bool = False) -> str:
+def _objective_cell(v: float | None, kind: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if units.is_normalised(kind) else html.escape(units.req_per_usd(v))
+
+
+def _rows(rows: Sequence[Mapping[str, Any]], kind: str, extra: bool = False) -> str:
     out = []
     for r in rows:
-        cells = [str(r["trial"]), _cfg(r["config"]), _fmt(r["value"]), _rps(r), _fmt(r["p99_ms"]),
-                 _fmt(r["usd_per_hour"], ".4f"), _fmt(r["usd_per_million_requests"], ".4f")]
+        cells = [str(r["trial"]), _cfg(r["config"]), _objective_cell(r["value"], kind), _rps(r),
+                 html.escape(units.ms(r["p50_ms"])), html.escape(units.ms(r["p99_ms"])),
+                 html.escape(units.usd_per_hour(r["usd_per_hour"])),
+                 html.escape(units.usd(r["usd_per_million_requests"]))]
         if extra:
             note = r["reason"] if r["status"] != "ok" else "; ".join(r["violations"])
             cells.append(html.escape(note or ""))
@@ -210,57 +455,113 @@ def _rows(rows: Sequence[dict[str, Any]], extra: bool = False) -> str:
     return "\n".join(out)
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
-h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse;font-size:13px}
+CSS = """body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 24px;color:#222}
+h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;margin-top:30px}
+table{border-collapse:collapse;font-size:13px;width:100%}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f2f2f2}
+td.num,th.num{text-align:right}
 .rec{background:#eef8ee;border:1px solid #9c9;padding:12px 16px;border-radius:6px}
-.big{font-size:20px;font-weight:600}.bad td{color:#a33}.muted{color:#777;font-size:12px}img{max-width:100%}"""
+.none{background:#fdeeee;border:1px solid #d99;padding:12px 16px;border-radius:6px;color:#822}
+.base{background:#eef3fb;border:1px solid #9ab;padding:12px 16px;border-radius:6px}
+.big{font-size:20px;font-weight:600}.bad td{color:#a33}.muted{color:#666;font-size:13px}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;font-size:14px;margin:12px 0}
+dl.facts dt{color:#666}dl.facts dd{margin:0}
+img{width:100%;height:auto;border:1px solid #eee}"""
 
 
-def render_html(s: dict[str, Any], images: dict[str, str]) -> str:
-    head = "<tr><th>trial</th><th>configuration</th><th>RPS/$</th><th>RPS</th><th>p99 ms</th><th>$/hour</th>" \
-           "<th>$ per 1M requests</th>"
+def _baseline_html(b: Mapping[str, Any], rec: Mapping[str, Any] | None, kind: str) -> str:
+    if b is None:
+        return ""
+    head = f'<h2>Against what you run today</h2><div class="base"><p>Baseline <b>{_cfg(b["config"])}</b> ' \
+           f'({html.escape(b["source"])}).</p>'
+    if b.get("gain") is None or rec is None:
+        return head + f'<p>{html.escape(str(b["verdict"]))}</p></div>'
+    load = b.get("load_rps")
+
+    def monthly(m: Any) -> str:
+        return "-" if not m else f"{units.usd(m[1])} ({m[0]} replica{'s' if m[0] != 1 else ''})"
+    rows = [("objective", _objective_cell(b["value"], kind), _objective_cell(rec["value"], kind)),
+            ("RPS", _rps(b), _rps(rec)),
+            ("p99 latency", units.ms(b.get("p99_ms")), units.ms(rec.get("p99_ms"))),
+            ("$/hour", units.usd_per_hour(b["usd_per_hour"]), units.usd_per_hour(rec["usd_per_hour"])),
+            ("$ per million requests", units.usd(b.get("usd_per_million_requests")),
+             units.usd(rec.get("usd_per_million_requests"))),
+            (f"monthly cost at {units.rps(load)}" if load else "monthly cost (give --load-rps)",
+             monthly(b.get("monthly")), monthly(b.get("recommended_monthly")))]
+    table = "<table><tr><th></th><th>baseline</th><th>recommended</th></tr>" + "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{x}</td><td>{y}</td></tr>" for n, x, y in rows) + "</table>"
+    return head + f'<p class="big">{html.escape(str(b["verdict"]))}</p>{table}' \
+        f'<p class="muted">Monthly cost: {HOURS_PER_MONTH:.0f} hours of as many copies of the configuration as the ' \
+        f'load needs at its measured RPS.</p></div>'
+
+
+def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
+    kind = s["backend"]
+    obj_head = "norm. RPS/$" if units.is_normalised(kind) else "req/$"
+    head = (f"<tr><th>trial</th><th>configuration</th><th>{obj_head}</th><th>RPS</th><th>p50</th><th>p99</th>"
+            "<th>$/hour</th><th>$ per 1M requests</th>")
     rec = s["recommended"]
-    cons = ", ".join(f"{k}={v}" for k, v in s["constraints"].items() if v is not None) or "none"
+    c = s["constraints"]
+    cons = ", ".join(x for x in (f"p99 latency at most {units.ms(c['slo_p99_ms'])}" if c.get("slo_p99_ms") else None,
+                                 f"at least {units.rps(c['min_rps'])}" if c.get("min_rps") else None) if x) or "none"
     if rec:
+        figures = [_rps(rec) if rec["rps"] is not None else None,
+                   f"p50 {units.ms(rec['p50_ms'])}" if rec["p50_ms"] is not None else None,
+                   f"p99 {units.ms(rec['p99_ms'])}" if rec["p99_ms"] is not None else None,
+                   units.usd_per_hour(rec["usd_per_hour"]),
+                   f"{units.usd(rec['usd_per_million_requests'])} per million requests"
+                   if rec["usd_per_million_requests"] is not None else None]
+        missing = "" if rec["rps"] is not None else \
+            " (the replay table has no RPS or latency columns: only the normalised objective is known)"
         rec_html = (f'<div class="rec"><div class="big">{_cfg(rec["config"])}</div>'
-                    f'<p>{_rps(rec)} RPS, p99 {_fmt(rec["p99_ms"])} ms, ${_fmt(rec["usd_per_hour"], ".4f")}/hour, '
-                    f'${_fmt(rec["usd_per_million_requests"], ".4f")} per million requests; objective '
-                    f'{_fmt(rec["value"])} RPS/$ (trial {rec["trial"]})</p></div>')
+                    f'<p>{", ".join(f for f in figures if f)}; objective '
+                    f'{html.escape(units.objective(rec["value"], kind))} (trial {rec["trial"]}){missing}</p></div>')
     else:
-        rec_html = f'<div class="rec bad">No recommendation: {html.escape(str(s["stop_reason"]))}</div>'
+        closest = "".join(f"<p>{html.escape(c)}</p>" for c in s.get("closest", []))
+        rec_html = f'<div class="none"><div class="big">No recommendation</div>' \
+                   f'<p>{html.escape(str(s["stop_reason"]))}</p>{closest}</div>'
     ups = ("<p>Close alternatives, should the recommendation be unavailable or another trade-off be wanted "
            "(e.g. lower latency for a little more cost):</p><table>" + head + "</tr>" +
-           _rows(s["runners_up"]) + "</table>") if s["runners_up"] else "<p>No other trial met the constraints.</p>"
+           _rows(s["runners_up"], kind) + "</table>") if s["runners_up"] else "<p>No other trial met the constraints.</p>"
     imgs = "".join(f'<h2>{html.escape(title)}</h2><img src="{html.escape(src)}" alt="{html.escape(title)}">'
                    for title, src in images.items())
+    facts = [("search", s["search_id"]), ("status", f"{s['status']} ({s['stop_reason']})"),
+             ("objective", s["objective"]), ("trials", f"{s['trials']} ({units.usd(s['spent_usd'])} spent on them)"),
+             ("hardware", s["hardware"]), ("measurement", s["measurement"]),
+             ("wall time", units.seconds(s["wall_s"]) + " from submission to result" if s.get("wall_s") is not None
+              else "-"),
+             ("strategy", s["strategy"]), ("KOPs", ", ".join(s["kops"]) or "none"), ("constraints", cons)]
+    facts_html = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Falcon report {html.escape(s['search_id'])}</title>
 <style>{CSS}</style></head><body>
 <h1>Serving configuration for {html.escape(s['model'])}</h1>
-<p class="muted">search {html.escape(s['search_id'])} &middot; {html.escape(str(s['status']))} ({html.escape(str(s['stop_reason']))})
-&middot; strategy {html.escape(s['strategy'])} &middot; {s['trials']} trials, ${s['spent_usd']:.4f} spent
-&middot; KOPs: {html.escape(', '.join(s['kops']) or 'none')} &middot; constraints: {html.escape(cons)}</p>
+<dl class="facts">{facts_html}</dl>
 <h2>Recommended configuration</h2>{rec_html}
+{_baseline_html(s.get("baseline"), rec, kind)}
 <h2>Runners-up</h2>{ups}
 {imgs}
-<h2>Trial history</h2><table>{head}<th>note</th></tr>{_rows(s['history'], extra=True)}</table>
-<p class="muted">RPS/$ is the objective (requests served per dollar). $ per million requests assumes the
-configuration runs at the measured throughput. Rows in red failed or missed a constraint and are never recommended.</p>
+<h2>Trial history</h2><table>{head}<th>note</th></tr>{_rows(s['history'], kind, extra=True)}</table>
+<p class="muted">The objective is {html.escape(s['objective'])}{'' if units.is_normalised(kind) else ' (requests served per dollar)'}.
+$ per million requests assumes the configuration runs at its measured throughput. Rows in red failed or missed a
+constraint and are never recommended.</p>
 </body></html>"""
 
 
-def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None = None) -> dict[str, Any]:
+def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None = None, wall_s: float | None = None,
+                 baseline: Baseline | None = None) -> dict[str, Any]:
     """Write report.html, the PNGs beside it and summary.json; returns the summary with paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    s = summary(state)
+    s = summary(state, wall_s, baseline)
     images: dict[str, str] = {}
     plot_progress(state, out_dir / "progress.png")
-    images["Best RPS/$ so far vs trial"] = "progress.png"
+    images[f"Best {'normalised RPS/$' if units.is_normalised(s['backend']) else 'requests per $'} so far vs trial"] = \
+        "progress.png"
     if state.trials:
         kx, ky = plot_path(state, out_dir / "path.png")
         images[f"Search path ({kx} x {ky})"] = "path.png"
-    plot_kops(state, knowledge, out_dir / "kops.png")
-    images["KOPs and their resource curves"] = "kops.png"
+    shown = plot_kops(state, knowledge, out_dir / "kops.png")
+    images["KOPs and their resource curves" if shown != "measured" else
+           "KOPs, and the resource curve measured in this search"] = "kops.png"
     (out_dir / "report.html").write_text(render_html(s, images))
     s["files"] = {"html": str(out_dir / "report.html"), **{k: str(out_dir / v) for k, v in images.items()}}
     (out_dir / "summary.json").write_text(json.dumps(s, indent=2, default=str))

@@ -1,42 +1,41 @@
 """Model intake: refuse what is not a model, or too large, with a reason a person can act on,
 before anything tries to compile it. Reads model files only with the format's own parser
-(never pickle)."""
+(never pickle). A model may be a local path or a ``file://``, ``s3://`` or ``https://`` URI
+(:mod:`services.common.uris`: the size limit is checked before a remote file is downloaded)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+
+from services.common.uris import UriError, fetch
 
 MODEL_FILE_FORMATS = ("onnx", "torch-export")
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3      # BERT-large in fp32 is ~1.3 GB
+DEFAULT_CACHE_DIR = ".falcon/cache"
 
 
 class ModelFileError(ValueError):
     pass
 
 
-def local_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else uri)
-    raise ModelFileError(f"model uri {uri!r}: only local files (a path or file://) can be read here")
+def model_path(uri: str, max_bytes: int = DEFAULT_MAX_MODEL_BYTES, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
+    """A local copy of the model at ``uri`` (the file itself when it is local)."""
+    try:
+        return fetch(uri, cache_dir, max_bytes, what="model file")
+    except UriError as exc:
+        raise ModelFileError(f"{exc} (FALCON_MAX_MODEL_BYTES)" if "limit" in str(exc) else str(exc)) from None
 
 
-def check_model_file(uri: str | None, fmt: str, max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> Path:
-    """The model file's path if it is a readable model of ``fmt`` within the size limit."""
+def check_model_file(uri: str | None, fmt: str, max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                     cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
+    """The (local) path of the model file if it is a readable model of ``fmt`` within the size limit."""
     if fmt not in MODEL_FILE_FORMATS:
         raise ModelFileError(f"model format {fmt!r} is not one this service reads ({list(MODEL_FILE_FORMATS)})")
     if not uri:
         raise ModelFileError(f"a {fmt} submission needs model.uri (the model file)")
-    path = local_path(uri)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    size = path.stat().st_size
-    if size == 0:
+    path = model_path(uri, max_bytes, cache_dir)
+    if path.stat().st_size == 0:
         raise ModelFileError(f"model file {path} is empty")
-    if size > max_bytes:
-        raise ModelFileError(f"model file {path} is {size / 2**20:.1f} MiB, over the "
-                             f"{max_bytes / 2**20:.1f} MiB limit (FALCON_MAX_MODEL_BYTES)")
     if fmt == "onnx":
         _check_onnx(path)
     else:

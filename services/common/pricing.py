@@ -11,12 +11,9 @@ configurations, which pay for their cores alone.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 
 class PricingError(ValueError):
@@ -64,8 +61,11 @@ class PriceCatalogue:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PriceCatalogue":
+        from services.common.space import read_config_file
         p = Path(path)
-        data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else yaml.safe_load(p.read_text())
+        data = read_config_file(p, "price file", PricingError)
+        if not isinstance(data, Mapping):
+            raise PricingError(f"price file {p}: expected a mapping at the top level")
         return cls.from_dict(data.get("prices", data))
 
     def to_dict(self) -> dict[str, Any]:

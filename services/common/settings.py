@@ -45,6 +45,7 @@ class Settings:
     trust_torch_archives: bool = False            # .pt2 loading may unpickle: trusted submitters only
     runner_classes: str = "replay"                # comma list of trial classes this runner serves (see topics)
     compiled_cache_dir: str = ".falcon/compiled"  # live backend: optimised models per (model, level)
+    cache_dir: str = ".falcon/cache"              # model files and tables downloaded from s3:// or https:// URIs
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":

@@ -119,13 +119,9 @@ class Space:
     @classmethod
     def from_file(cls, path: str | Path, max_size: int = MAX_SPACE_SIZE) -> "Space":
         p = Path(path)
-        text = p.read_text()
-        if p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        elif p.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
+        if p.suffix not in (".yaml", ".yml", ".toml"):
             raise SpaceError(f"{p}: a space file is .yaml, .yml or .toml")
+        data = read_config_file(p, "space file", SpaceError)
         if not isinstance(data, Mapping):
             raise SpaceError(f"{p}: expected a mapping at the top level")
         return cls.from_dict(data.get("space", data), max_size=max_size)
@@ -392,6 +388,24 @@ class Space:
                 out[pos] = i / (len(k.values) - 1) if len(k.values) > 1 else 0.0
                 pos += 1
         return out
+
+
+def read_config_file(p: Path, what: str, error: type[ValueError]) -> Any:
+    """A YAML or TOML file's content; ``error`` with one line (file, line, column, what is wrong)
+    when it cannot be read or parsed, never a parser's traceback."""
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise error(f"{what} {p}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise error(f"{what} {p} is not valid YAML{where}: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if p.suffix == ".toml" else "YAML"
+        raise error(f"{what} {p} is not valid {kind}: {str(exc).splitlines()[0]}") from None
 
 
 PAPER_SPACE = Space.from_dict({"knobs": [

@@ -32,7 +32,7 @@ def profile_submission(submitted: ModelSubmitted, settings: Settings) -> KopsIde
     fmt = spec.model.get("format")
     path = None
     if fmt in MODEL_FILE_FORMATS:   # ModelFileError: not a model, too big
-        path = check_model_file(spec.model.get("uri"), fmt, settings.max_model_bytes)
+        path = check_model_file(spec.model.get("uri"), fmt, settings.max_model_bytes, settings.cache_dir)
     if not operators:
         if fmt in PROFILE_FORMATS:
             raise ProfileError(f"model {spec.model['name']!r} of format {fmt!r} came without its operator profile")

@@ -27,10 +27,14 @@ from services.common.bus import (
     subscribe,
 )
 from services.common.connections import redis_client
+from services.common.falcon_data import DataError, ModelTable, read_model_table
+from services.common.preflight import Facts
 from services.common.redis_keys import SEARCHER_INITIALISED
 from services.common.redis_lock import initialise_once
+from services.common.runners import read_adverts
 from services.common.settings import Settings
 from services.common.space import Space
+from services.common.spec import SearchSpec
 from services.common.topics import SEARCH_LOG_TOPICS
 from services.knowledge import Knowledge
 from services.knowledge.store import KnowledgeStore
@@ -41,6 +45,7 @@ from services.searcher.search import (
     rebuild_states,
     record_trial,
     start_search,
+    validate_spec,
     with_outbox,
 )
 from services.searcher.store import SearchStore, restore
@@ -93,11 +98,14 @@ class KnowledgeView:
         return knowledge
 
 
-async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeView | None = None) -> int:
+async def rebuild_from_log(settings: Settings, store: SearchStore, knowledge: KnowledgeView | None = None,
+                           events: list[Event] | None = None) -> int:
     """Rebuild every search found in the event log into Redis (what ``falcon rebuild`` runs).
     Logged decisions are replayed as they were; only an unlogged one is taken again, with the
-    knowledge stored for its space (if any)."""
-    events = [item.event async for item in read_events(settings, SEARCH_LOG_TOPICS) if item.event is not None]
+    knowledge stored for its space (if any). ``events``: the log as the caller read it (e.g. a
+    durable archive of it); default: the broker's."""
+    if events is None:
+        events = [item.event async for item in read_events(settings, SEARCH_LOG_TOPICS) if item.event is not None]
     view = knowledge or KnowledgeView(KnowledgeStore(store.redis))
     spaces: dict[Space, Knowledge | None] = {}
     for e in events:
@@ -118,6 +126,18 @@ class SearcherHandlers:
         self.store = store
         self.settings = settings
         self.knowledge = knowledge or KnowledgeView(KnowledgeStore(store.redis), settings.knowledge_wait_s)
+
+    async def facts(self, spec: SearchSpec) -> Facts:
+        """What the submission checks need that takes I/O: the replay table (when this process can
+        read it; else the runner reports per trial) and the runners' adverts."""
+        table: ModelTable | None = None
+        uri = spec.backend.get("table")
+        if spec.backend.get("kind") == "replay" and uri:
+            try:
+                table = await asyncio.to_thread(read_model_table, str(uri), self.settings.cache_dir)
+            except DataError as exc:
+                log.warning("cannot check the space against replay table %s here: %s", uri, exc)
+        return Facts(table, await read_adverts(self.store.redis))
 
     async def ensure_initialised(self) -> None:
         n = await initialise_once(self.store.redis, SEARCHER_INITIALISED,
@@ -159,12 +179,14 @@ class SearcherHandlers:
 
         async def ask() -> None:
             await publisher.publish(event.caused(KnowledgeRequested(space), SERVICE))
-        knowledge = await self.knowledge.for_space(space, ask)     # before the lock: it may wait
+        facts = await self.facts(begun.spec)
+        # before the lock: it may wait; a search refused by the checks fails at once, without it
+        knowledge = None if validate_spec(begun.spec, facts) else await self.knowledge.for_space(space, ask)
 
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
-            return start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge)
+            return start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge, facts)
         await self._handle(event, publisher, decide, knowledge)
 
     async def on_unusable_start(self, event: Event, error: ValueError, publisher: Publisher) -> None:

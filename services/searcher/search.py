@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
 from schemas.events import KopsIdentified, SearchCompleted, SearchFailed, TrialRequested, TrialResult
+from services.common.preflight import Facts, spec_problems
 from services.common.pricing import PricingError
 from services.common.space import SpaceError
 from services.common.spec import SearchSpec
@@ -98,26 +99,24 @@ class Decision:
     ignored: str | None = None            # why the event changed nothing (stale, search already over)
 
 
-def validate_spec(spec: SearchSpec) -> list[str]:
-    """Problems that make a search impossible, found before any trial is paid for."""
+def validate_spec(spec: SearchSpec, facts: Facts | None = None) -> list[str]:
+    """Problems that make a search impossible, found before any trial is paid for: the strategy,
+    the numbers, the prices, and (given the ``facts`` the shell could read) the space and
+    constraints against the replay table and against what the runners apply and measure."""
     problems = []
     try:
         make_strategy(spec.strategy, SearchContext(spec.space, spec.seed))
     except StrategyError as exc:
         problems.append(str(exc))
-    gpu_knob = spec.prices.gpu_knob
-    if gpu_knob in spec.space.names:
-        unpriced = [v for v in spec.space.knob(gpu_knob).values
-                    if str(v) not in spec.prices.instances and str(v) != spec.prices.no_gpu_value]
-        if unpriced:
-            problems.append(f"no price for {gpu_knob} value(s) {unpriced}")
-    return problems
+    return problems + spec_problems(spec, facts)
 
 
 def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
-                 operators: Sequence[Mapping[str, Any]], knowledge: Knowledge | None = None) -> Decision:
-    """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any."""
-    problems = validate_spec(spec)
+                 operators: Sequence[Mapping[str, Any]], knowledge: Knowledge | None = None,
+                 facts: Facts | None = None) -> Decision:
+    """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any;
+    ``facts``: the replay table and runner adverts, as the shell could read them."""
+    problems = validate_spec(spec, facts)
     state = SearchState(search_id, spec, tuple(kops), tuple(operators))
     if problems:
         return Decision(replace(state, status="failed", stop_reason="; ".join(problems)), finished=True)

@@ -9,7 +9,6 @@ once the lease runs out."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import replace
 from typing import Mapping
@@ -39,6 +38,7 @@ from services.common.redis_keys import (
     TRIAL_RUNS,
 )
 from services.common.redis_lock import initialise_once
+from services.common.runners import RunnerAdvert
 from services.common.settings import Settings
 from services.common.topics import trial_topic
 from services.trial_runner.backends import LiveBackend, ReplayBackend, TrialBackend
@@ -117,13 +117,16 @@ class TrialRunner:
             await self.redis.pexpire(TRIAL_CLAIM.format(trial_id), int(self.settings.trial_lease_s * 1000))
 
 
-async def restore_results(redis: Redis, settings: Settings) -> int:
-    """Store every trial result found in the log (where none is stored); returns how many."""
+async def restore_results(redis: Redis, settings: Settings, events: list[Event] | None = None) -> int:
+    """Store every trial result found in the log (where none is stored); returns how many.
+    ``events``: the trial-completed events as the caller read them; default: the broker's."""
+    if events is None:
+        events = [item.event async for item in read_events(settings, ("trial-completed",)) if item.event is not None]
     n = 0
-    async for item in read_events(settings, ("trial-completed",)):
-        if item.event is not None:
-            tid = item.event.payload.trial_id      # type: ignore[attr-defined]
-            if await redis.set(TRIAL_RESULT.format(tid), msgpack.packb(item.event.as_dict(), use_bin_type=True),
+    for event in events:
+        if event.type == "trial-completed":
+            tid = event.payload.trial_id      # type: ignore[attr-defined]
+            if await redis.set(TRIAL_RESULT.format(tid), msgpack.packb(event.as_dict(), use_bin_type=True),
                                nx=True, ex=RESULT_TTL_S):
                 await redis.set(TRIAL_PUBLISHED.format(tid), 1, ex=RESULT_TTL_S)   # it is in the log
                 await redis.hsetnx(TRIAL_RUNS, tid, 1)
@@ -141,9 +144,10 @@ def runner_classes(settings: Settings) -> list[str]:
 def make_backends(settings: Settings, classes: list[str]) -> dict[str, TrialBackend]:
     backends: dict[str, TrialBackend] = {}
     if "replay" in classes:
-        backends[ReplayBackend.kind] = ReplayBackend(settings.trial_time_scale)
+        backends[ReplayBackend.kind] = ReplayBackend(settings.trial_time_scale, settings.cache_dir)
     if any(c.startswith("live-") for c in classes):
-        backends[LiveBackend.kind] = LiveBackend(settings.compiled_cache_dir)
+        backends[LiveBackend.kind] = LiveBackend(settings.compiled_cache_dir, download_dir=settings.cache_dir,
+                                                 max_model_bytes=settings.max_model_bytes)
     return backends
 
 
@@ -151,11 +155,11 @@ async def advertise(redis: Redis, name: str, classes: list[str], backends: Mappi
                     every_s: float = 20.0) -> None:
     """Keep this runner's classes and the knob values it can apply in Redis (expiring), so
     ``falcon runners`` and operators see which hardware serves which trial class."""
-    caps = {k: b.capabilities() for k, b in backends.items()}
+    advert = RunnerAdvert(name, tuple(classes), {k: b.capabilities() for k, b in backends.items()},
+                          {k: tuple(b.measures()) for k, b in backends.items()})
     key = RUNNER_ADVERT.format(name)
     while True:
-        await redis.set(key, json.dumps({"runner": name, "classes": classes, "capabilities": caps}),
-                        ex=int(every_s * 3))
+        await redis.set(key, advert.to_json(), ex=int(every_s * 3))
         await asyncio.sleep(every_s)
 
 

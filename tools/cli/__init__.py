@@ -1,7 +1,8 @@
 """``falcon``: the command line for people and for upstream CI.
 
 One module per command group: ``stack_cmds`` (up, down, demo), ``search_cmds`` (submit, status,
-watch, audit, report, rebuild), ``data_cmds`` (publish-offline, trees, runners, profile).
+watch, audit, report, rebuild), ``data_cmds`` (publish-offline, trees, runners, profile),
+``log_cmds`` (dead-letters).
 
 Exit codes: 0 success, 1 the search failed (or did not finish in time), 2 bad usage/input,
 3 the stack is not reachable."""
@@ -14,14 +15,22 @@ import sys
 from aiokafka.errors import KafkaError
 
 from tools import localstack
-from tools.cli import data_cmds, search_cmds, stack_cmds
+from tools.cli import data_cmds, log_cmds, search_cmds, stack_cmds
 from tools.cli._shared import EXIT_UNREACHABLE, EXIT_USAGE
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit 2), e.g. ``falcon submit: argument --measure-s: must be
+    a positive number, not -2 (falcon submit --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} ({self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="falcon", description=__doc__.split("\n")[0])
+    p = Parser(prog="falcon", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack_cmds, search_cmds, data_cmds):
+    for group in (stack_cmds, search_cmds, data_cmds, log_cmds):
         group.register(sub)
     return p
 

@@ -15,7 +15,7 @@ from schemas.events import OfflineTablePublished
 from services.common.bus import KafkaPublisher, ensure_topics
 from services.common.connections import redis_client
 from services.common.falcon_data import iter_offline_tables
-from services.common.redis_keys import RUNNER_ADVERT
+from services.common.runners import read_adverts
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE
 from services.knowledge.store import KnowledgeStore
@@ -55,8 +55,7 @@ def cmd_publish_offline(a: argparse.Namespace) -> int:
 async def runners(s: Settings) -> list[dict[str, Any]]:
     redis = redis_client(s)
     try:
-        keys = [k async for k in redis.scan_iter(match=RUNNER_ADVERT.format("*"))]
-        return sorted((json.loads(v) for v in await redis.mget(keys) if v), key=lambda r: r["runner"]) if keys else []
+        return [json.loads(a.to_json()) for a in await read_adverts(redis)]
     finally:
         await redis.aclose()
 
@@ -64,7 +63,9 @@ async def runners(s: Settings) -> list[dict[str, Any]]:
 def cmd_runners(a: argparse.Namespace) -> int:
     rows = asyncio.run(runners(settings()))
     out(rows, a.json, "\n".join(f"{r['runner']:40} {','.join(r['classes']):22} "
-                                f"{json.dumps(r['capabilities'])}" for r in rows) or "no runner is advertising")
+                                f"{json.dumps(r['capabilities'])}"
+                                + (f" measures {json.dumps(r['measures'])}" if r.get("measures") else "")
+                                for r in rows) or "no runner is advertising")
     return EXIT_OK
 
 

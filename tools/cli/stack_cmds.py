@@ -9,26 +9,67 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
+from schemas import Event
+from services.common.bus import KafkaPublisher
+from services.common.connections import redis_client
+from services.common.redis_keys import SEARCH_OPEN, TRIAL_RESULT
 from services.common.settings import Settings
 from services.common.spec import DEFAULT_TRIAL_SECONDS
+from services.searcher.store import SearchStore
 from tools import localstack
+from tools.archive import archive_path
 from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out
 from tools.cli.data_cmds import publish_offline
 from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
 
 
+async def resume_open_searches(s: Settings) -> list[str]:
+    """After ``falcon up`` the broker starts empty, so a search that was waiting for a trial when
+    the stack went down would wait for ever. Re-publish what each one waits for: its trial's stored
+    result when a runner finished it, else its trial request (same event ids: a runner answers a
+    measured trial from Redis and takes over an unfinished one once the old claim's lease ends)."""
+    redis = redis_client(s)
+    store, resumed = SearchStore(redis), []
+    try:
+        async with KafkaPublisher(s) as pub:
+            for raw_id in sorted(await redis.smembers(SEARCH_OPEN)):
+                sid = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                st = await store.get(sid)
+                if st is None or st.status != "running" or st.pending is None:
+                    continue
+                stored = await redis.get(TRIAL_RESULT.format(st.pending.trial_id))
+                if stored is not None:
+                    event = Event(**msgpack.unpackb(stored, raw=False))
+                else:
+                    event = next((Event(**e) for e in st.outbox if e["type"] == "trial-requested"), None)
+                if event is not None:
+                    await pub.publish(event)
+                    resumed.append(sid)
+    finally:
+        await redis.aclose()
+    return resumed
+
+
 def cmd_up(a: argparse.Namespace) -> int:
     base = replace(Settings.from_env(), trial_time_scale=a.time_scale)
     info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port)
+    resumed = asyncio.run(resume_open_searches(info.settings(base)))
+    if resumed:
+        print(f"resumed {len(resumed)} search(es) that were running at falcon down: {', '.join(resumed)}",
+              file=sys.stderr)
     if a.offline:
         n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
         print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
-         "processes": info.pids, "logs": str(home() / "logs"),
+         "processes": info.pids, "logs": str(home() / "logs"), "redis_data": str(home() / "redis"),
+         "archive": str(archive_path(home())),
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
-        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
-        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})")
+        f"{len(info.pids) - 3} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())}); history kept in {home() / 'redis'} "
+        f"and {archive_path(home())}")
     return EXIT_OK
 
 

@@ -23,3 +23,8 @@ class TrialBackend(ABC):
     def capabilities(self) -> dict[str, Any]:
         """Knob -> values this backend can apply here (advertised by the runner)."""
         return {}
+
+    def measures(self) -> list[str]:
+        """The figures of a trial result this backend measures (rps, p50_ms, p99_ms, stability_cv),
+        advertised so a constraint no runner can check is refused at submission."""
+        return []

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from services.common.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
-from services.common.model_files import ModelFileError, local_path
+from services.common.model_files import ModelFileError, model_path
 from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
 
@@ -34,15 +34,24 @@ class LiveBackend(TrialBackend):
     kind = "live"
 
     def __init__(self, cache_dir: str | Path = ".falcon/compiled", max_cores: int | None = None,
-                 timeout_s: float = 600.0, gpus: list[str] | None = None) -> None:
+                 timeout_s: float = 600.0, gpus: list[str] | None = None,
+                 download_dir: str | Path = ".falcon/cache", max_model_bytes: int = 2 * 1024**3) -> None:
         self.cache_dir = Path(cache_dir)
+        self.download_dir = Path(download_dir)
+        self.max_model_bytes = max_model_bytes
         self.max_cores = max_cores or len(os.sched_getaffinity(0))
         self.timeout_s = timeout_s
         self.gpus = detect_gpus() if gpus is None else gpus      # e.g. ["NVIDIA H100 80GB HBM3"]
 
     def capabilities(self) -> dict[str, Any]:
-        return {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
-                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none", *self.gpus]}
+        caps: dict[str, Any] = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
+                                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none", *self.gpus]}
+        if self.gpus:
+            caps["gpumem"] = "any size within the GPU's memory"
+        return caps
+
+    def measures(self) -> list[str]:
+        return ["rps", "p50_ms", "p99_ms", "stability_cv"]
 
     def gpu_present(self, gpu: str) -> bool:
         """'H100' names this machine's GPU if it appears in the driver's name for it."""
@@ -77,7 +86,7 @@ class LiveBackend(TrialBackend):
         if why:
             return trial.failed(why)
         try:
-            model = local_path(str(trial.model.get("uri") or ""))
+            model = model_path(str(trial.model.get("uri") or ""), self.max_model_bytes, self.download_dir)
         except ModelFileError as exc:
             return trial.failed(str(exc))
         if trial.model.get("format") != "onnx" or not model.is_file():

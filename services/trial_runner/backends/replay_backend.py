@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.common.falcon_data import DataError, ModelTable, load_model_table
+from services.common.falcon_data import DataError, ModelTable, read_model_table
+from services.common.uris import is_remote
 from services.common.spec import DEFAULT_TRIAL_SECONDS
 from schemas.events import TrialRequested, TrialResult
 from services.trial_runner.backends.base import TrialBackend
@@ -20,17 +21,22 @@ from services.trial_runner.backends.base import TrialBackend
 class ReplayBackend(TrialBackend):
     kind = "replay"
 
-    def __init__(self, time_scale: float = 0.0) -> None:
+    def __init__(self, time_scale: float = 0.0, cache_dir: str | Path = ".falcon/cache") -> None:
         self.time_scale = time_scale
-        self._tables: dict[Path, ModelTable] = {}
+        self.cache_dir = cache_dir
+        self._tables: dict[str, ModelTable] = {}
         self._lock = threading.Lock()
 
-    def table(self, path: str) -> ModelTable:
-        p = Path(path).resolve()
+    def table(self, uri: str) -> ModelTable:
+        """The table at a path or URI (file://, s3://, https://), read once."""
+        key = uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).resolve())
         with self._lock:
-            if p not in self._tables:
-                self._tables[p] = load_model_table(p)
-            return self._tables[p]
+            if key not in self._tables:
+                self._tables[key] = read_model_table(uri, self.cache_dir)
+            return self._tables[key]
+
+    def measures(self) -> list[str]:
+        return ["depends on the table: its rps, p50_ms, p99_ms and cv columns"]
 
     def capabilities(self) -> dict[str, Any]:
         return {"any": "every configuration of the requested table"}

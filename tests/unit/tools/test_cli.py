@@ -36,8 +36,37 @@ def test_missing_table_is_a_usage_error(tmp_path, capsys):
 
 def test_every_command_has_help(capsys):
     for cmd in ("up", "down", "submit", "status", "watch", "audit", "demo", "publish-offline", "rebuild", "trees",
-                "report", "runners", "profile"):
+                "report", "runners", "profile", "dead-letters"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
     assert "audit" in capsys.readouterr().out
+
+
+def test_usage_errors_are_one_line_with_exit_2(capsys):
+    for argv, expected in ((["submit", "m", "--measure-s", "-2"], "argument --measure-s: must be a positive number"),
+                           (["submit", "m", "--max-trials", "0"], "argument --max-trials: must be at least 1"),
+                           (["dead-letters", "--since", "yesterday"], "is neither a duration")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_space_file_that_does_not_parse_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "space.yaml"
+    bad.write_text("knobs:\n  batchsize: [8, 16\n  cpus: [1]\n")
+    assert main(["submit", "gru", "--profile", str(PROFILES / "gru" / "operators.csv"), "--replay-table",
+                 str(TARGETS / "reg-gru.csv"), "--space", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid YAML at line 3, column 7" in err and len(err.strip().splitlines()) == 1
+
+
+def test_since_accepts_durations_and_iso_times():
+    from datetime import datetime, timedelta, timezone
+    from tools.cli.log_cmds import since_time
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    assert since_time("90s", now) == now - timedelta(seconds=90)
+    assert since_time("2h", now) == now - timedelta(hours=2) and since_time("1d", now) == now - timedelta(days=1)
+    assert since_time("2026-11-24T02:00", now) == datetime(2026, 11, 24, 2, tzinfo=timezone.utc)
+    assert since_time("2026-11-24T02:00:00Z", now) == datetime(2026, 11, 24, 2, tzinfo=timezone.utc)

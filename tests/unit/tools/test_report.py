@@ -1,16 +1,20 @@
 """The report a person reads: the recommendation in serving terms, runners-up, history and
 plots, consistent with the search's own state."""
 
+import html
+import re
 from dataclasses import replace
 
 import pytest
 
 from schemas.events import TrialResult
 from services.common.falcon_data import load_model_table
-from services.common.spec import Constraints
+from services.common.space import Space, SpaceError
+from services.common.spec import Constraints, SearchSpec, StopRules
 from services.searcher.search import record_trial, start_search
-from tools.report import path_knobs, summary, write_report
-from tests.helpers import TARGETS, spec
+from tools import units
+from tools.report import Baseline, parse_config, path_knobs, summary, write_report
+from tests.helpers import REPO, TARGETS, spec
 
 TABLE = load_model_table(TARGETS / "reg-mobilenet-v2.csv")
 
@@ -51,22 +55,92 @@ def test_report_files_are_written_and_the_html_shows_what_matters(tmp_path):
     page = (tmp_path / "report.html").read_text()
     for png in ("progress.png", "path.png", "kops.png"):
         assert (tmp_path / png).stat().st_size > 5000 and png in page
-    assert "slo_p99_ms=40" in page and "runner died" in page
+    assert "p99 latency at most 40 ms" in page and "runner died" in page
     best = st.best
     assert best.p99_ms <= 40
     assert ", ".join(f"{k}={v}" for k, v in best.config.items()) in page
-    assert f"{best.rps:.3g} ±{best.index:.0f}% RPS" in page        # the measurement's spread is shown with it
+    assert f"{units.rps(best.rps)} ±{best.index:.0f}%" in page        # the measurement's spread is shown with it
     assert (tmp_path / "summary.json").exists() and s["files"]["html"].endswith("report.html")
 
 
 def test_a_search_without_recommendation_still_gets_a_report(tmp_path):
     st = searched(replace(spec(max_trials=3), constraints=Constraints(min_rps=1e12)))
     s = write_report(st, tmp_path)
-    assert s["recommended"] is None and "No recommendation" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert s["recommended"] is None and '<div class="none"><div class="big">No recommendation' in page
+    assert '<div class="rec">' not in page          # not the green box of a recommendation
 
 
-def test_the_path_is_drawn_over_the_knobs_the_search_moved_most():
+SCIENTIFIC = re.compile(r"\d\.?\d*e[+-]?\d+", re.IGNORECASE)
+
+
+def live_search(max_trials=6):
+    """A live search over the live CPU space: values are requests per dollar (tens of millions)."""
+    space = Space.from_file(REPO / "deploy" / "config" / "live-cpu-space.yaml")
+    s = SearchSpec(model={"name": "resnet8", "format": "onnx", "uri": "/m.onnx"},
+                   backend={"kind": "live", "measure_s": 3.0, "trial_seconds": 7.0}, space=space,
+                   stop=StopRules(max_trials), strategy="random")
+    d = start_search("live1", s, ["conv2d"], [{"op": "conv2d", "time_share": 1.0, "memory_share": None,
+                                              "flops": None}])
+    while d.request is not None:
+        r = d.request
+        rps = 250.0 * r.config["cpus"] * (1 + r.config["batchsize"] ** 0.5)
+        hourly = s.prices.hourly(r.config)
+        d = record_trial(d.state, TrialResult(r.trial_id, r.index, r.config, "ok", rps * 3600 / hourly,
+                                              hourly * 7 / 3600, 7.0, runner="trial-runner@box:1", rps=rps,
+                                              p50_ms=2.0 * r.config["batchsize"], p99_ms=5.0 * r.config["batchsize"],
+                                              stability_cv=0.02))
+    return d.state
+
+
+def test_numbers_carry_units_and_never_scientific_notation(tmp_path):
+    live = live_search()
+    write_report(live, tmp_path / "live", wall_s=95.0)
+    page = html.unescape((tmp_path / "live" / "report.html").read_text())
+    text = re.sub(r"<[^>]+>", " ", page.split("</style>")[1])
+    assert not SCIENTIFIC.search(text), SCIENTIFIC.search(text)
+    best = live.best
+    assert f"{units.number(best.value)} req/$" in text and " million req/$" in text
+    assert units.rps(best.rps) in text and "RPS" in text and " ms" in text
+    assert "p50" in text and "1 minute and 35 seconds" in text           # p50 and the search's wall time
+    assert "3 s of closed-loop stress test per trial" in text and "box:1" in text   # measurement and hardware
+    replay = searched(spec(max_trials=4))
+    write_report(replay, tmp_path / "replay")
+    page = html.unescape((tmp_path / "replay" / "report.html").read_text())
+    assert f"{replay.best.value:.3f} norm. RPS/$" in page and "normalised RPS/$ (the table's best = 1)" in page
+    assert "req/$" not in page                    # a normalised number is never labelled as requests per dollar
+
+
+def test_baseline_comparison_states_the_saving_both_ways(tmp_path):
+    live = live_search(max_trials=6)
+    worst = min((t for t in live.trials if t.ok), key=lambda t: t.value)
+    s = write_report(live, tmp_path, baseline=Baseline.of(live, worst.config, load_rps=5000.0))
+    b, best = s["baseline"], live.best
+    assert b["source"] == f"trial {worst.index + 1} of this search"
+    assert b["gain"] == pytest.approx(best.value / worst.value)
+    replicas = -(-5000 // worst.rps)
+    assert b["monthly"] == [replicas, pytest.approx(replicas * live.spec.prices.hourly(worst.config) * 730)] or \
+        b["monthly"] == (replicas, pytest.approx(replicas * live.spec.prices.hourly(worst.config) * 730))
+    assert b["monthly_saving"] == pytest.approx(b["monthly"][1] - b["recommended_monthly"][1])
+    page = (tmp_path / "report.html").read_text()
+    assert "Against what you run today" in page and "monthly cost at 5,000 RPS" in page
+    assert f"{b['gain']:.2f}x the requests per dollar" in page
+
+
+def test_a_replay_baseline_is_read_from_the_table_and_bad_configs_are_refused():
+    st = searched(spec(max_trials=4))
+    cfg = parse_config("batchsize=16, cpus=2, gpumem=1.6, gpupower=100, gputype=V100", st.spec.space)
+    base = Baseline.of(st, cfg)
+    assert base.source == "the replay table" and base.value == pytest.approx(TABLE.lookup(cfg)["value"])
+    with pytest.raises(SpaceError, match="not a configuration of the search's space"):
+        parse_config("cpus=2,gputype=V100", st.spec.space)
+
+
+def test_the_path_is_drawn_over_the_knobs_that_tell_the_trials_apart_best():
     st = searched(spec(max_trials=8))
     kx, ky = path_knobs(st)
-    moved = {k: len({str(t.config[k]) for t in st.trials}) for k in st.spec.space.names}
-    assert moved[kx] == max(moved.values()) and kx != ky
+    names = st.spec.space.names
+
+    def cells(a, b):
+        return len({(str(t.config[a]), str(t.config[b])) for t in st.trials})
+    assert kx != ky and cells(kx, ky) == max(cells(a, b) for a in names for b in names if a != b)

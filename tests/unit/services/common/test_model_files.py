@@ -37,8 +37,8 @@ def test_size_limit_missing_file_remote_uri_and_unknown_format(tmp_path):
         check_model_file(str(p), "onnx", max_bytes=10)
     with pytest.raises(ModelFileError, match="does not exist"):
         check_model_file(str(tmp_path / "nope.onnx"), "onnx")
-    with pytest.raises(ModelFileError, match="only local files"):
-        check_model_file("s3://bucket/m.onnx", "onnx")
+    with pytest.raises(ModelFileError, match="not supported"):
+        check_model_file("ftp://host/m.onnx", "onnx")
     with pytest.raises(ModelFileError, match="not one this service reads"):
         check_model_file(str(p), "pickle")
     with pytest.raises(ModelFileError, match="needs model.uri"):

@@ -169,3 +169,13 @@ def test_the_cloud_space_with_its_prices_is_searchable_and_an_unpriced_family_is
     missing = with_(prices, instances={k: v for k, v in prices.instances.items() if k != "L4"})
     d = start_search("s-cloud", with_(sp, prices=missing), [], [])
     assert d.finished and d.request is None and "no price for gputype value(s) ['L4']" in d.state.stop_reason
+
+
+def test_a_spec_the_replay_table_refutes_fails_before_any_trial():
+    from services.common.preflight import Facts
+    bad = replace(spec("gru"), space=Space.from_dict({"knobs": {"batchsize": [8], "cpu": [1], "gpumem": [1.2],
+                                                              "gpupower": [100], "gputype": ["T4"]}}))
+    d = start_search("s1", bad, [], [], facts=Facts(load_model_table(TARGETS / "reg-gru.csv")))
+    assert d.finished and d.request is None and d.state.status == "failed"
+    assert "knob(s) cpu of the space are not in replay table gru" in d.state.stop_reason
+    assert start_search("s1", bad, [], []).request is not None      # without the table, nothing to refute it

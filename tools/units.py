@@ -1,0 +1,106 @@
+"""Numbers for people: every figure the CLI and the reports print, with its unit and a sensible
+precision (``2,280 RPS``, ``193 million req/$``, ``$0.526/h``, ``12.3 ms``), never in scientific
+notation. Thousands separators and the words for large numbers come from ``humanize``.
+
+The objective has two meanings, and every place that shows it says which: a live search measures
+**requests per dollar**; a replay search reads a table's **normalised RPS/$** (0-1, the table's
+best configuration is about 1), which has no unit."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import humanize
+
+
+def sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, with thousands separators, no exponent."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else str(x)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{round(x, decimals):,.{decimals}f}"
+
+
+def number(x: float | None, digits: int = 3) -> str:
+    """Below a million: digits with separators (``45,600``); above: words (``193 million``)."""
+    if x is None:
+        return "-"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return humanize.intcomma(int(x))
+    if abs(x) >= 1e6:
+        return humanize.intword(round(x), f"%.{digits}g")
+    if abs(x) >= 10 ** (digits - 1):
+        return humanize.intcomma(round(x))
+    return sig(x, digits)
+
+
+def rps(x: float | None) -> str:
+    return "-" if x is None else f"{number(x)} RPS"
+
+
+def req_per_usd(x: float | None) -> str:
+    return "-" if x is None else f"{number(x)} req/$"
+
+
+def usd(x: float | None) -> str:
+    """Dollars: ``$1,234``, ``$12.50``, ``$0.51``, and 3 significant digits below a dollar
+    (``$0.0162``, ``$0.00091``)."""
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"${humanize.intcomma(round(x))}"
+    if abs(x) >= 1 or x == 0:
+        return f"${x:,.2f}"
+    text = sig(x, 3).rstrip("0")
+    if len(text.split(".")[1]) < 2:
+        text = f"{x:.2f}"
+    return f"${text}"
+
+
+def usd_per_hour(x: float | None) -> str:
+    return "-" if x is None else f"${sig(x, 3)}/h"
+
+
+def _trim(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def ms(x: float | None) -> str:
+    return "-" if x is None else f"{_trim(sig(x, 3))} ms"
+
+
+def seconds(x: float | None) -> str:
+    """A duration: ``0.5 s``, ``42 s``, ``2 minutes and 3 seconds``."""
+    if x is None:
+        return "-"
+    if x < 60:
+        if x >= 10:
+            return f"{round(x)} s"
+        return f"{_trim(sig(x, 2))} s"
+    return humanize.precisedelta(timedelta(seconds=round(x)), minimum_unit="seconds")
+
+
+def is_normalised(backend_kind: str | None) -> bool:
+    """Replay searches read a table's normalised objective; live searches measure req/$."""
+    return backend_kind == "replay"
+
+
+def objective(value: float | None, backend_kind: str | None) -> str:
+    """The objective with what it is: ``0.997 norm. RPS/$`` or ``193 million req/$``."""
+    if value is None:
+        return "-"
+    return f"{value:.3f} norm. RPS/$" if is_normalised(backend_kind) else req_per_usd(value)
+
+
+def objective_name(backend_kind: str | None) -> str:
+    return "normalised RPS/$ (the table's best = 1)" if is_normalised(backend_kind) else "requests per $"
+
+
+def config(c: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in c.items())
+
+
+__all__ = ["config", "is_normalised", "ms", "number", "objective", "objective_name", "req_per_usd", "rps",
+           "seconds", "sig", "usd", "usd_per_hour"]
