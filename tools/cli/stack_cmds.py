@@ -20,7 +20,7 @@ from services.common.spec import DEFAULT_TRIAL_SECONDS
 from services.searcher.store import SearchStore
 from tools import localstack
 from tools.archive import archive_path
-from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out
+from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPO, command, home, out
 from tools.cli.data_cmds import publish_offline
 from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
 
@@ -59,9 +59,9 @@ def cmd_up(a: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed {len(resumed)} search(es) that were running at falcon down: {', '.join(resumed)}",
               file=sys.stderr)
-    if a.offline:
-        n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
-        print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
+    for folder in offline_datasets(a.offline, a.no_offline):
+        n = asyncio.run(publish_offline(info.settings(base), folder))
+        print(f"published {n} offline tables from {folder}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
          "processes": info.pids, "logs": str(home() / "logs"), "redis_data": str(home() / "redis"),
          "archive": str(archive_path(home())),
@@ -71,6 +71,24 @@ def cmd_up(a: argparse.Namespace) -> int:
         f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())}); history kept in {home() / 'redis'} "
         f"and {archive_path(home())}")
     return EXIT_OK
+
+
+SHIPPED_OFFLINE = (
+    REPO / "bench" / "live-offline",   # lstm and dcgan measured live over deploy/config/live-cpu-space.yaml on a
+                                       # 2-core machine of this project (python -m bench.live_table --role sources)
+    DEFAULT_DATA,                      # Falcon's public tables over the paper's space, where the checkout has them
+)
+
+
+def offline_datasets(chosen: list[str] | None, none: bool = False) -> list[Path]:
+    """What ``falcon up`` publishes to the treebuilder: the folders named with --offline, else
+    the datasets shipped for the spaces the stack offers (the live CPU space and the paper's),
+    so a first search has knowledge without a manual step; nothing with --no-offline."""
+    if none:
+        return []
+    if chosen:
+        return [Path(c) for c in chosen]
+    return [p for p in SHIPPED_OFFLINE if (p / "models").is_dir() or (p / "kop-curves").is_dir()]
 
 
 def cmd_down(a: argparse.Namespace) -> int:
@@ -122,7 +140,9 @@ def register(sub: Any) -> None:
     c.add_argument("--time-scale", type=float, default=0.0, help="real seconds slept per simulated trial second")
     c.add_argument("--broker-port", type=int, default=19092)
     c.add_argument("--redis-port", type=int, default=16379)
-    c.add_argument("--offline", help="publish this offline dataset folder (falcon-data layout) once up")
+    c.add_argument("--offline", action="append", help="publish this offline dataset folder (falcon-data layout) "
+                   "once up; repeatable (default: the datasets shipped for the live CPU and the paper's spaces)")
+    c.add_argument("--no-offline", action="store_true", help="publish no offline dataset")
     cmd("down", cmd_down, "stop the local stack")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")

@@ -70,3 +70,12 @@ def test_since_accepts_durations_and_iso_times():
     assert since_time("2h", now) == now - timedelta(hours=2) and since_time("1d", now) == now - timedelta(days=1)
     assert since_time("2026-11-24T02:00", now) == datetime(2026, 11, 24, 2, tzinfo=timezone.utc)
     assert since_time("2026-11-24T02:00:00Z", now) == datetime(2026, 11, 24, 2, tzinfo=timezone.utc)
+
+
+def test_falcon_up_publishes_the_shipped_datasets_unless_told_otherwise(tmp_path):
+    from tools.cli.stack_cmds import offline_datasets
+    shipped = offline_datasets(None)
+    assert shipped and shipped[0].name == "live-offline"           # knowledge for the live CPU space
+    assert all((p / "models").is_dir() or (p / "kop-curves").is_dir() for p in shipped)
+    assert offline_datasets([str(tmp_path)]) == [tmp_path]
+    assert offline_datasets(None, none=True) == []
