@@ -51,6 +51,7 @@ from services.common.observability import (
     serve_http,
 )
 from services.common.settings import Settings
+from services.common.space import set_max_space_size
 from services.common.topics import ALL_TOPICS, topic_events, topic_for
 
 log = logging.getLogger("falcon.bus")
@@ -98,6 +99,7 @@ def _safe_id(s: str) -> bool:
 def create_app(service: str, settings: Settings) -> faust.App:
     """A faust app whose consumer group is ``falcon-<service>``: start N copies of a service and
     Kafka splits the partitions between them."""
+    set_max_space_size(settings.max_space_size)      # FALCON_MAX_SPACE_SIZE, for every space this service reads
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.broker.split(","))
     app = faust.App(
         f"falcon-{service}",

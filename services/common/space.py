@@ -38,6 +38,17 @@ _SCAN_LIMIT = 4_000_000      # the "rules exclude everything" check scans spaces
 _CHUNK = 1 << 16             # rows per chunk when enumerating
 
 
+_LIMIT = {"max_size": MAX_SPACE_SIZE}
+
+
+def set_max_space_size(n: int) -> None:
+    """This process's refusal threshold (FALCON_MAX_SPACE_SIZE: set by the services' and the
+    CLI's start from their settings)."""
+    if n < 1:
+        raise SpaceError(f"the maximum space size must be at least 1, not {n}")
+    _LIMIT["max_size"] = int(n)
+
+
 @dataclass(frozen=True)
 class Knob:
     name: str
@@ -79,10 +90,12 @@ class Space:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], max_size: int = MAX_SPACE_SIZE) -> "Space":
+    def from_dict(cls, d: Mapping[str, Any], max_size: int | None = None) -> "Space":
         """Accepts {"knobs": [{"name", "values", "kind"?}, ...], "rules"?: [str]} or
-        {"knobs": {name: [values]}, ...}. A space of more than ``max_size`` configurations is
-        refused before its rules are looked at (it would be too large to search or check)."""
+        {"knobs": {name: [values]}, ...}. A space of more than ``max_size`` configurations
+        (default: the process's limit, :func:`set_max_space_size`) is refused before its rules
+        are looked at (it would be too large to search or check)."""
+        max_size = _LIMIT["max_size"] if max_size is None else max_size
         raw = d.get("knobs")
         if isinstance(raw, Mapping):
             raw = [{"name": n, "values": v} for n, v in raw.items()]
@@ -117,7 +130,7 @@ class Space:
         return cls(tuple(knobs), tuple(parse_rule(r, knobs) for r in raw_rules))
 
     @classmethod
-    def from_file(cls, path: str | Path, max_size: int = MAX_SPACE_SIZE) -> "Space":
+    def from_file(cls, path: str | Path, max_size: int | None = None) -> "Space":
         p = Path(path)
         if p.suffix not in (".yaml", ".yml", ".toml"):
             raise SpaceError(f"{p}: a space file is .yaml, .yml or .toml")

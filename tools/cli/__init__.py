@@ -14,6 +14,8 @@ import sys
 
 from aiokafka.errors import KafkaError
 
+from services.common.settings import Settings
+from services.common.space import set_max_space_size
 from tools import localstack
 from tools.cli import data_cmds, log_cmds, search_cmds, stack_cmds
 from tools.cli._shared import EXIT_UNREACHABLE, EXIT_USAGE
@@ -38,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     try:
+        set_max_space_size(Settings.from_env().max_space_size)     # FALCON_MAX_SPACE_SIZE
         return a.fn(a)
     except (ValueError, FileNotFoundError) as exc:   # SpaceError, PricingError, DataError, SchemaError, ZooError
         print(f"falcon {a.command}: {exc}", file=sys.stderr)

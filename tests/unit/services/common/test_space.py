@@ -97,3 +97,14 @@ def test_vectorised_index_helpers_agree_with_index_and_config_at():
         assert [k.index_of(c[k.name]) for k in PAPER_SPACE.knobs] == row.tolist()
     assert PAPER_SPACE.allowed_size_estimate() == 1440 and PAPER_SPACE.rules == ()
     assert len(PAPER_SPACE.sample(np.random.default_rng(0), 2000)) == 1440
+
+
+def test_the_process_limit_on_space_size_is_configurable():
+    from services.common.space import MAX_SPACE_SIZE, set_max_space_size
+    try:
+        set_max_space_size(1000)
+        with pytest.raises(SpaceError, match="1,440 configurations, more than the maximum of 1,000"):
+            Space.from_dict(PAPER_SPACE.to_dict())
+    finally:
+        set_max_space_size(MAX_SPACE_SIZE)
+    assert Space.from_dict(PAPER_SPACE.to_dict()).size == 1440
