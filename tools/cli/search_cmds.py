@@ -16,6 +16,7 @@ from schemas.events import (
     DeadLetter,
     KopsIdentified,
     ModelSubmitted,
+    SearchCancelled,
     SearchCompleted,
     SearchFailed,
     TrialRequested,
@@ -212,10 +213,14 @@ async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
         if e.event_id in seen:
             seen[e.event_id]["deliveries"] += 1
             continue
-        seen[e.event_id] = {"ts": e.ts, "topic": item.topic, "type": e.type, "event_id": e.event_id,
-                            "causation_id": e.causation_id, "producer": e.producer, "deliveries": 1,
-                            "summary": _summary(e)}
+        seen[e.event_id] = audit_row(item.topic, e)
     return sorted(seen.values(), key=lambda r: r["ts"])
+
+
+def audit_row(topic: str, e: Event) -> dict[str, Any]:
+    """One row of a search's timeline (``falcon audit``; the dashboard shows the same rows)."""
+    return {"ts": e.ts, "topic": topic, "type": e.type, "event_id": e.event_id, "causation_id": e.causation_id,
+            "producer": e.producer, "deliveries": 1, "summary": _summary(e)}
 
 
 def _summary(e: Event) -> str:
@@ -236,6 +241,8 @@ def _summary(e: Event) -> str:
         return f"best {p.best.config} value={p.best.value} after {len(p.trials)} trials ({p.stop_reason})"
     if isinstance(p, SearchFailed):
         return f"{p.stage}: {p.reason}"
+    if isinstance(p, SearchCancelled):
+        return f"{p.reason} (by {p.requested_by})"
     if isinstance(p, DeadLetter):
         return f"{p.source_topic}@{p.offset}: {p.reason}"
     return ""

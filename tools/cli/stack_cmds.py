@@ -19,16 +19,18 @@ from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result
 
 def cmd_up(a: argparse.Namespace) -> int:
     base = replace(Settings.from_env(), trial_time_scale=a.time_scale)
-    info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port)
+    info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port,
+                         ui_port=a.ui_port)
+    ui = f"http://127.0.0.1:{info.ui_port}/" if info.ui_port else None
     if a.offline:
         n = asyncio.run(publish_offline(info.settings(base), Path(a.offline)))
         print(f"published {n} offline tables from {a.offline}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
-         "processes": info.pids, "logs": str(home() / "logs"),
+         "processes": info.pids, "logs": str(home() / "logs"), "ui": ui,
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
-        f"{len(info.pids) - 2} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
-        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})")
+        f"{len(info.metrics)} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})" + (f"\ndashboard: {ui}" if ui else ""))
     return EXIT_OK
 
 
@@ -82,6 +84,7 @@ def register(sub: Any) -> None:
     c.add_argument("--broker-port", type=int, default=19092)
     c.add_argument("--redis-port", type=int, default=16379)
     c.add_argument("--offline", help="publish this offline dataset folder (falcon-data layout) once up")
+    c.add_argument("--ui-port", type=int, default=18080, help="the dashboard's port on 127.0.0.1 (0: no dashboard)")
     cmd("down", cmd_down, "stop the local stack")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")
