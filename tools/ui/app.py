@@ -35,6 +35,7 @@ from schemas.events import SearchCancelled
 from services.common.bus import KafkaPublisher
 from services.common.connections import redis_client
 from services.common.settings import Settings
+from services.common.topics import SEARCH_CONTROL
 from tools.cli.search_cmds import SubmitOptions, build_submission
 from tools.ui.logindex import LogIndex, Note
 from tools.ui.views import SORTS, STATUSES, Views
@@ -204,6 +205,7 @@ class Dashboard:
             return JSONResponse({"error": str(exc)}, 400)
         event = Event.new(submission, search_id, PRODUCER)
         await self.publish(event)
+        self.index.published("model-submitted", event)
         log.info("submitted %s (model %r) from the dashboard", search_id, options.model)
         return JSONResponse({"search_id": search_id, "event_id": event.event_id, "url": f"/searches/{search_id}"},
                             201)
@@ -226,6 +228,7 @@ class Dashboard:
             return JSONResponse({"error": f"search is {st.status}: nothing to cancel"}, 409)
         event = Event.new(SearchCancelled(reason, "dashboard"), search_id, PRODUCER)
         await self.publish(event)
+        self.index.published(SEARCH_CONTROL, event)
         log.info("cancel of %s requested from the dashboard", search_id)
         return JSONResponse({"search_id": search_id, "event_id": event.event_id}, 202)
 
@@ -314,7 +317,7 @@ class Dashboard:
         p = self.parts
         return {"parts": {"summary": str(p.summary(data)), "recommendation": str(p.recommendation(data)),
                           "inflight": str(p.inflight(data)), "trials": str(p.trials(data)),
-                          "timeline": str(p.timeline(data))},
+                          "timeline": str(p.timeline(data)), "operators": str(p.operators(data))},
                 "best_so_far": data["best_so_far"], "status": data["status"], "can_cancel": data["can_cancel"]}
 
 

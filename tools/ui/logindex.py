@@ -113,13 +113,19 @@ class LogIndex:
             self._announce(Note(e.type, e.search_id, e.ts, e.event_id, item.topic,
                                 trial_id if isinstance(trial_id, str) else None))
 
-    def _search_event(self, topic: str, e: Event) -> None:
+    def published(self, topic: str, e: Event) -> None:
+        """An event this dashboard has just published: shown at once (the search's page exists
+        before the event comes back from the log, where it is then counted as delivered)."""
+        self._search_event(topic, e, deliveries=0)
+        self._announce(Note(e.type, e.search_id, e.ts, e.event_id, topic))
+
+    def _search_event(self, topic: str, e: Event, deliveries: int = 1) -> None:
         s = self.searches.setdefault(e.search_id, SearchLog())
         row = s.rows.get(e.event_id)
         if row is not None:
-            row["deliveries"] += 1
+            row["deliveries"] += deliveries
             return
-        s.rows[e.event_id] = audit_row(topic, e)
+        s.rows[e.event_id] = {**audit_row(topic, e), "deliveries": deliveries}
         try:
             p = e.payload
         except ValueError:

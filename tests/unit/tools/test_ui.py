@@ -93,6 +93,12 @@ def test_the_log_index_keeps_timelines_dead_letters_and_announces_new_events():
     (d,) = index.dead_letters
     assert d["source_topic"] == "model-submitted" and d["raw_size"] == 5 and d["reason"] == "not msgpack: <bad>"
     assert log_only_row("s1", s)["status"] == "submitted"
+    # what the dashboard published itself is shown at once, and counted as delivered once the log has it
+    mine = Event.new(ModelSubmitted(spec("gru", 3)), "s2", "ui")
+    index.published("model-submitted", mine)
+    assert index.searches["s2"].timeline()[0]["deliveries"] == 0 and index.searches["s2"].max_trials == 3
+    index.add(logged(mine, "model-submitted"))
+    assert index.searches["s2"].timeline()[0]["deliveries"] == 1
 
 
 def test_dead_letter_rows_render_escaped(parts):
@@ -151,6 +157,14 @@ def test_assets_are_served_locally_with_a_strict_policy(client):
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/no/such/page").status_code == 404
     assert client.get("/api/nothing").json() == {"error": "not found"}
+
+
+def test_falcon_ui_is_a_command_bound_to_loopback_by_default():
+    from tools.cli import parser
+    a = parser().parse_args(["ui"])
+    assert (a.host, a.port) == ("127.0.0.1", 8080) and a.fn.__name__ == "cmd_ui"
+    assert parser().parse_args(["up"]).ui_port == 18080
+    assert parser().parse_args(["ui", "--port", "9000", "--host", "::1"]).port == 9000
 
 
 def test_small_helpers():

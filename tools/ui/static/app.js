@@ -46,8 +46,12 @@ function setLive(text, ok) {
   el.classList.toggle("on", !!ok);
 }
 
+// One stream per page. It is closed when the page is left (else a page kept in the back/forward
+// cache holds its connection, and six of them exhaust the browser's connections to this host),
+// and opened again if the page comes back from that cache (it then reloads: its parts are stale).
 function connect(view, id, handlers) {
-  const es = new EventSource("/api/stream?view=" + encodeURIComponent(view) + (id ? "&id=" + encodeURIComponent(id) : ""));
+  const url = "/api/stream?view=" + encodeURIComponent(view) + (id ? "&id=" + encodeURIComponent(id) : "");
+  const es = new EventSource(url);
   es.onopen = () => { F.connected = true; setLive("live", true); };
   es.onerror = () => { F.connected = false; setLive("reconnecting…", false); };
   for (const [name, fn] of Object.entries(handlers)) {
@@ -57,6 +61,8 @@ function connect(view, id, handlers) {
       recordApplied(data.causes);
     });
   }
+  window.addEventListener("pagehide", () => { es.close(); F.connected = false; });
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
   return es;
 }
 
