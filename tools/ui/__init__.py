@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-# the dashboard's own settings (environment; the CLI flags override host and port)
-UI_ENV = ("FALCON_UI_HOST", "FALCON_UI_PORT", "FALCON_UI_TOKEN")
+# the dashboard's own settings (environment; the CLI flags override host and port), besides the
+# services' FALCON_* settings (broker, Redis, ...); FALCON_HOME: where it writes reports
+UI_ENV = ("FALCON_UI_HOST", "FALCON_UI_PORT", "FALCON_UI_TOKEN", "FALCON_HOME")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
