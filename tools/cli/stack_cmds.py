@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,9 @@ def cmd_up(a: argparse.Namespace) -> int:
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
         f"{len(info.metrics)} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
-        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})" + (f"\ndashboard: {ui}" if ui else ""))
+        f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())})" + (f"\ndashboard: {ui}" + (
+            "" if os.environ.get("FALCON_UI_TOKEN") else " (read-only: set FALCON_UI_TOKEN to submit and cancel)")
+            if ui else ""))
     return EXIT_OK
 
 
