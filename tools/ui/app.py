@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import jinja2
+from aiokafka.errors import KafkaError
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -102,18 +103,27 @@ class Dashboard:
                 await self._publisher.__aexit__(None, None, None)
             await self.redis.aclose()
 
-    async def publish(self, event: Event) -> None:
-        async with self._publish_lock:
-            if self._publisher is None:
-                pub = KafkaPublisher(self.settings)
-                await pub.__aenter__()
-                self._publisher = pub
-        await self._publisher.publish(event)
+    async def publish(self, event: Event) -> JSONResponse | None:
+        """Publish with the dashboard's one producer (started on first use); the refusal to send
+        when the broker cannot be reached, else None."""
+        try:
+            async with self._publish_lock:
+                if self._publisher is None:
+                    pub = KafkaPublisher(self.settings)
+                    await pub.__aenter__()
+                    self._publisher = pub
+            await asyncio.wait_for(self._publisher.publish(event), 30.0)
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("cannot publish %s: %s", event.type, exc)
+            return JSONResponse({"error": f"the broker is not reachable ({type(exc).__name__}); nothing was sent"},
+                                503)
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
     @property
     def parts(self) -> Any:
         return self.env.get_template("parts.html").module
+
     def page(self, request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(read_only=self.token is None, page=name.split(".")[0],
                                                   path=request.url.path, **ctx)
@@ -204,7 +214,8 @@ class Dashboard:
         except (ValueError, FileNotFoundError, TypeError) as exc:    # bad JSON, DataError, SpaceError, ...
             return JSONResponse({"error": str(exc)}, 400)
         event = Event.new(submission, search_id, PRODUCER)
-        await self.publish(event)
+        if (refused := await self.publish(event)) is not None:
+            return refused
         self.index.published("model-submitted", event)
         log.info("submitted %s (model %r) from the dashboard", search_id, options.model)
         return JSONResponse({"search_id": search_id, "event_id": event.event_id, "url": f"/searches/{search_id}"},
@@ -227,7 +238,8 @@ class Dashboard:
         if st.status != "running":
             return JSONResponse({"error": f"search is {st.status}: nothing to cancel"}, 409)
         event = Event.new(SearchCancelled(reason, "dashboard"), search_id, PRODUCER)
-        await self.publish(event)
+        if (refused := await self.publish(event)) is not None:
+            return refused
         self.index.published(SEARCH_CONTROL, event)
         log.info("cancel of %s requested from the dashboard", search_id)
         return JSONResponse({"search_id": search_id, "event_id": event.event_id}, 202)

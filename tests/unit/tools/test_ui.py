@@ -142,6 +142,15 @@ def test_submit_and_cancel_need_the_token(client):
     assert r.status_code == 400 and "does not exist" in r.json()["error"]
 
 
+def test_a_submission_the_broker_cannot_take_is_a_503_not_a_trace():
+    c = TestClient(create_app(Settings(broker="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0"), token="t",
+                              follow=False))
+    body = {"model": "gru", "replay_table": str(TARGETS / "reg-gru.csv"),
+            "profile": str(PROFILES / "gru" / "operators.csv")}
+    r = c.post("/api/searches", json=body, headers={"X-Falcon-Token": "t"})
+    assert r.status_code == 503 and "nothing was sent" in r.json()["error"]
+
+
 def test_without_a_token_the_dashboard_is_read_only():
     c = TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0"), token=None, follow=False))
     r = c.post("/api/searches", json={"model": "m"}, headers={"X-Falcon-Token": ""})
