@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import statistics
 import time
@@ -130,19 +131,35 @@ def severe_console_errors(d):
     return [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
 
 
-def write_latency(updates):
-    lags = sorted(u["lag_ms"] for u in updates)
-    by_type = {}
+def first_shown(updates):
+    """Each event once: the first update that showed it on a page."""
+    first: dict[str, dict] = {}
     for u in updates:
-        by_type.setdefault(u["type"], []).append(u["lag_ms"])
+        if u["event_id"] not in first or u["lag_ms"] < first[u["event_id"]]["lag_ms"]:
+            first[u["event_id"]] = u
+    return list(first.values())
 
-    def stats(v):
-        v = sorted(v)
-        return {"n": len(v), "p50_ms": statistics.median(v), "p95_ms": v[min(len(v) - 1, int(0.95 * len(v)))],
-                "max_ms": v[-1]}
-    out = {"what": "envelope ts of the event -> the page applied the update (Date.now() in Chromium); a "
-                   "trial-completed is shown once the searcher stored it, so its lag includes the searcher's decision",
-           **stats(lags), "by_event_type": {k: stats(v) for k, v in sorted(by_type.items())}}
+
+def stats(values):
+    v = sorted(values)           # p95: nearest rank
+    return {"n": len(v), "p50_ms": statistics.median(v), "p95_ms": v[math.ceil(0.95 * len(v)) - 1], "max_ms": v[-1]}
+
+
+def write_latency(updates):
+    shown = first_shown(updates)
+    by_type: dict[str, list] = {}
+    for u in shown:
+        by_type.setdefault(u["type"], []).append(u["lag_ms"])
+    recorded: dict[str, float] = {}       # a trial result: when the page showed it recorded by the searcher
+    for u in updates:
+        if u["type"] == "trial-completed" and u["stage"] != "arrived":
+            recorded[u["event_id"]] = min(recorded.get(u["event_id"], 1e12), u["lag_ms"])
+    out = {"what": "envelope ts of an event -> the page in Chromium applied the update that shows it (Date.now()); "
+                   "each event counted once, at its first update",
+           **stats(u["lag_ms"] for u in shown), "by_event_type": {k: stats(v) for k, v in sorted(by_type.items())},
+           "trial_recorded": {"what": "trial-completed ts -> the page shows the trial recorded in the searcher's "
+                                      "state (includes the searcher's decision of the next trial)",
+                              **(stats(recorded.values()) if recorded else {})}}
     (SHOTS / "latency.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
@@ -217,7 +234,7 @@ def test_cancel_a_search_from_its_page_and_see_it_stop(dash, browser):
     form.find_element("css selector", "button").click()
     wait(lambda: status(d) == "cancelled", 15, what="cancelled")
     at_cancel = trial_rows(d)
-    wait(lambda: "in flight" not in text(d, "#part-inflight"), 15, what="the trial in flight recorded")
+    wait(lambda: not text(d, "#part-inflight").strip(), 15, what="the trial in flight recorded")
     time.sleep(4 * TRIAL_REAL_S)
     final = trial_rows(d)
     assert at_cancel <= final <= at_cancel + 1 and final < 60     # the one in flight is recorded, nothing after
@@ -289,12 +306,10 @@ def test_an_unknown_search_is_a_404_page(dash, browser):
 
 
 def test_page_updates_reach_the_browser_within_a_second(dash):
-    """Measured in the pages above: each update's lag from its event's envelope ts. A trial-completed
-    is shown once the searcher has stored it (its lag includes the searcher's decision); every other
-    event is shown as the dashboard reads it."""
-    assert len(UPDATES) >= 20
-    lags = sorted(u["lag_ms"] for u in UPDATES)
-    direct = sorted(u["lag_ms"] for u in UPDATES if u["type"] != "trial-completed")
-    assert statistics.median(lags) < 1000, lags
-    assert direct[int(0.95 * (len(direct) - 1))] < 1000, direct
+    """Measured in the pages above: each event's lag from its envelope ts to the first page update
+    that showed it (a trial result shows as arrived at once, then as recorded by the searcher)."""
+    shown = first_shown(UPDATES)
+    assert len(shown) >= 20
+    s = stats(u["lag_ms"] for u in shown)
+    assert s["p50_ms"] < 1000 and s["p95_ms"] < 1000, s
     write_latency(UPDATES)

@@ -268,7 +268,8 @@ class Dashboard:
     async def _stream(self, request: Request, view: str, search_id: str) -> AsyncIterator[str]:
         with self.index.listen() as queue:
             yield "retry: 1000\n\n"
-            waiting: dict[str, tuple[list[Note], float]] = {}    # search -> notes the state does not show yet
+            # search -> (notes its state does not show yet, since when, ids of those already pushed)
+            waiting: dict[str, tuple[list[Note], float, set[str]]] = {}
             last_runners: Any = None
             while True:
                 timeout = 0.05 if waiting else (1.0 if view == "runners" else 15.0)
@@ -300,20 +301,30 @@ class Dashboard:
                 for n in notes:
                     if n.search_id and (view == "searches" or n.search_id == search_id):
                         by_search.setdefault(n.search_id, []).append(n)
-                for sid, (old, since) in list(waiting.items()):
+                for sid, (old, _, _) in list(waiting.items()):
                     by_search.setdefault(sid, [])[:0] = old
                 if not by_search and not notes:
                     yield ": keep-alive\n\n"
                     continue
                 for sid, ns in by_search.items():
-                    since = waiting.pop(sid, (None, time.monotonic()))[1]
+                    held = waiting.pop(sid, None)
+                    since, shown = (held[1], held[2]) if held else (time.monotonic(), set())
                     st = await self.views.state(sid)
-                    unseen = [n for n in ns if n.type == "trial-completed" and n.trial_id
-                              and (st is None or not st.has_trial(n.trial_id))]
+                    unseen = {n.event_id for n in ns if n.type == "trial-completed" and n.trial_id
+                              and (st is None or not st.has_trial(n.trial_id))}
                     if unseen and time.monotonic() - since < FRESH_WAIT_S:
-                        waiting[sid] = (ns, since)      # the searcher has not stored it yet: look again soon
+                        # the searcher has not stored the trial yet: show that its result arrived now,
+                        # and look again soon for the state that records it
+                        fresh = [n for n in ns if n.event_id not in shown]
+                        waiting[sid] = (ns, since, shown | {n.event_id for n in ns})
+                        if view == "search" and fresh:
+                            data = await self.views.search(sid)
+                            if data is not None:
+                                yield sse("search", {**self.search_parts(data), "causes": [
+                                    {**n.as_dict(), "stage": "arrived" if n.event_id in unseen else "shown"}
+                                    for n in fresh]})
                         continue
-                    causes = [n.as_dict() for n in ns]
+                    causes = [{**n.as_dict(), "stage": "recorded" if n.event_id in shown else "shown"} for n in ns]
                     if view == "search":
                         data = await self.views.search(sid)
                         if data is not None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from schemas import Event
-from schemas.events import DeadLetter, ModelSubmitted, SearchCompleted, SearchFailed
+from schemas.events import DeadLetter, ModelSubmitted, SearchCompleted, SearchFailed, TrialResult
 from services.common.bus import LoggedEvent, ensure_topics, read_events
 from services.common.settings import Settings
 from services.common.topics import ALL_TOPICS
@@ -43,6 +43,7 @@ class SearchLog:
     max_trials: int | None = None
     submitted: float | None = None        # epoch seconds of model-submitted
     result: dict[str, Any] | None = None  # the first search-results event: {"type", "reason"}
+    trials: dict[str, dict[str, Any]] = field(default_factory=dict)   # trial id -> what trial-completed said
 
     def timeline(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda r: r["ts"])
@@ -133,6 +134,9 @@ class LogIndex:
         if isinstance(p, ModelSubmitted) and s.submitted is None:
             s.model, s.strategy, s.max_trials = str(p.spec.model.get("name")), p.spec.strategy, p.spec.stop.max_trials
             s.submitted = epoch(e.ts)
+        elif isinstance(p, TrialResult):
+            s.trials.setdefault(p.trial_id, {"ts": e.ts, "index": p.index, "status": p.status, "value": p.value,
+                                             "reason": p.reason, "runner": p.runner})
         elif isinstance(p, (SearchCompleted, SearchFailed)) and s.result is None:
             s.result = {"type": e.type, "ts": e.ts,
                         "reason": p.stop_reason if isinstance(p, SearchCompleted) else f"{p.stage}: {p.reason}"}

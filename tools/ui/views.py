@@ -141,7 +141,9 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
             "target_value": st.spec.stop.target_value, "history": history, "best_so_far": series,
             "pending": None if pending is None else {"trial_id": pending.trial_id, "index": pending.index,
                                                      "config": dict(pending.config),
-                                                     "runner_class": pending.runner_class},
+                                                     "runner_class": pending.runner_class,
+                                                     # its result is in the log, the searcher is recording it
+                                                     "arrived": s.trials.get(pending.trial_id) if s else None},
             "recommendation": recommendation, "runners_up": rep["runners_up"],
             "timeline": s.timeline() if s is not None else [],
             "report_url": f"/searches/{st.search_id}/report/", "can_cancel": st.status == "running", "stored": True}

@@ -101,6 +101,19 @@ def test_the_log_index_keeps_timelines_dead_letters_and_announces_new_events():
     assert index.searches["s2"].timeline()[0]["deliveries"] == 1
 
 
+def test_a_trial_result_in_the_log_shows_before_the_searcher_records_it(parts):
+    from services.searcher.search import start_search
+    from tools.ui.logindex import SearchLog
+    d = start_search("s3", spec("gru", 4), ["dense"], OPS)
+    log = SearchLog()
+    data = detail(d.state, 1.0e9, log)
+    assert "in flight: trial 1" in str(parts.inflight(data))
+    log.trials[d.request.trial_id] = {"ts": "", "index": 0, "status": "failed", "value": None,
+                                      "reason": "OOM <killed>", "runner": "r"}
+    html = str(parts.inflight(detail(d.state, 1.0e9, log)))
+    assert "trial 1 finished: failed" in html and "OOM &lt;killed&gt;" in html and "recording" in html
+
+
 def test_dead_letter_rows_render_escaped(parts):
     html = str(parts.dead_letters({"total": 1, "dead_letters": [
         {"ts": "2026-01-01T00:00:00.000000Z", "source_topic": "model-submitted", "partition": 0, "offset": 3,

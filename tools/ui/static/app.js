@@ -35,7 +35,7 @@ function recordApplied(causes) {
   const now = Date.now();
   for (const c of causes || []) {
     F.updates.push({ type: c.type, search_id: c.search_id, trial_id: c.trial_id, event_id: c.event_id,
-                     ts: c.ts, applied_ms: now, lag_ms: now - tsMillis(c.ts) });
+                     stage: c.stage || "shown", ts: c.ts, applied_ms: now, lag_ms: now - tsMillis(c.ts) });
   }
 }
 
