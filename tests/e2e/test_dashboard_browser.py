@@ -242,6 +242,7 @@ def test_cancel_a_search_from_its_page_and_see_it_stop(dash, browser):
     summary = text(d, "#part-summary")
     assert "cancelled: wrong model <oops> (by dashboard)" in summary          # shown as text
     wait(lambda: "search-cancelled" in text(d, "#part-timeline"), 10, what="the cancel in the timeline")
+    assert d.find_element("id", "report-link").is_displayed()       # appeared once the search was stored
     assert d.execute_script("return window.__loadedOnce") == "yes"
     shot(d, "search-cancelled")
     keep_updates(d)

@@ -340,7 +340,8 @@ class Dashboard:
         p = self.parts
         return {"parts": {"summary": str(p.summary(data)), "recommendation": str(p.recommendation(data)),
                           "inflight": str(p.inflight(data)), "trials": str(p.trials(data)),
-                          "timeline": str(p.timeline(data)), "operators": str(p.operators(data))},
+                          "timeline": str(p.timeline(data)), "operators": str(p.operators(data)),
+                          "links": str(p.links(data))},
                 "best_so_far": data["best_so_far"], "status": data["status"], "can_cancel": data["can_cancel"]}
 
 
