@@ -43,7 +43,8 @@ from services.trial_runner.app import TrialRunner
 from services.trial_runner.backends import ReplayBackend
 from tools import localstack
 
-CONSUMED = ["model-submitted", "kops-identified", "trial-requested", "trial-completed"]   # topics with a handler
+CONSUMED = ["model-submitted", "kops-identified", "trial-requested", "trial-completed",   # topics with a handler
+            "search-control"]
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "falcon-data"
 
 
@@ -62,6 +63,7 @@ def valid_events() -> list[Event]:
                                         "backend": {"kind": "replay", "table": table}, "price_per_hour": 1.0}, "fuzz"),
         Event("trial-completed", "fz", {"trial_id": "fz/t0", "index": 0, "config": cfg, "status": "ok", "value": 0.5,
                                         "cost_usd": 0.1, "duration_s": 900.0, "runner": "r"}, "fuzz"),
+        Event("search-cancelled", "fz", {"reason": "enough", "requested_by": "fuzz"}, "fuzz"),
     ]
 
 
@@ -177,7 +179,8 @@ def run(n: int, seed_: int) -> Stats:
     loop.run_until_complete(searcher.ensure_initialised())
     loop.run_until_complete(runner.ensure_initialised())
     handlers = {"model-submitted": ProfilerHandlers(cfg).on_model_submitted, "kops-identified": searcher.on_kops_identified,
-                "trial-completed": searcher.on_trial_completed, "trial-requested": runner.on_trial_requested}
+                "trial-completed": searcher.on_trial_completed, "trial-requested": runner.on_trial_requested,
+                "search-control": searcher.on_search_cancelled}
     stats = Stats()
 
     @seed(seed_)

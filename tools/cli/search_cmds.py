@@ -20,6 +20,7 @@ from schemas.events import (
     KnowledgeRequested,
     KopsIdentified,
     ModelSubmitted,
+    SearchCancelled,
     SearchCompleted,
     SearchFailed,
     TrialRequested,
@@ -314,10 +315,14 @@ async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
     kinds = [e.data["spec"]["backend"].get("kind") for _, e in logged if e.type in ("model-submitted", "kops-identified")]
     normalised = units.is_normalised(kinds[0]) if kinds else None
     for topic, e in logged:
-        rows.append({"ts": e.ts, "topic": topic, "type": e.type, "event_id": e.event_id,
-                     "causation_id": e.causation_id, "producer": e.producer, "deliveries": 1,
-                     "summary": _summary(e, normalised)})
+        rows.append(audit_row(topic, e, normalised))
     return sorted(rows, key=lambda r: r["ts"])
+
+
+def audit_row(topic: str, e: Event, normalised: bool | None = None) -> dict[str, Any]:
+    """One row of a search's timeline (``falcon audit``; the dashboard shows the same rows)."""
+    return {"ts": e.ts, "topic": topic, "type": e.type, "event_id": e.event_id, "causation_id": e.causation_id,
+            "producer": e.producer, "deliveries": 1, "summary": _summary(e, normalised)}
 
 
 def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
@@ -358,6 +363,8 @@ def _summary(e: Event, normalised: bool | None = None) -> str:
                 f"trials ({p.stop_reason}), {units.usd(p.spent_usd)} spent")
     if isinstance(p, SearchFailed):
         return f"{p.stage}: {p.reason}"
+    if isinstance(p, SearchCancelled):
+        return f"{p.reason} (by {p.requested_by})"
     if isinstance(p, DeadLetter):
         return f"{p.source_topic}@{p.offset}: {p.reason}"
     return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -54,7 +55,9 @@ async def resume_open_searches(s: Settings) -> list[str]:
 
 def cmd_up(a: argparse.Namespace) -> int:
     base = replace(Settings.from_env(), trial_time_scale=a.time_scale)
-    info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port)
+    info = localstack.up(home(), base, runners=a.runners, broker_port=a.broker_port, redis_port=a.redis_port,
+                         ui_port=a.ui_port)
+    ui = f"http://127.0.0.1:{info.ui_port}/" if info.ui_port else None
     resumed = asyncio.run(resume_open_searches(info.settings(base)))
     if resumed:
         print(f"resumed {len(resumed)} search(es) that were running at falcon down: {', '.join(resumed)}",
@@ -64,12 +67,14 @@ def cmd_up(a: argparse.Namespace) -> int:
         print(f"published {n} offline tables from {folder}", file=sys.stderr)
     out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
          "processes": info.pids, "logs": str(home() / "logs"), "redis_data": str(home() / "redis"),
-         "archive": str(archive_path(home())),
+         "archive": str(archive_path(home())), "ui": ui,
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
         f"stack up: broker 127.0.0.1:{info.broker_port}, redis 127.0.0.1:{info.redis_port}, "
-        f"{len(info.pids) - 3} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
+        f"{len(info.metrics)} service processes (logs in {home() / 'logs'}; /metrics and /healthz on ports "
         f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())}); history kept in {home() / 'redis'} "
-        f"and {archive_path(home())}")
+        f"and {archive_path(home())}" + (f"\ndashboard: {ui}" + (
+            "" if os.environ.get("FALCON_UI_TOKEN") else " (read-only: set FALCON_UI_TOKEN to submit and cancel)")
+            if ui else ""))
     return EXIT_OK
 
 
@@ -143,6 +148,7 @@ def register(sub: Any) -> None:
     c.add_argument("--offline", action="append", help="publish this offline dataset folder (falcon-data layout) "
                    "once up; repeatable (default: the datasets shipped for the live CPU and the paper's spaces)")
     c.add_argument("--no-offline", action="store_true", help="publish no offline dataset")
+    c.add_argument("--ui-port", type=int, default=18080, help="the dashboard's port on 127.0.0.1 (0: no dashboard)")
     cmd("down", cmd_down, "stop the local stack")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")

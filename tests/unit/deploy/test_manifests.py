@@ -13,6 +13,7 @@ from compose_spec import PyCompose
 
 from services.common.settings import Settings
 from tests.helpers import REPO
+from tools.ui import UI_ENV
 
 DEPLOY = REPO / "deploy"
 SETTINGS = {"FALCON_" + f.name.upper() for f in fields(Settings)}
@@ -21,6 +22,11 @@ K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
 
 def module_exists(module: str) -> bool:
     return (REPO / module.replace(".", "/") / "__main__.py").exists()
+
+
+def known_env(module: str) -> set[str]:
+    """Settings a process reads: the services' FALCON_* settings, and the dashboard's own."""
+    return SETTINGS | (set(UI_ENV) if module == "tools.ui" else set())
 
 
 def test_compose_file_parses_and_wires_the_stack():
@@ -34,9 +40,10 @@ def test_compose_file_parses_and_wires_the_stack():
             assert dep in services, f"{name} depends on unknown service {dep}"
         if name not in ("kafka", "redis"):
             assert module_exists(svc["command"][0]), f"{name}: no module {svc['command']}"
-            unknown = set(svc["environment"]) - SETTINGS
+            unknown = set(svc["environment"]) - known_env(svc["command"][0])
             assert not unknown, f"{name}: unknown settings {unknown}"
     assert services["trial-runner-cpu"]["deploy"]["replicas"] >= 2
+    assert services["ui"]["ports"] == ["127.0.0.1:8080:8080"]            # the dashboard: this host only
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"   # KRaft
     gpu = services["trial-runner-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
@@ -57,7 +64,7 @@ def test_kubernetes_manifests_validate_strictly(path):
             c = doc["spec"]["template"]["spec"]["containers"][0]
             assert module_exists(c["args"][0])
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert not {e["name"] for e in c.get("env", [])} - SETTINGS
+            assert not {e["name"] for e in c.get("env", [])} - known_env(c["args"][0])
         if doc["kind"] == "ConfigMap":
             assert not set(doc["data"]) - SETTINGS
 
@@ -71,6 +78,17 @@ def test_gpu_runners_are_scheduled_on_gpu_nodes_and_scale_as_a_deployment():
     searcher = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "searcher")
     assert searcher["spec"]["replicas"] >= 2
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in docs)
+
+
+def test_the_dashboard_is_a_deployment_behind_a_cluster_internal_service():
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "25-ui.yaml").read_text()))
+    ui = next(d for d in docs if d["kind"] == "Deployment")
+    c = ui["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][0] == "tools.ui" and c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    token = next(e for e in c["env"] if e["name"] == "FALCON_UI_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is True        # no Secret: read-only, still up
+    svc = next(d for d in docs if d["kind"] == "Service")
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["selector"] == ui["spec"]["selector"]["matchLabels"]
 
 
 def test_a_broken_manifest_is_caught():

@@ -1,0 +1,149 @@
+"""What the pages and the JSON API show, as plain data: searches from the searcher's state in
+Redis (``SearchStore``, read only), their timelines and dead letters from the event log
+(:class:`LogIndex`), runners from their adverts. Figures per trial come from the report's own
+summary (``tools.report.summary``), so the dashboard and the report never disagree."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from services.common.redis_keys import RUNNER_ADVERT
+from services.searcher.search import SearchState
+from services.searcher.store import SearchStore
+from tools.report import summary as report_summary
+from tools.ui.logindex import LogIndex, SearchLog
+
+STATUSES = ("running", "submitted", "completed", "cancelled", "failed")
+SORTS = {"age": "created", "model": "model", "status": "status", "trials": "trials", "best": "best_value",
+         "spent": "spent_usd", "id": "search_id"}
+RUNNER_STALE_S = 20.0          # a runner re-advertises every 5 s; its advert expires after 20 s
+
+
+class Views:
+    def __init__(self, redis: Redis, index: LogIndex) -> None:
+        self.redis = redis
+        self.store = SearchStore(redis)       # long-lived: a search's spec is parsed once
+        self.index = index
+
+    # -- searches ------------------------------------------------------------------------------
+    async def searches(self, q: str = "", status: str = "", sort: str = "age", desc: bool = True,
+                       limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` searches (Redis, plus those only the log knows yet: submitted and
+        not profiled, or failed before the searcher), filtered and sorted."""
+        recent = await self.store.recent(limit)
+        states = await self.store.get_many([i for i, _ in recent])
+        rows = [row(st, created, self.index.searches.get(st.search_id))
+                for st, (_, created) in zip(states, recent) if st is not None]
+        listed = {r["search_id"] for r in rows}
+        others = [sid for sid, s in self.index.searches.items() if sid not in listed and s.submitted is not None]
+        rows += [log_only_row(sid, self.index.searches[sid])
+                 for sid, created in zip(others, await self.store.created(others)) if created is None]
+        q = q.strip().lower()
+        if q:
+            rows = [r for r in rows if q in r["search_id"].lower() or q in (r["model"] or "").lower()]
+        if status:
+            rows = [r for r in rows if r["status"] == status]
+        key = SORTS.get(sort, "created")
+        known = sorted((r for r in rows if r[key] is not None), key=lambda r: r[key], reverse=desc)
+        return (known + [r for r in rows if r[key] is None])[:limit]
+
+    async def search_row(self, search_id: str) -> dict[str, Any] | None:
+        st = await self.store.get(search_id)
+        s = self.index.searches.get(search_id)
+        if st is not None:
+            (created,) = await self.store.created([search_id])
+            return row(st, created or time.time(), s)
+        return log_only_row(search_id, s) if s is not None and s.submitted is not None else None
+
+    async def search(self, search_id: str) -> dict[str, Any] | None:
+        """Everything the search page shows; None when neither Redis nor the log knows it."""
+        st = await self.store.get(search_id)
+        s = self.index.searches.get(search_id)
+        if st is None:
+            if s is None:
+                return None
+            return {**log_only_row(search_id, s), "history": [], "best_so_far": [], "operators": [], "kops": [],
+                    "pending": None, "recommendation": None, "runners_up": [], "constraints": {},
+                    "timeline": s.timeline(), "report_url": None, "can_cancel": False, "stored": False}
+        (created,) = await self.store.created([search_id])
+        return detail(st, created or time.time(), s)
+
+    async def state(self, search_id: str) -> SearchState | None:
+        return await self.store.get(search_id)
+
+    # -- runners and dead letters --------------------------------------------------------------
+    async def runners(self) -> list[dict[str, Any]]:
+        keys = [k async for k in self.redis.scan_iter(match=RUNNER_ADVERT.format("*"))]
+        adverts = [json.loads(v) for v in await self.redis.mget(keys) if v] if keys else []
+        now = time.time()
+        out = []
+        for a in sorted(adverts, key=lambda r: r["runner"]):
+            beat = a.get("heartbeat")
+            out.append({"runner": a["runner"], "classes": a.get("classes", []),
+                        "capabilities": a.get("capabilities", {}), "current": a.get("current", []),
+                        "trials_done": a.get("trials_done"), "heartbeat": beat,
+                        "heartbeat_age_s": None if beat is None else round(max(0.0, now - beat), 1),
+                        "stale": beat is None or now - beat > RUNNER_STALE_S})
+        return out
+
+    def dead_letters(self, limit: int = 200) -> dict[str, Any]:
+        return {"total": self.index.dead_letter_total, "dead_letters": list(self.index.dead_letters)[:limit]}
+
+
+def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
+    best = st.best
+    return {"search_id": st.search_id, "model": str(st.spec.model.get("name")), "status": st.status,
+            "strategy": st.spec.strategy, "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
+            "best_value": best.value if best else None, "spent_usd": round(st.spent_usd, 4),
+            "created": created, "age_s": round(max(0.0, time.time() - created), 1), "stop_reason": st.stop_reason,
+            "in_flight": st.pending.trial_id if st.pending else None, "backend": str(st.spec.backend.get("kind"))}
+
+
+def log_only_row(search_id: str, s: SearchLog) -> dict[str, Any]:
+    """A search the searcher holds no state for: submitted (being profiled), or failed before."""
+    failed = s.result is not None and s.result["type"] == "search-failed"
+    created = s.submitted or time.time()
+    return {"search_id": search_id, "model": s.model, "status": "failed" if failed else "submitted",
+            "strategy": s.strategy, "trials": 0, "max_trials": s.max_trials, "best_value": None, "spent_usd": 0.0,
+            "created": created, "age_s": round(max(0.0, time.time() - created), 1),
+            "stop_reason": s.result["reason"] if failed else None, "in_flight": None, "backend": None}
+
+
+def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
+    rep = report_summary(st)
+    history = []
+    for t, r in zip(st.trials, rep["history"]):
+        history.append({**r, "trial_id": t.trial_id, "runner": t.runner, "cost_usd": t.cost_usd,
+                        "duration_s": t.duration_s, "feasible": st.feasible(t)})
+    best, series = None, []
+    for i, t in enumerate(st.trials, start=1):
+        if st.feasible(t) and (best is None or (t.value or 0.0) > best):
+            best = t.value
+        series.append([i, best, t.value if t.status == "ok" else None])
+    kops = set(st.kops)
+    operators = sorted(({"op": str(o.get("op")), "time_share": float(o.get("time_share") or 0.0),
+                         "memory_share": o.get("memory_share"), "kop": o.get("op") in kops} for o in st.operators),
+                       key=lambda o: -o["time_share"])
+    recommendation = None
+    if st.status != "running" and rep["recommended"]:
+        r = rep["recommended"]
+        cv = r.get("stability_cv")
+        recommendation = {**r, "interval": None if cv is None or r["rps"] is None else {
+            "cv": cv, "rps": [r["rps"] * (1 - cv), r["rps"] * (1 + cv)],
+            "value": None if r["value"] is None else [r["value"] * (1 - cv), r["value"] * (1 + cv)]}}
+    pending = st.pending
+    return {**row(st, created, s), "seed": st.spec.seed, "kops": list(st.kops), "operators": operators,
+            "constraints": rep["constraints"], "budget_usd": st.spec.stop.budget_usd,
+            "target_value": st.spec.stop.target_value, "history": history, "best_so_far": series,
+            "pending": None if pending is None else {"trial_id": pending.trial_id, "index": pending.index,
+                                                     "config": dict(pending.config),
+                                                     "runner_class": pending.runner_class,
+                                                     # its result is in the log, the searcher is recording it
+                                                     "arrived": s.trials.get(pending.trial_id) if s else None},
+            "recommendation": recommendation, "runners_up": rep["runners_up"],
+            "timeline": s.timeline() if s is not None else [],
+            "report_url": f"/searches/{st.search_id}/report/", "can_cancel": st.status == "running", "stored": True}
