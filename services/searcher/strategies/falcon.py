@@ -187,15 +187,17 @@ class Falcon(Strategy):
         if experts is None and len(obs.values) < N_RANDOM_WITHOUT_KNOWLEDGE:
             return self.random_untried(pool)
         cols = Columns.of(obs, pool)
-        score = self._score(experts, obs, cols)
+        score, _ = self._score(experts, obs, cols)
         ranked = cols.indices[np.argsort(-np.where(cols.candidate, score, -np.inf), kind="stable")[:LOCAL_SEEDS]]
         local = np.setdiff1d(np.concatenate([self.ctx.space.neighbours(int(i)) for i in ranked]),
                              np.concatenate([pool, obs.indices, self.tried_indices()]))
         return self._decide(experts, obs, Columns.of(obs, np.concatenate([pool, local])))
 
-    def _score(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> np.ndarray:
-        """Each column's score: EI of the next measurement once BO runs (else the mean), times
-        its chance to run at all when trials have failed; sets the convergence flag."""
+    def _score(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed,
+               cols: "Columns") -> tuple[np.ndarray, "Belief"]:
+        """(each column's score, the belief it comes from): EI of the next measurement once BO
+        runs (else the mean), times its chance to run at all when trials have failed; sets the
+        convergence flag."""
         belief = self.belief(experts, obs, cols)
         if belief.bo:
             score = next_measurement_ei(belief, obs)
@@ -205,12 +207,11 @@ class Falcon(Strategy):
         feasible = self.feasibility(cols.indices)
         if feasible is not None:
             score = score * feasible if belief.bo else score - (1.0 - feasible) * float(np.ptp(score) or 1.0)
-        self._belief = belief
-        return score
+        return score, belief
 
     def _decide(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> Config:
-        score = self._score(experts, obs, cols)
-        candidates = self.candidates(self._belief.mean, obs, cols)
+        score, belief = self._score(experts, obs, cols)
+        candidates = self.candidates(belief.mean, obs, cols)
         return self.ctx.space.config_at(int(cols.indices[int(np.argmax(np.where(candidates, score, -np.inf)))]))
 
     def _uncovered_ratio(self, indices: np.ndarray) -> np.ndarray:
