@@ -273,7 +273,7 @@ def test_runners_page_shows_their_classes_trials_and_heartbeats(dash, browser):
     assert len(rows) == 2
     page = text(d, "#part-runners")
     assert "live-cpu" in page and "replay" in page and "ago" in page
-    wait(lambda: search_id in text(d, "#part-runners"), 20, what="a current trial shown live")
+    wait(lambda: search_id in text(d, "#part-runners"), 60, what="a current trial shown live")
     shot(d, "runners")
     keep_updates(d)
 

@@ -176,8 +176,8 @@ class Dashboard:
             if self._reports.get(search_id) != made_from or not (folder / "report.html").exists():
                 from tools.cli.search_cmds import load_search
                 from tools.report import write_report
-                _, knowledge = await load_search(self.settings, search_id)
-                await asyncio.to_thread(write_report, st, folder, knowledge)
+                loaded = await load_search(self.settings, search_id)
+                await asyncio.to_thread(write_report, st, folder, loaded.knowledge, wall_s=loaded.wall_s)
                 self._reports[search_id] = made_from
         path = folder / name
         if not path.is_file():
