@@ -267,7 +267,8 @@ def test_a_model_name_with_markup_is_shown_as_text(dash, browser):
 def test_runners_page_shows_their_classes_trials_and_heartbeats(dash, browser):
     url, _ = dash
     d = browser
-    search_id = api_submit(url, **replay("resnet-101", max_trials=12, strategy="random"))
+    # hour-long simulated trials (2.4 s here): each stays on a runner long enough to be seen running
+    search_id = api_submit(url, **replay("resnet-101", max_trials=6, strategy="random", trial_seconds=3600))
     open_page(d, url + "/runners")
     rows = wait(lambda: d.find_elements("css selector", "#part-runners tbody tr:not(.stale)"), 10, what="runners")
     assert len(rows) == 2
