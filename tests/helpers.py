@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,3 +31,12 @@ def spec(table: str = "mobilenet-v2", max_trials: int = 6, **kw: Any) -> SearchS
 def knowledge() -> Knowledge:
     """What the public falcon-data offline dataset says about the paper's space (built once)."""
     return Knowledge.build(OfflineDataset.from_folder(DATA), PAPER_SPACE)
+
+
+def run_falcon(home: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``falcon ARGS`` as a user runs it against the local stack in ``home`` (none of this
+    process's FALCON_* settings leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
+    env["FALCON_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -174,12 +174,13 @@ def _knob_kernel(n: int, kind: str, width: float) -> np.ndarray:
     return np.exp(-d2 / (2 * width ** 2))
 
 
-def source_values(table: ModelTable, space: Space, device_factors: Mapping[Any, float] | None = None,
+def source_values(table: ModelTable, space: Space, factors: Mapping[Any, float] | None = None,
                   hardware: HardwareCatalogue = DEFAULT_HARDWARE) -> np.ndarray | None:
     """``space``: the grid (its knobs are the ones tables cover; a table is looked up on its own
     knobs, so a knob the table lacks is neutral)."""
     """A source model's values over the space. A complete table is taken as it is. A device it
-    never measured is transferred from the similar devices it did (``device_factors``, see
+    never measured is transferred from the similar devices it did (``factors``: devices' relative
+    RPS/$, see
     services.knowledge.transfer). What is still unknown (a table measured only in part, e.g.
     live trials of an earlier search) is filled by Gaussian-kernel regression from its measured
     configurations and scaled to [0, 1]; fewer than MIN_OBSERVED of them: None."""
@@ -190,8 +191,8 @@ def source_values(table: ModelTable, space: Space, device_factors: Mapping[Any, 
         row = table.lookup({k: c[k] for k in table.knobs})
         vals.append(np.nan if row is None else float(row["value"]))
     v = np.asarray(vals, dtype=float)
-    if device_factors:
-        v = fill_unmeasured_devices(v, space, device_factors, hardware)
+    if factors:
+        v = fill_unmeasured_devices(v, space, factors, hardware)
     known = ~np.isnan(v)
     if known.all():
         return v

@@ -24,7 +24,7 @@ from services.common.falcon_data import VALUE_COLUMN, DataError
 from services.common.redis_keys import KNOWLEDGE
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE, Space
-from services.knowledge import Knowledge
+from services.knowledge import Knowledge, OfflineDataset
 from services.knowledge.store import KnowledgeStore
 
 SERVICE = "treebuilder"
@@ -36,6 +36,7 @@ class TreebuilderHandlers:
     def __init__(self, store: KnowledgeStore) -> None:
         self.store = store
         self._building = asyncio.Lock()      # one build at a time: a request and the timer may race
+        self._dataset: tuple[int, OfflineDataset] | None = None   # read once per version for every space
 
     async def on_offline_table(self, event: Event, publisher: Publisher) -> None:
         t = event.payload
@@ -83,7 +84,9 @@ class TreebuilderHandlers:
                 return None
             knowledge = None
             if await self.store.stored_version(space) != version:
-                dataset = await self.store.load_dataset()
+                if self._dataset is None or self._dataset[0] != version:
+                    self._dataset = (version, await self.store.load_dataset())
+                dataset = self._dataset[1]
                 knowledge = await asyncio.to_thread(Knowledge.build, dataset, space, version=version)
                 blob = await asyncio.to_thread(
                     lambda: msgpack.packb({"version": version, "knowledge": knowledge.to_dict()}))

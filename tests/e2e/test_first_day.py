@@ -6,9 +6,6 @@ from a live search)."""
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -23,7 +20,7 @@ from services.common.falcon_data import read_operator_profile
 from services.common.settings import Settings
 from services.common.space import Space
 from services.knowledge.store import KnowledgeStore
-from tests.helpers import PROFILES, REPO, TARGETS, spec
+from tests.helpers import PROFILES, REPO, TARGETS, run_falcon, spec
 from tools import localstack
 
 pytestmark = pytest.mark.e2e
@@ -43,10 +40,7 @@ def stack(tmp_path_factory):
 
 
 def falcon(home, *args, timeout=240):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
-    env["FALCON_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_falcon(home, *args, timeout=timeout)
 
 
 def tiny_onnx(path):

@@ -3,9 +3,6 @@ exit codes and JSON, the treebuilder's dataset in Redis, and an audit rebuilt fr
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -14,7 +11,7 @@ from redis.asyncio import Redis
 from services.common.falcon_data import load_model_table
 from services.common.settings import Settings
 from services.knowledge.store import KnowledgeStore
-from tests.helpers import DATA, PROFILES, REPO, TARGETS
+from tests.helpers import DATA, PROFILES, TARGETS, run_falcon
 from tools import localstack
 
 pytestmark = pytest.mark.e2e
@@ -30,10 +27,7 @@ def local_stack(tmp_path_factory):
 
 
 def falcon(home, *args, timeout=180):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
-    env["FALCON_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_falcon(home, *args, timeout=timeout)
 
 
 def test_search_end_to_end_and_its_audit(local_stack):

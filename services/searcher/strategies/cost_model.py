@@ -13,9 +13,9 @@ from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareError
 from services.searcher.strategies.base import LOCAL_SEEDS, Strategy, StrategyError
 
 
-def cost_model_for(strategy: Strategy) -> CostModel | None:
-    """The cost model of the search's model, calibrated on its successful trials (None when the
-    operators or prices are not known)."""
+def cost_model_for(strategy: Strategy, calibrated: bool = True) -> CostModel | None:
+    """The cost model of the search's model, calibrated on its successful trials unless
+    ``calibrated`` is False (None when the operators or prices are not known)."""
     ctx = strategy.ctx
     if not ctx.operators or ctx.hourly is None:
         return None
@@ -24,7 +24,7 @@ def cost_model_for(strategy: Strategy) -> CostModel | None:
     except (CostModelError, HardwareError):
         return None
     done = [(c, v) for c, v in strategy.history if v is not None and v > 0]
-    return model.calibrate(done) if done else model
+    return model.calibrate(done) if calibrated and done else model
 
 
 class CostModelStrategy(Strategy):

@@ -220,11 +220,11 @@ class Falcon(Strategy):
         k = self.ctx.knowledge
         if k is None or k.grid is None or k.grid.names == self.ctx.space.names:
             return np.ones(len(indices))
-        model = cost_model_for(self)
+        model = cost_model_for(self, calibrated=False)     # a ratio on one device: its scale cancels
         if model is None:
             return np.ones(len(indices))
         try:
-            return uncovered_ratio(self.ctx.space, k.grid, indices, model.uncalibrated().predict)
+            return uncovered_ratio(self.ctx.space, k.grid, indices, model.predict)
         except (CostModelError, HardwareError, PricingError):
             return np.ones(len(indices))
 
