@@ -6,7 +6,7 @@ Prints searches completed, trials run vs expected, re-runs, duplicates, lost tri
 that differ from the fault-free in-process reference, wall time; the last line is one JSON
 object: {"searches", "completed", "lost_trials", "double_counted", "kills", "wall_s", ...}.
 
-    python -m bench.chaos [--searches 50] [--trials 6] [--kill-every 3] [--seed 0]
+    python -m bench.chaos [--searches 50] [--trials 6] [--kill-every 3] [--seed 0] [--parallel 4]
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ from tools.harness import run_search
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "falcon-data"
 
 
-def search_spec(model: str, trials: int, seed: int, data: Path) -> SearchSpec:
+def search_spec(model: str, trials: int, seed: int, data: Path, parallel: int = 1) -> SearchSpec:
+    """The random strategy: its choices depend on how many results are in, not on the order they
+    arrived, so even a search with trials in parallel must equal the fault-free reference."""
     return SearchSpec(model={"name": model, "format": "falcon-profile", "uri": None},
                       backend={"kind": "replay", "table": str(data / "models" / "targets" / f"reg-{model}.csv"),
                                "trial_seconds": 900.0},
-                      stop=StopRules(trials), strategy="random", seed=seed)
+                      stop=StopRules(trials), strategy="random", seed=seed, parallel=parallel)
 
 
 class Fleet:
@@ -117,7 +119,8 @@ async def main_async(a: argparse.Namespace) -> dict:
             for sid, (model, seed) in searches.items():
                 ops = read_operator_profile(a.data / "models" / "operators" / model / "operators.csv")
                 await pub.publish(Event("model-submitted", sid, {
-                    "spec": search_spec(model, a.trials, seed, a.data).to_dict(), "operators": ops}, "chaos"))
+                    "spec": search_spec(model, a.trials, seed, a.data, a.parallel).to_dict(), "operators": ops},
+                    "chaos"))
         collector = asyncio.create_task(collect(settings, set(searches), a.timeout))
         kills: list[str] = []
         while not collector.done():
@@ -145,13 +148,15 @@ async def main_async(a: argparse.Namespace) -> dict:
             double_counted += len(ids) - len(set(ids)) + max(0, len(set(ids)) - a.trials)
             lost += max(0, a.trials - len(set(ids)))
             ops = read_operator_profile(a.data / "models" / "operators" / model / "operators.csv")
-            ref = run_search(sid, search_spec(model, a.trials, seed, a.data), identify_kops(ops), ops, backend)
-            if [t["config"] for t in trials] != [t.config for t in ref.trials] or \
+            ref = run_search(sid, search_spec(model, a.trials, seed, a.data, a.parallel), identify_kops(ops), ops,
+                             backend)
+            # by trial index: with several in flight, results arrive in any order
+            if {t["index"]: t["config"] for t in trials} != {t.index: t.config for t in ref.trials} or \
                     r.data["best"]["config"] != ref.best.config:
                 mismatched += 1
         expected = a.searches * a.trials
         reruns = sum(v - 1 for v in runs.values() if v > 1)
-        print(f"searches completed   {completed}/{a.searches}")
+        print(f"searches completed   {completed}/{a.searches} ({a.parallel} trials of each in flight at once)")
         print(f"trials run/expected  {sum(runs.values())}/{expected} ({reruns} re-runs after a runner died "
               f"mid-trial, {len(runs)} distinct)")
         print(f"lost trials          {lost}")
@@ -162,7 +167,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         return {"searches": a.searches, "completed": completed, "lost_trials": lost,
                 "double_counted": double_counted, "kills": len(kills), "wall_s": round(wall, 1),
                 "trials_expected": expected, "trials_run": sum(runs.values()), "reruns": reruns,
-                "mismatched": mismatched}
+                "mismatched": mismatched, "parallel": a.parallel}
     finally:
         fleet.stop()
         for p in (broker, redis_proc):
@@ -181,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trial-real-s", type=float, default=0.3, help="real seconds a simulated trial takes")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=1, help="trials of each search in flight at once")
     p.add_argument("--data", type=Path, default=DATA)
     a = p.parse_args(argv)
     summary = asyncio.run(main_async(a))

@@ -148,7 +148,7 @@ def messages(bases: list[Event]) -> st.SearchStrategy[tuple[str, bytes]]:
 class Recorder:
     events: list[Event] = field(default_factory=list)
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, partition: int | None = None) -> None:
         schemas.encode(event)            # what a handler publishes must itself be valid
         self.events.append(event)
 

@@ -11,8 +11,17 @@ after trial 1..T] per seed]}}}. Also prints a table and writes a PNG (OUT with .
 
 --targets may be repeated (e.g. several noise realisations of the same tables: a model met again is
 named ``<model>@<folder>``). --truth DIR: score each trial by the value, in DIR's table of the same
-model, of the configuration the search would recommend then (the best measured so far) - with
-noisy targets this is what the user actually gets, not the luckiest measurement.
+model, of the configuration the search would recommend then (its best posterior mean when the
+measurements are noisy, else the best measured so far) - with noisy targets this is what the user
+actually gets, not the luckiest measurement. --noise SIGMA: replay the (clean) targets as a noisy
+live system, a fresh log-normal error per trial (a re-measurement differs), scored against the
+clean table.
+
+--parallel Q: Q trials in flight at once, the batch topped up as each result arrives (equal trial
+durations, so trial k finishes in round ceil(k/Q) or later); the curves are best-so-far after
+every trial in completion order. Also reported per strategy: the $ the search spent and the
+rounds (wall time in units of one trial) until it reached .95 and .99 of the optimum.
+--cost-aware: the acquisition weighs expected improvement per $ of the trial.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,30 +41,75 @@ from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.strategies import STRATEGIES
 from services.trial_runner.backends import ReplayBackend
-from tools.harness import profiled, run_search
+from tools.harness import profiled, simulate
 
-CHECKPOINTS = (1, 3, 6, 15, 30)
+CHECKPOINTS = (1, 3, 6, 8, 15, 16, 30)
+TRIAL_SECONDS = 900.0
+
+
+@dataclass
+class Run:
+    curve: list[float]          # best (recommended) value after each trial, completion order
+    spent: list[float]          # $ spent after each trial
+    rounds: list[int]           # round (in trial durations) in which each trial finished
 
 
 def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
-            seed: int, backend: ReplayBackend, truth: ModelTable | None = None) -> list[float]:
-    """Best value so far after each trial of one search, run by the product's own loop (stop rules
-    and failed trials included); a search that stopped early keeps its last value."""
+            seed: int, backend: ReplayBackend, truth: ModelTable | None = None, parallel: int = 1,
+            noise: float = 0.0, cost_aware: bool = False) -> Run:
+    """One search, run by the product's own loop (stop rules, failed trials, parallel top-ups and
+    the noise-robust recommendation included); a search that stopped early keeps its last value."""
     kops, operators = profiled(ops, DEFAULT_KOP_THRESHOLD)
+    backend_spec = {"kind": "replay", "table": str(table_path), "trial_seconds": TRIAL_SECONDS}
+    if noise > 0:
+        backend_spec["noise"] = noise
     spec = SearchSpec(model={"name": table_path.stem, "format": "falcon-profile", "uri": None},
-                      backend={"kind": "replay", "table": str(table_path), "trial_seconds": 900.0},
-                      space=space, stop=StopRules(trials), strategy=strategy, seed=seed)
-    state = run_search(f"bench-{strategy}-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
-    best, best_cfg, curve = -np.inf, None, []
-    for t in state.trials:
-        if t.ok and t.value is not None and t.value > best:
-            best, best_cfg = t.value, t.config
+                      backend=backend_spec, space=space, stop=StopRules(trials), strategy=strategy, seed=seed,
+                      parallel=parallel, cost_aware=cost_aware)
+    # the search id seeds the simulated noise: every strategy meets the same k-th measurement error
+    sim = simulate(f"bench-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
+    state = sim.state
+    curve, spent = [], []
+    for k in range(1, len(state.trials) + 1):
+        best = replace(state, trials=state.trials[:k]).best       # what the search recommends then
         if truth is not None:
-            row = truth.lookup(best_cfg) if best_cfg is not None else None
+            row = truth.lookup(best.config) if best is not None else None
             curve.append(float(row["value"]) if row is not None else 0.0)
         else:
-            curve.append(float(best) if np.isfinite(best) else 0.0)
-    return curve + [curve[-1] if curve else 0.0] * (trials - len(curve))
+            curve.append(float(best.value) if best is not None and best.value is not None else 0.0)
+        spent.append(sum(t.cost_usd for t in state.trials[:k]))
+    rounds = [int(np.ceil(t / TRIAL_SECONDS - 1e-9)) for t in sim.finished_at]
+    pad = trials - len(curve)
+    return Run(curve + [curve[-1] if curve else 0.0] * pad, spent + [spent[-1] if spent else 0.0] * pad,
+               rounds + [rounds[-1] if rounds else 0] * pad)
+
+
+def rounds_to(runs: list[Run], level: float) -> float:
+    """Median over runs of the round in which the recommendation first reached ``level`` (inf: never)."""
+    out = []
+    for r in runs:
+        hit = [rd for v, rd in zip(r.curve, r.rounds) if v >= level]
+        out.append(hit[0] if hit else np.inf)
+    return float(np.median(out)) if out else np.inf
+
+
+def cost_table(runs: dict[str, list[Run]]) -> str:
+    head = f"{'strategy':18}{'$ spent':>10}{'$ to .95':>10}{'$ to .99':>10}{'rounds->.95':>13}{'rounds->.99':>13}"
+    lines = [head, "-" * len(head)]
+    for strat, rs in runs.items():
+        def usd_to(level: float) -> float:
+            vals = []
+            for r in rs:
+                hit = [sp for v, sp in zip(r.curve, r.spent) if v >= level]
+                vals.append(hit[0] if hit else np.inf)
+            return float(np.median(vals))
+
+        def fmt(x: float, spec: str) -> str:
+            return format(x, spec) if np.isfinite(x) else "never"
+        lines.append(f"{strat:18}{np.mean([r.spent[-1] for r in rs]):10.2f}{fmt(usd_to(.95), '10.2f'):>10}"
+                     f"{fmt(usd_to(.99), '10.2f'):>10}{fmt(rounds_to(rs, .95), '13.0f'):>13}"
+                     f"{fmt(rounds_to(rs, .99), '13.0f'):>13}")
+    return "\n".join(lines)
 
 
 def summarise(results: dict, trials: int) -> str:
@@ -112,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--strategies", default="falcon,random,gp-ei,prior")
+    p.add_argument("--parallel", type=int, default=1, help="trials in flight at once (Q)")
+    p.add_argument("--noise", type=float, default=0.0, help="replay as a noisy live system (log-normal sigma)")
+    p.add_argument("--cost-aware", action="store_true", help="acquisition: expected improvement per $")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args(argv)
+    if not 1 <= a.parallel <= a.trials:
+        p.error(f"--parallel must be between 1 and --trials ({a.trials}), not {a.parallel}")
+    if not 0 <= a.noise < 1:
+        p.error(f"--noise must be in [0, 1), not {a.noise}")
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -131,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     knowledge: dict[Space, Knowledge] = {}
     backend = ReplayBackend()
     results: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
+    runs: dict[str, list[Run]] = {s: [] for s in strategies}
+    spent: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
+    rounds: dict[str, dict[str, list[list[int]]]] = {s: {} for s in strategies}
     t0 = time.monotonic()
     for name, path, folder in tables:
         model = path.stem.removeprefix("reg-")
@@ -141,22 +206,32 @@ def main(argv: list[str] | None = None) -> int:
             if not tpath.exists():
                 p.error(f"--truth: no {tpath}")
             truth = backend.table(str(tpath))         # cached: read once for every realisation
+        elif a.noise > 0:
+            truth = table                             # noise is added per trial: the table is the truth
         if table.space not in knowledge:
             knowledge[table.space] = Knowledge.build(dataset, table.space)
         prof = folder / "models" / "operators" / model / "operators.csv"
         ops = read_operator_profile(prof) if prof.exists() else []
         for strat in strategies:
-            results[strat][name] = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed,
-                                            backend, truth) for seed in range(a.seeds)]
-    out = {"trials": a.trials, "seeds": a.seeds, "results": results}
+            done = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed, backend, truth,
+                            a.parallel, a.noise, a.cost_aware) for seed in range(a.seeds)]
+            runs[strat] += done
+            results[strat][name] = [r.curve for r in done]
+            spent[strat][name] = [r.spent for r in done]
+            rounds[strat][name] = [r.rounds for r in done]
+    out = {"trials": a.trials, "seeds": a.seeds, "parallel": a.parallel, "noise": a.noise,
+           "cost_aware": a.cost_aware, "results": results, "spent_usd": spent, "rounds": rounds}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out))
     png = a.json.with_suffix(".png")
     plot(results, a.trials, png)
-    print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {time.monotonic() - t0:.0f}s; "
+    print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {a.parallel} in parallel"
+          f"{f', noise {a.noise:g}' if a.noise else ''}, {time.monotonic() - t0:.0f}s; "
           f"mean best norm.(RPS/$) after N trials:")
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))
+    print("what the search cost (median over runs; a round = one trial's wall time):")
+    print(cost_table(runs))
     print(f"wrote {a.json} and {png}")
     return 0
 

@@ -130,7 +130,7 @@ class TrialResult(Payload):
 @dataclass(frozen=True)
 class SearchCompleted(Payload):
     type: ClassVar[str] = "search-completed"
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space", "estimate"})
     best: TrialResult
     stop_reason: str
     trials: list[TrialResult]
@@ -143,6 +143,10 @@ class SearchCompleted(Payload):
     backend_kind: str = ""
     space: Space | None = None
     infeasible: Mapping[str, str] = field(default_factory=dict)    # trial id -> why it cannot be recommended
+    # what the search believes the recommendation is worth: value (posterior mean), 95% low/high,
+    # measurements behind it (a noisy runner's lucky measurement is not the estimate)
+    estimate: Mapping[str, Any] | None = None
+    parallel: int = 1                       # trials that ran at once
 
     @classmethod
     def from_data(cls, d: Mapping[str, Any]) -> "SearchCompleted":
@@ -150,7 +154,8 @@ class SearchCompleted(Payload):
                    float(d["spent_usd"]), d["strategy"], list(d["kops"]),
                    [TrialResult.from_data(t) for t in d.get("runners_up", ())], dict(d.get("constraints") or {}),
                    d.get("model", ""), d.get("backend_kind", ""),
-                   Space.from_dict(d["space"]) if d.get("space") else None, dict(d.get("infeasible") or {}))
+                   Space.from_dict(d["space"]) if d.get("space") else None, dict(d.get("infeasible") or {}),
+                   d.get("estimate"), int(d.get("parallel") or 1))
 
 
 @dataclass(frozen=True)

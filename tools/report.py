@@ -173,7 +173,8 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         "backend": kind, "objective": units.objective_name(kind), "hardware": _hardware(state),
         "measurement": _measurement(state), "wall_s": wall_s,
         "constraints": state.spec.constraints.to_dict(), "trials": len(state.trials),
-        "spent_usd": state.spent_usd, "recommended": row(best) if best else None,
+        "spent_usd": state.spent_usd, "recommended": row(best) if best else None, "parallel": state.parallel,
+        "estimate": state.recommendation.to_data() if state.recommendation else None,
         "runners_up": [row(t) for t in ranked[1:4]],
         "history": [{**row(t), "status": t.status, "reason": t.reason,
                      "violations": state.violations(t) if t.status == "ok" else []} for t in state.trials],
@@ -495,6 +496,18 @@ def _baseline_html(b: Mapping[str, Any], rec: Mapping[str, Any] | None, kind: st
         f'load needs at its measured RPS.</p></div>'
 
 
+def _estimate_html(e: Mapping[str, Any] | None, kind: str) -> str:
+    """What the search believes the recommendation is worth, when measurements were noisy."""
+    if not e or e["high"] <= e["low"]:
+        return ""
+    n = int(e["measurements"])
+    return (f'<p id="estimate">Estimated objective {html.escape(units.objective(e["value"], kind))} '
+            f'(95% interval {html.escape(units.objective(e["low"], kind))} to '
+            f'{html.escape(units.objective(e["high"], kind))}), from {n} measurement{"s" if n != 1 else ""} of this '
+            f'configuration and what its neighbours measured. The runners reported measurement noise, so the '
+            f'recommendation is the configuration with the best estimate, not the luckiest measurement.</p>')
+
+
 def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
     kind = s["backend"]
     obj_head = "norm. RPS/$" if units.is_normalised(kind) else "req/$"
@@ -515,7 +528,8 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
             " (the replay table has no RPS or latency columns: only the normalised objective is known)"
         rec_html = (f'<div class="rec"><div class="big">{_cfg(rec["config"])}</div>'
                     f'<p>{", ".join(f for f in figures if f)}; objective '
-                    f'{html.escape(units.objective(rec["value"], kind))} (trial {rec["trial"]}){missing}</p></div>')
+                    f'{html.escape(units.objective(rec["value"], kind))} (trial {rec["trial"]}){missing}</p>'
+                    f'{_estimate_html(s.get("estimate"), kind)}</div>')
     else:
         closest = "".join(f"<p>{html.escape(c)}</p>" for c in s.get("closest", []))
         rec_html = f'<div class="none"><div class="big">No recommendation</div>' \
@@ -526,7 +540,9 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
     imgs = "".join(f'<h2>{html.escape(title)}</h2><img src="{html.escape(src)}" alt="{html.escape(title)}">'
                    for title, src in images.items())
     facts = [("search", s["search_id"]), ("status", f"{s['status']} ({s['stop_reason']})"),
-             ("objective", s["objective"]), ("trials", f"{s['trials']} ({units.usd(s['spent_usd'])} spent on them)"),
+             ("objective", s["objective"]),
+             ("trials", f"{s['trials']} ({units.usd(s['spent_usd'])} spent on them)"
+              + (f", {s['parallel']} at a time" if (s.get("parallel") or 1) > 1 else "")),
              ("hardware", s["hardware"]), ("measurement", s["measurement"]),
              ("wall time", units.seconds(s["wall_s"]) + " from submission to result" if s.get("wall_s") is not None
               else "-"),

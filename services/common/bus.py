@@ -64,7 +64,7 @@ class Reject(Exception):
 
 
 class Publisher(Protocol):
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, event: Event, partition: int | None = None) -> None: ...
 
 
 Handler = Callable[[Event, Publisher], Awaitable[None]]
@@ -153,13 +153,14 @@ class FaustPublisher:
                                                 partitions=self.settings.partitions)
         return self._topics[name]
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, partition: int | None = None) -> None:
+        """``partition``: where to put it (a trial routed to an idle runner); default by key."""
         topic, key, value = encode_for_topic(event, self.settings)
         channel = self._topic(topic)
         if topic not in self._declared:     # e.g. a trial class topic no runner has subscribed to yet
             await channel.maybe_declare()
             self._declared.add(topic)
-        fut = await channel.send(key=key, value=value)
+        fut = await channel.send(key=key, value=value, partition=partition)
         await fut  # wait for the broker's ack before the consumed offset can be committed
         EVENTS_PRODUCED.labels(self.app.conf.falcon_service, event.type).inc()
 
@@ -365,9 +366,9 @@ class KafkaPublisher:
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, partition: int | None = None) -> None:
         topic, key, value = encode_for_topic(event, self.settings)
-        await self._producer.send_and_wait(topic, value, key=key)
+        await self._producer.send_and_wait(topic, value, key=key, partition=partition)
 
     async def publish_raw(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
         """For tests and tools: put arbitrary bytes on a topic (e.g. a poison message)."""

@@ -51,6 +51,9 @@ def _numbers(spec: SearchSpec) -> list[str]:
     out = []
     if spec.stop.max_trials < 1:
         out.append(f"max_trials must be at least 1, not {spec.stop.max_trials}")
+    if spec.parallel is not None and not 1 <= spec.parallel <= spec.stop.max_trials:
+        out.append(f"parallel must be between 1 and the trial budget ({spec.stop.max_trials} trials), "
+                   f"not {spec.parallel}")
     if spec.stop.budget_usd is not None and not _positive(spec.stop.budget_usd):
         out.append(f"the budget must be a positive number of dollars, not {spec.stop.budget_usd}")
     c = spec.constraints

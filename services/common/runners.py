@@ -6,8 +6,9 @@ refuse, before any trial, a space value or a constraint no runner can serve."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -23,19 +24,68 @@ class RunnerAdvert:
     heartbeat: float | None = None              # unix time of the advert (the dashboard shows its age)
     current: tuple[Mapping[str, Any], ...] = ()  # the trials it runs now
     trials_done: int = 0
+    partitions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)   # trial topic -> partitions it owns
 
     def to_json(self) -> str:
         return json.dumps({"runner": self.runner, "classes": list(self.classes),
                            "capabilities": {k: dict(v) for k, v in self.capabilities.items()},
                            "measures": {k: list(v) for k, v in self.measures.items()},
                            "heartbeat": self.heartbeat, "current": [dict(c) for c in self.current],
-                           "trials_done": self.trials_done})
+                           "trials_done": self.trials_done,
+                           "partitions": {k: list(v) for k, v in self.partitions.items()}})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunnerAdvert":
         return cls(str(d["runner"]), tuple(d.get("classes") or ()), dict(d.get("capabilities") or {}),
                    {k: tuple(v) for k, v in (d.get("measures") or {}).items()}, d.get("heartbeat"),
-                   tuple(d.get("current") or ()), int(d.get("trials_done") or 0))
+                   tuple(d.get("current") or ()), int(d.get("trials_done") or 0),
+                   {str(k): tuple(int(p) for p in v) for k, v in (d.get("partitions") or {}).items()})
+
+
+def pick_partition(adverts: Sequence[RunnerAdvert], topic: str, routed: Mapping[str, int]) -> tuple[str, int] | None:
+    """(runner, partition) for a new trial on ``topic``: a partition of the runner of that topic
+    with the fewest trials running now plus routed to it and not started yet (``routed``; ties by
+    name), so the trials of a batch land on distinct idle runners instead of queueing behind each
+    other in one partition. None when no runner says which partitions it owns (then: by key)."""
+    owners = [(a, a.partitions[topic]) for a in adverts if a.partitions.get(topic)]
+    if not owners:
+        return None
+    runner, parts = min(owners, key=lambda o: (len(o[0].current) + routed.get(o[0].runner, 0), o[0].runner))
+    return runner.runner, parts[routed.get(runner.runner, 0) % len(parts)]
+
+
+class TrialRouter:
+    """Chooses the partition of each trial request (the searcher's shell): see :func:`pick_partition`.
+    Remembers what it routed until the runner's advert shows the trial running (or ROUTED_TTL_S)."""
+    ROUTED_TTL_S = 60.0
+    ADVERTS_TTL_S = 0.5
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._adverts: list[RunnerAdvert] = []
+        self._read_at = -1e9
+        self._routed: dict[str, tuple[str, float]] = {}     # trial id -> (runner, when)
+
+    async def partition(self, topic: str, trial_id: str) -> int | None:
+        now = time.monotonic()
+        if now - self._read_at > self.ADVERTS_TTL_S:
+            self._adverts, self._read_at = await read_adverts(self.redis), now
+        running = {str(c.get("trial_id")) for a in self._adverts for c in a.current}
+        self._routed = {t: (r, at) for t, (r, at) in self._routed.items()
+                        if t not in running and now - at < self.ROUTED_TTL_S}
+        if trial_id in self._routed:                       # re-published: where it went before
+            runner = self._routed[trial_id][0]
+            owned = next((a.partitions.get(topic) for a in self._adverts if a.runner == runner), None)
+            if owned:
+                return owned[0]
+        counts: dict[str, int] = {}
+        for r, _ in self._routed.values():
+            counts[r] = counts.get(r, 0) + 1
+        picked = pick_partition(self._adverts, topic, counts)
+        if picked is None:
+            return None
+        self._routed[trial_id] = (picked[0], now)
+        return picked[1]
 
 
 async def read_adverts(redis: Redis) -> list[RunnerAdvert]:

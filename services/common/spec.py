@@ -57,6 +57,8 @@ class SearchSpec:
     seed: int = 0
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
     constraints: Constraints = field(default_factory=Constraints)
+    parallel: int | None = None       # trials in flight at once (None: the live runners of its class)
+    cost_aware: bool = False          # acquisition weighs expected improvement per $ of the trial
 
     @property
     def trial_seconds(self) -> float:
@@ -68,8 +70,8 @@ class SearchSpec:
             "prices": self.prices.to_dict(),
             "stop": {"max_trials": self.stop.max_trials, "target_value": self.stop.target_value,
                      "budget_usd": self.stop.budget_usd},
-            "strategy": {"name": self.strategy, "seed": self.seed}, "kop_threshold": self.kop_threshold,
-            "constraints": self.constraints.to_dict(),
+            "strategy": {"name": self.strategy, "seed": self.seed, "cost_aware": self.cost_aware},
+            "kop_threshold": self.kop_threshold, "constraints": self.constraints.to_dict(), "parallel": self.parallel,
         }
 
     @classmethod
@@ -80,4 +82,6 @@ class SearchSpec:
                    stop=StopRules(int(stop["max_trials"]), stop.get("target_value"), stop.get("budget_usd")),
                    strategy=str(d["strategy"]["name"]), seed=int(d["strategy"]["seed"]),
                    kop_threshold=float(d["kop_threshold"]),
-                   constraints=Constraints(**(d.get("constraints") or {})))
+                   constraints=Constraints(**(d.get("constraints") or {})),
+                   parallel=None if d.get("parallel") is None else int(d["parallel"]),
+                   cost_aware=bool(d["strategy"].get("cost_aware", False)))

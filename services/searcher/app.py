@@ -14,6 +14,7 @@ import logging
 from typing import Awaitable, Callable
 
 import faust
+from redis.exceptions import RedisError
 
 from schemas import Event
 from schemas.events import (
@@ -38,11 +39,11 @@ from services.common.falcon_data import DataError, ModelTable, read_model_table
 from services.common.preflight import Facts
 from services.common.redis_keys import SEARCHER_INITIALISED
 from services.common.redis_lock import initialise_once
-from services.common.runners import read_adverts
+from services.common.runners import TrialRouter, read_adverts
 from services.common.settings import Settings
 from services.common.space import Space
 from services.common.spec import SearchSpec
-from services.common.topics import SEARCH_CONTROL, SEARCH_LOG_TOPICS
+from services.common.topics import SEARCH_CONTROL, SEARCH_LOG_TOPICS, topic_for
 from services.knowledge import Knowledge
 from services.knowledge.store import KnowledgeStore
 from services.searcher.search import (
@@ -135,6 +136,7 @@ class SearcherHandlers:
         self.store = store
         self.settings = settings
         self.knowledge = knowledge or KnowledgeView(KnowledgeStore(store.redis), settings.knowledge_wait_s)
+        self.router = TrialRouter(store.redis)
 
     async def facts(self, spec: SearchSpec) -> Facts:
         """What the submission checks need that takes I/O: the replay table (when this process can
@@ -176,10 +178,22 @@ class SearcherHandlers:
                 await self.store.put(with_outbox(decision, events))
                 s = decision.state
                 log.info("search=%s trials=%d status=%s %s", s.search_id, len(s.trials), s.status,
-                         f"next={decision.request.trial_id}" if decision.request else s.stop_reason or "")
+                         f"next={','.join(r.trial_id for r in decision.requests)}" if decision.requests
+                         else s.stop_reason or "")
         for e in events:
-            await publisher.publish(e)
+            await publisher.publish(e, await self.partition_for(e))
         await self.store.mark_published(event.search_id, [e.as_dict() for e in events])
+
+    async def partition_for(self, event: Event) -> int | None:
+        """A trial request goes to the partition of an idle runner of its class (several trials
+        of a search run at once on different runners); anything else by its key."""
+        if event.type != "trial-requested":
+            return None
+        try:
+            return await self.router.partition(topic_for(event.type, event.data), str(event.data["trial_id"]))
+        except (OSError, RedisError) as exc:
+            log.warning("cannot route trial %s to an idle runner (%s): by key", event.data.get("trial_id"), exc)
+            return None
 
     async def on_kops_identified(self, event: Event, publisher: Publisher) -> None:
         begun = event.payload

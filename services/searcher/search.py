@@ -14,6 +14,7 @@ the same in all three.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from schemas import Event
@@ -31,10 +32,11 @@ from services.common.space import SpaceError
 from services.common.spec import SearchSpec
 from services.common.topics import runner_class
 from services.knowledge import Knowledge
+from services.searcher.estimate import Estimate, estimate, remeasure
 from services.searcher.strategies import SearchContext, StrategyError, make_strategy
 
-# cancelled: stopped on request (search-cancelled); final like completed/failed, but the trial that was
-# in flight then (``pending``) is still recorded when its result comes
+# cancelled: stopped on request (search-cancelled); final like completed/failed, but the trials that
+# were in flight then (``pending``) are still recorded when their results come
 Status = Literal["running", "completed", "failed", "cancelled"]
 
 
@@ -45,14 +47,25 @@ class SearchState:
     kops: tuple[str, ...]
     operators: tuple[Mapping[str, Any], ...]
     trials: tuple[TrialResult, ...] = ()
-    pending: TrialRequested | None = None
+    pending: tuple[TrialRequested, ...] = ()   # trials in flight (up to ``parallel``), oldest first
     status: Status = "running"
+    # a running search with a stop reason is winding down: it requests nothing more and completes
+    # when its last pending trial reports (those trials are paid for; their results count)
     stop_reason: str | None = None
     outbox: tuple[Mapping[str, Any], ...] = ()   # events of the last decision, kept for re-publishing
+    parallel: int = 1                            # trials in flight at once (the spec's, or resolved at start)
+    # the trial-requested event of each pending trial, as published (re-published when a broker
+    # restarted empty: ``falcon up`` resumes the searches that wait for them)
+    pending_events: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def spent_usd(self) -> float:
         return sum(t.cost_usd for t in self.trials)
+
+    @property
+    def committed_usd(self) -> float:
+        """Spent plus what the trials in flight will cost."""
+        return self.spent_usd + sum(p.price_per_hour * self.spec.trial_seconds / 3600 for p in self.pending)
 
     def violations(self, t: TrialResult) -> list[str]:
         """Why trial ``t`` cannot be recommended under the user's constraints (empty: it can)."""
@@ -61,15 +74,27 @@ class SearchState:
     def feasible(self, t: TrialResult) -> bool:
         return t.ok and not self.violations(t)
 
+    @cached_property
+    def estimates(self) -> list[Estimate]:
+        """The feasible configurations tried, best first, with what the search believes each is
+        worth (the measurement itself when measurements are exact; a posterior mean with an
+        interval when runners report noise: see ``estimate``)."""
+        return estimate(self.spec.space, self.trials, self.feasible, self.spec.seed)
+
+    @property
+    def recommendation(self) -> Estimate | None:
+        return self.estimates[0] if self.estimates else None
+
     @property
     def best(self) -> TrialResult | None:
-        """The recommendation: the best trial that met the constraints (earliest on a tie)."""
-        ranked = self.ranked()
-        return ranked[0] if ranked else None
+        """The recommended configuration's best measurement (None while no trial met the constraints)."""
+        rec = self.recommendation
+        return rec.trial if rec else None
 
     def ranked(self) -> list[TrialResult]:
-        """Feasible trials, best first (the recommendation, then the runners-up)."""
-        return sorted((t for t in self.trials if self.feasible(t)), key=lambda t: (-(t.value or 0.0), t.index))
+        """Feasible configurations, best first (the recommendation, then the runners-up), one
+        trial each."""
+        return [e.trial for e in self.estimates]
 
     def observed_values(self) -> list[float | None]:
         """What the strategy is told per trial: the objective, but an infeasible trial counts as
@@ -82,31 +107,43 @@ class SearchState:
     def has_trial(self, trial_id: str) -> bool:
         return any(t.trial_id == trial_id for t in self.trials)
 
+    @property
+    def winding_down(self) -> bool:
+        return self.status == "running" and self.stop_reason is not None
+
     def to_dict(self) -> dict[str, Any]:
         return {"search_id": self.search_id, "spec": self.spec.to_dict(), "kops": list(self.kops),
                 "operators": [dict(o) for o in self.operators], "trials": [t.to_data() for t in self.trials],
-                "pending": None if self.pending is None else self.pending.to_data(),
-                "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox]}
+                "pending": [p.to_data() for p in self.pending], "parallel": self.parallel,
+                "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox],
+                "pending_events": [dict(e) for e in self.pending_events]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
         """``spec``: the search's spec when the caller has it parsed already (it never changes)."""
         spec = spec or SearchSpec.from_dict(d["spec"])
-        p = d.get("pending")
+        p = d.get("pending") or []
+        pending = [p] if isinstance(p, Mapping) else list(p)       # one dict: stored before parallel trials
         return cls(search_id=d["search_id"], spec=spec, kops=tuple(d["kops"]), operators=tuple(d["operators"]),
                    trials=tuple(TrialResult.from_data(t) for t in d["trials"]),
-                   pending=None if p is None else TrialRequested.from_data(
-                       {"model": spec.model, "backend": spec.backend, **p}),
-                   status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())))
+                   pending=tuple(TrialRequested.from_data({"model": spec.model, "backend": spec.backend, **x})
+                                 for x in pending),
+                   status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())),
+                   parallel=int(d.get("parallel") or 1), pending_events=tuple(d.get("pending_events", ())))
 
 
 @dataclass(frozen=True)
 class Decision:
     state: SearchState
-    request: TrialRequested | None = None   # publish trial-requested
+    requests: tuple[TrialRequested, ...] = ()   # publish trial-requested, one per new trial
     finished: bool = False                # publish search-completed / search-failed (state.status says which)
     duplicate: bool = False               # the event was seen before: re-publish state.outbox, decide nothing
     ignored: str | None = None            # why the event changed nothing (stale, search already over)
+
+    @property
+    def request(self) -> TrialRequested | None:
+        """The first new trial (the only one when trials run one at a time)."""
+        return self.requests[0] if self.requests else None
 
 
 def validate_spec(spec: SearchSpec, facts: Facts | None = None) -> list[str]:
@@ -125,29 +162,51 @@ def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
                  operators: Sequence[Mapping[str, Any]], knowledge: Knowledge | None = None,
                  facts: Facts | None = None) -> Decision:
     """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any;
-    ``facts``: the replay table and runner adverts, as the shell could read them."""
+    ``facts``: the replay table and runner adverts, as the shell could read them (they also set
+    how many trials run at once when the spec does not say: see :func:`resolve_parallel`)."""
     problems = validate_spec(spec, facts)
-    state = SearchState(search_id, spec, tuple(kops), tuple(operators))
+    state = SearchState(search_id, spec, tuple(kops), tuple(operators), parallel=resolve_parallel(spec, facts))
     if problems:
         return Decision(replace(state, status="failed", stop_reason="; ".join(problems)), finished=True)
     return _next(state, knowledge)
+
+
+def resolve_parallel(spec: SearchSpec, facts: Facts | None = None) -> int:
+    """Trials in flight at once: the spec's ``parallel``, else the number of live runners that
+    serve the search's trial classes (1 for replay, and when nobody advertises)."""
+    if spec.parallel is not None:
+        return max(1, min(spec.parallel, spec.stop.max_trials))
+    return max(1, min(serving_runners(spec, facts), spec.stop.max_trials))
+
+
+def serving_runners(spec: SearchSpec, facts: Facts | None) -> int:
+    """How many advertising runners serve a trial class this search can request."""
+    kind = str(spec.backend.get("kind"))
+    if kind == "replay" or facts is None or not facts.runners:
+        return 1
+    gpu_knob = spec.prices.gpu_knob
+    values = spec.space.knob(gpu_knob).values if gpu_knob in spec.space.names else (None,)
+    classes = {runner_class(kind, {gpu_knob: v}, gpu_knob) for v in values}
+    return sum(1 for r in facts.runners if classes & set(r.classes))
 
 
 def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decision:
     """The state with the trial recorded, or the Decision that says why nothing changes."""
     if state.has_trial(result.trial_id):
         return Decision(state, duplicate=True)
-    if state.status != "running" and not (state.status == "cancelled" and state.pending is not None):
+    if state.status != "running" and not (state.status == "cancelled" and state.pending):
         return Decision(state, ignored=f"search is {state.status}")
-    if state.pending is None or state.pending.trial_id != result.trial_id:
+    requested = next((p for p in state.pending if p.trial_id == result.trial_id), None)
+    if requested is None:
         return Decision(state, ignored=f"trial {result.trial_id} was not requested by this search")
     try:
         config = state.spec.space.canonical(result.config)
     except SpaceError as exc:
         return Decision(state, ignored=f"trial result outside the space: {exc}")
-    if state.spec.space.key(config) != state.spec.space.key(state.pending.config):
+    if state.spec.space.key(config) != state.spec.space.key(requested.config):
         return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
-    return replace(state, trials=state.trials + (replace(result, config=config),), pending=None)
+    return replace(state, trials=state.trials + (replace(result, config=config),),
+                   pending=tuple(p for p in state.pending if p.trial_id != result.trial_id))
 
 
 def record_trial(state: SearchState, result: TrialResult, knowledge: Knowledge | None = None) -> Decision:
@@ -155,14 +214,14 @@ def record_trial(state: SearchState, result: TrialResult, knowledge: Knowledge |
     if isinstance(accepted, Decision):
         return accepted
     if accepted.status == "cancelled":
-        return Decision(accepted)         # the in-flight trial of a cancelled search: recorded, nothing asked
+        return Decision(accepted)         # an in-flight trial of a cancelled search: recorded, nothing asked
     return _next(accepted, knowledge)
 
 
 def cancel_search(state: SearchState, reason: str) -> Decision:
     """Stop a running search now: no trial is requested after this, and its result is published at
     once (search-completed with the best trial so far, else search-failed; the stop reason says it
-    was cancelled). The trial in flight, if any, stays ``pending`` and is recorded when it ends."""
+    was cancelled). The trials in flight, if any, stay ``pending`` and are recorded when they end."""
     if state.status == "cancelled":
         return Decision(state, duplicate=True)      # redelivered (or a second cancel): decided already
     if state.status != "running":
@@ -171,43 +230,71 @@ def cancel_search(state: SearchState, reason: str) -> Decision:
 
 
 def _stop(state: SearchState, reason: str) -> Decision:
+    """No more trials: finish now if none is in flight, else wind down (finish when they report)."""
+    if state.pending:
+        return Decision(replace(state, stop_reason=reason))
     if state.best is None:
         ok = any(t.status == "ok" for t in state.trials)
         reason = f"{reason}; no trial met the constraints" if ok else f"{reason}; no trial succeeded"
-        return Decision(replace(state, status="failed", stop_reason=reason, pending=None), finished=True)
-    return Decision(replace(state, status="completed", stop_reason=reason, pending=None), finished=True)
+        return Decision(replace(state, status="failed", stop_reason=reason), finished=True)
+    return Decision(replace(state, status="completed", stop_reason=reason), finished=True)
+
+
+def _fail(state: SearchState, reason: str) -> Decision:
+    """The search cannot go on (a strategy or pricing error): failed now; results of trials still
+    in flight are ignored."""
+    return Decision(replace(state, status="failed", stop_reason=reason, pending=()), finished=True)
 
 
 def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
+    """Top the trials in flight up to ``parallel``: the decision after the start and after each result."""
     spec, stop = state.spec, state.spec.stop
+    if state.winding_down:
+        return _stop(state, state.stop_reason or "")
     best = state.best
     if stop.target_value is not None and best is not None and best.value is not None \
             and best.value >= stop.target_value:
         return _stop(state, "target")
-    if len(state.trials) >= stop.max_trials:
+    slots = min(state.parallel - len(state.pending), stop.max_trials - len(state.trials) - len(state.pending))
+    if len(state.trials) + len(state.pending) >= stop.max_trials:
         return _stop(state, "max-trials")
+    if slots <= 0:
+        return Decision(state)
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
-                                                          knowledge, spec.prices.hourly))
+                                                          knowledge, spec.prices.hourly, spec.cost_aware))
     for t, value in zip(state.trials, state.observed_values()):
         strategy.tell(t.config, value, stability_cv=t.stability_cv)
+    configs = []
+    again = remeasure(state.estimates, len(state.trials), stop.max_trials,
+                      {spec.space.key(p.config) for p in state.pending}, spec.space)
+    if again is not None:          # a real trial: it counts against every budget
+        configs.append(spec.space.canonical(again.trial.config))
     try:
-        config = strategy.ask()
+        configs += strategy.ask_batch(slots - len(configs), [p.config for p in state.pending] + configs)
     except StrategyError as exc:
-        return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
-    if config is None:
+        return _fail(state, str(exc))
+    if not configs:
         return _stop(state, "space-exhausted")
-    if strategy.converged:
+    if strategy.converged and again is None:
         return _stop(state, "converged")
-    try:
-        hourly = spec.prices.hourly(config)
-    except PricingError as exc:
-        return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
-    if stop.budget_usd is not None and state.spent_usd + hourly * spec.trial_seconds / 3600 > stop.budget_usd:
+    requests: list[TrialRequested] = []
+    committed = state.committed_usd
+    for config in configs:
+        try:
+            hourly = spec.prices.hourly(config)
+        except PricingError as exc:
+            return _fail(state, str(exc))
+        cost = hourly * spec.trial_seconds / 3600
+        if stop.budget_usd is not None and committed + cost > stop.budget_usd:
+            break
+        committed += cost
+        index = len(state.trials) + len(state.pending) + len(requests)
+        requests.append(TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend,
+                                       hourly, runner_class(str(spec.backend["kind"]), config,
+                                                            spec.prices.gpu_knob)))
+    if not requests:
         return _stop(state, "budget")
-    index = len(state.trials)
-    request = TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend, hourly,
-                             runner_class(str(spec.backend["kind"]), config, spec.prices.gpu_knob))
-    return Decision(replace(state, pending=request), request=request)
+    return Decision(replace(state, pending=state.pending + tuple(requests)), requests=tuple(requests))
 
 
 def decision_events(cause: Event, decision: Decision, producer: str = "searcher") -> list[Event]:
@@ -215,15 +302,26 @@ def decision_events(cause: Event, decision: Decision, producer: str = "searcher"
     again (redelivery, rebuild) yields the same events."""
     s = decision.state
     events = []
-    if decision.request is not None:
-        events.append(cause.caused(decision.request, producer))
+    for i, request in enumerate(decision.requests):     # the first keeps the id it had before batches
+        events.append(cause.caused(request, producer, salt="" if i == 0 else request.trial_id))
     if decision.finished:
         events.append(cause.caused(result_payload(s), producer))
     return events
 
 
 def with_outbox(decision: Decision, events: Sequence[Event]) -> SearchState:
-    return replace(decision.state, outbox=tuple(e.as_dict() for e in events))
+    return _published(decision.state, [e.as_dict() for e in events])
+
+
+def _published(state: SearchState, events: Sequence[Mapping[str, Any]]) -> SearchState:
+    """The state with ``events`` as its last decision's outbox, and the request events of the
+    trials still pending."""
+    pending = {p.trial_id for p in state.pending}
+    kept: dict[str, Mapping[str, Any]] = {}
+    for e in [*state.pending_events, *(e for e in events if e["type"] == "trial-requested")]:
+        if e["data"]["trial_id"] in pending:
+            kept.setdefault(e["data"]["trial_id"], e)
+    return replace(state, outbox=tuple(events), pending_events=tuple(kept.values()))
 
 
 def rebuild_states(events: Iterable[Event],
@@ -260,7 +358,11 @@ def rebuild_states(events: Iterable[Event],
             continue                      # the searcher answered it with search-failed, no state
         assert isinstance(begun, KopsIdentified)
         spec = begun.spec
-        state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators))
+        started = [e for e in effects.get(start.event_id, ()) if e.type == "trial-requested"]
+        # the start decision logged one request per trial it set running: that is the search's
+        # parallelism when the spec left it to the runners on hand then
+        parallel = resolve_parallel(spec) if spec.parallel is not None or not started else len(started)
+        state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators), parallel=parallel)
         cancel = cancels.get(sid)
         # the cancel took effect when the search had as many trials as its logged result lists
         cancel_effects = effects.get(cancel.event_id, []) if cancel is not None else []
@@ -304,20 +406,21 @@ def _replay(state: SearchState, logged: list[Event]) -> SearchState:
     for e in logged:
         p = e.payload
         if isinstance(p, TrialRequested):
-            state = replace(state, pending=p)
+            if all(q.trial_id != p.trial_id for q in state.pending):
+                state = replace(state, pending=state.pending + (p,))
         elif isinstance(p, SearchCompleted):
-            state = replace(state, status="completed", stop_reason=p.stop_reason, pending=None)
+            state = replace(state, status="completed", stop_reason=p.stop_reason, pending=())
         elif isinstance(p, SearchFailed):
-            state = replace(state, status="failed", stop_reason=p.reason, pending=None)
-    return replace(state, outbox=tuple(e.as_dict() for e in logged))
+            state = replace(state, status="failed", stop_reason=p.reason, pending=())
+    return _published(state, [e.as_dict() for e in logged])
 
 
 def _replay_cancel(state: SearchState, logged: list[Event]) -> SearchState:
-    """Apply a cancel as the log recorded it (the trial in flight stays pending)."""
+    """Apply a cancel as the log recorded it (the trials in flight stay pending)."""
     result = next((e.payload for e in logged if e.type in ("search-completed", "search-failed")), None)
     reason = result.stop_reason if isinstance(result, SearchCompleted) else \
         result.reason if isinstance(result, SearchFailed) else "cancelled"
-    return replace(state, status="cancelled", stop_reason=reason, outbox=tuple(e.as_dict() for e in logged))
+    return _published(replace(state, status="cancelled", stop_reason=reason), [e.as_dict() for e in logged])
 
 
 def cancel_reason(request: SearchCancelled) -> str:
@@ -343,7 +446,8 @@ def completed(state: SearchState) -> SearchCompleted:
         strategy=state.spec.strategy, kops=list(state.kops), runners_up=state.ranked()[1:4],
         constraints=state.spec.constraints.to_dict(), model=state.spec.model["name"],
         backend_kind=str(state.spec.backend.get("kind")), space=state.spec.space,
-        infeasible={t.trial_id: "; ".join(why) for t in state.trials if t.ok and (why := state.violations(t))})
+        infeasible={t.trial_id: "; ".join(why) for t in state.trials if t.ok and (why := state.violations(t))},
+        estimate=state.recommendation.to_data() if state.recommendation else None, parallel=state.parallel)
 
 
 def failed(state: SearchState) -> SearchFailed:
@@ -351,4 +455,4 @@ def failed(state: SearchState) -> SearchFailed:
 
 
 __all__ = ["Decision", "SearchState", "accept_trial", "cancel_reason", "cancel_search", "completed", "decision_events",
-           "failed", "rebuild_states", "record_trial", "result_payload", "start_search", "validate_spec", "with_outbox"]
+           "failed", "rebuild_states", "record_trial", "resolve_parallel", "result_payload", "start_search", "validate_spec", "with_outbox"]

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import faust
 import msgpack
@@ -144,6 +144,21 @@ async def restore_results(redis: Redis, settings: Settings, events: list[Event] 
     return n
 
 
+def owned_partitions(app: faust.App, classes: list[str]) -> dict[str, tuple[int, ...]]:
+    """The partitions of this runner's trial topics Kafka assigned to it now (the searcher routes
+    each trial to an idle runner's partition)."""
+    topics = {trial_topic(c) for c in classes}
+    out: dict[str, list[int]] = {}
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:  # noqa: BLE001 - no consumer yet (starting up): nothing to advertise
+        return {}
+    for tp in assigned:
+        if tp.topic in topics:
+            out.setdefault(tp.topic, []).append(tp.partition)
+    return {t: tuple(sorted(p)) for t, p in out.items()}
+
+
 def runner_classes(settings: Settings) -> list[str]:
     classes = [c.strip() for c in settings.runner_classes.split(",") if c.strip()]
     if not classes:
@@ -161,7 +176,8 @@ def make_backends(settings: Settings, classes: list[str]) -> dict[str, TrialBack
     return backends
 
 
-async def advertise(redis: Redis, runner: TrialRunner, classes: list[str], every_s: float = 5.0) -> None:
+async def advertise(redis: Redis, runner: TrialRunner, classes: list[str], every_s: float = 5.0,
+                    owned: Callable[[], Mapping[str, tuple[int, ...]]] = dict) -> None:
     """Keep this runner's classes, the knob values it can apply, the figures it measures, the
     trials it runs now and a heartbeat in Redis (expiring), so ``falcon runners``, submission
     checks, the dashboard and operators see which hardware serves which trial class and what it
@@ -172,7 +188,8 @@ async def advertise(redis: Redis, runner: TrialRunner, classes: list[str], every
     while True:
         runner.changed.clear()
         advert = RunnerAdvert(runner.name, tuple(classes), caps, measures, heartbeat=time.time(),
-                              current=tuple(runner.current.values()), trials_done=runner.trials_done)
+                              current=tuple(runner.current.values()), trials_done=runner.trials_done,
+                              partitions=owned())
         await redis.set(key, advert.to_json(), ex=int(every_s * 4))
         try:
             await asyncio.wait_for(runner.changed.wait(), every_s)
@@ -195,7 +212,7 @@ def build(settings: Settings) -> faust.App:
 
     @app.task
     async def advertise_capabilities() -> None:   # noqa: ANN202
-        await advertise(redis, runner, classes)
+        await advertise(redis, runner, classes, owned=lambda: owned_partitions(app, classes))
     return app
 
 

@@ -70,7 +70,7 @@ async def test_a_cancelled_search_stops_requesting_trials_and_records_the_one_in
     assert result is not None and result.type == "search-completed"
     assert result.data["stop_reason"] == "cancelled: enough for today (by test)"
     assert result.causation_id == cancel.event_id
-    done = await state_when(cs, "cx-1", lambda st: st.status == "cancelled" and st.pending is None)
+    done = await state_when(cs, "cx-1", lambda st: st.status == "cancelled" and not st.pending)
     assert len(done.trials) == len(result.data["trials"]) + 1         # the trial in flight, recorded after
 
     await asyncio.sleep(3 * TRIAL_REAL_S)                              # nothing more happens

@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +38,7 @@ from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, C
 from services.common.topics import ALL_TOPICS, SEARCH_LOG_TOPICS
 from services.common.uris import is_remote, redact, remote_size
 from services.knowledge import Knowledge
-from services.searcher.search import SearchState, rebuild_states, validate_spec
+from services.searcher.search import SearchState, rebuild_states, resolve_parallel, validate_spec
 from services.searcher.store import SearchStore
 from tools import units
 from tools.archive import archive_path, history
@@ -72,6 +72,8 @@ class SubmitOptions:
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
     trial_seconds: float = DEFAULT_TRIAL_SECONDS
     search_id: str | None = None
+    parallel: int | None = None
+    cost_aware: bool = False
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "SubmitOptions":
@@ -134,7 +136,10 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
                       stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
                       seed=o.seed, kop_threshold=o.kop_threshold, constraints=Constraints(o.slo_p99_ms, o.min_rps),
-                      **({"space": space} if space else {}), **({"prices": prices} if prices else {}))
+                      **({"space": space} if space else {}), **({"prices": prices} if prices else {}),
+                      parallel=o.parallel, cost_aware=o.cost_aware)
+    if spec.parallel is None and runners is not None:       # fixed now: the runners on hand at submission
+        spec = replace(spec, parallel=resolve_parallel(spec, Facts(table, runners)))
     problems = validate_spec(spec, Facts(table, runners))
     if problems:
         raise SubmissionError("the search cannot run as submitted: " + "; ".join(problems))
@@ -214,7 +219,7 @@ def state_summary(st: SearchState) -> dict[str, Any]:
             "best_value": best.value if best else None, "best_config": best.config if best else None,
             "best_rps": best.rps if best else None, "best_p99_ms": best.p99_ms if best else None,
             "spent_usd": round(st.spent_usd, 6), "stop_reason": st.stop_reason,
-            "pending": st.pending.trial_id if st.pending else None, "kops": list(st.kops)}
+            "pending": [p.trial_id for p in st.pending], "parallel": st.parallel, "kops": list(st.kops)}
 
 
 def status_line(r: dict[str, Any]) -> str:
@@ -510,6 +515,10 @@ def register(sub: Any) -> None:
     c.add_argument("--kop-threshold", type=float, default=DEFAULT_KOP_THRESHOLD)
     c.add_argument("--trial-seconds", type=positive, default=DEFAULT_TRIAL_SECONDS,
                    help="replay: the simulated length (and so the cost) of one trial")
+    c.add_argument("--parallel", type=int, help="trials in flight at once (default: as many as live runners "
+                   "serve the search's hardware classes; 1 for replay)")
+    c.add_argument("--cost-aware", action="store_true", help="weigh each candidate's expected improvement per $ "
+                   "of its trial (cheap trials first when they promise as much)")
     c.add_argument("--search-id", help="default: <model>-<random>")
     c.add_argument("--wait", action="store_true", help="wait for the result; exit 1 if the search failed")
     c.add_argument("--timeout", type=positive, default=600.0)

@@ -38,16 +38,18 @@ async def resume_open_searches(s: Settings) -> list[str]:
             for raw_id in sorted(await redis.smembers(SEARCH_OPEN)):
                 sid = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 st = await store.get(sid)
-                if st is None or st.status != "running" or st.pending is None:
+                if st is None or st.status != "running" or not st.pending:
                     continue
-                stored = await redis.get(TRIAL_RESULT.format(st.pending.trial_id))
-                if stored is not None:
-                    event = Event(**msgpack.unpackb(stored, raw=False))
-                else:
-                    event = next((Event(**e) for e in st.outbox if e["type"] == "trial-requested"), None)
-                if event is not None:
-                    await pub.publish(event)
-                    resumed.append(sid)
+                for p in st.pending:
+                    stored = await redis.get(TRIAL_RESULT.format(p.trial_id))
+                    if stored is not None:
+                        event: Event | None = Event(**msgpack.unpackb(stored, raw=False))
+                    else:
+                        event = next((Event(**e) for e in st.pending_events if e["data"]["trial_id"] == p.trial_id),
+                                     None)
+                    if event is not None:
+                        await pub.publish(event)
+                resumed.append(sid)
     finally:
         await redis.aclose()
     return resumed

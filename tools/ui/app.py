@@ -386,7 +386,9 @@ def submit_options(body: Any) -> SubmitOptions:
         if value is None or value == "":
             continue
         kind = str(SUBMIT_FIELDS[name].type)
-        if kind.startswith("int"):
+        if kind == "bool":
+            values[name] = value is True or str(value).lower() in ("true", "on", "1", "yes")
+        elif kind.startswith("int"):
             values[name] = int(value)
         elif kind.startswith("float"):
             values[name] = float(value)

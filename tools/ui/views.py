@@ -67,7 +67,7 @@ class Views:
             if s is None:
                 return None
             return {**log_only_row(search_id, s), "history": [], "best_so_far": [], "operators": [], "kops": [],
-                    "pending": None, "recommendation": None, "runners_up": [], "constraints": {},
+                    "pending": [], "recommendation": None, "runners_up": [], "constraints": {},
                     "timeline": s.timeline(), "report_url": None, "can_cancel": False, "stored": False}
         (created,) = await self.store.created([search_id])
         return detail(st, created or time.time(), s)
@@ -100,7 +100,16 @@ def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
             "strategy": st.spec.strategy, "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
             "best_value": best.value if best else None, "spent_usd": round(st.spent_usd, 4),
             "created": created, "age_s": round(max(0.0, time.time() - created), 1), "stop_reason": st.stop_reason,
-            "in_flight": st.pending.trial_id if st.pending else None, "backend": str(st.spec.backend.get("kind"))}
+            "in_flight": ", ".join(p.trial_id for p in st.pending) or None, "parallel": st.parallel,
+            "running_text": running_text([p.index for p in st.pending]),
+            "backend": str(st.spec.backend.get("kind"))}
+
+
+def running_text(indices: list[int]) -> str | None:
+    """"trial 4 running", "trials 4, 5, 6 running" (1-based, as people count trials)."""
+    if not indices:
+        return None
+    return f"trial{'s' if len(indices) > 1 else ''} {', '.join(str(i + 1) for i in indices)} running"
 
 
 def log_only_row(search_id: str, s: SearchLog) -> dict[str, Any]:
@@ -110,7 +119,8 @@ def log_only_row(search_id: str, s: SearchLog) -> dict[str, Any]:
     return {"search_id": search_id, "model": s.model, "status": "failed" if failed else "submitted",
             "strategy": s.strategy, "trials": 0, "max_trials": s.max_trials, "best_value": None, "spent_usd": 0.0,
             "created": created, "age_s": round(max(0.0, time.time() - created), 1),
-            "stop_reason": s.result["reason"] if failed else None, "in_flight": None, "backend": None}
+            "stop_reason": s.result["reason"] if failed else None, "in_flight": None, "backend": None,
+            "running_text": None}
 
 
 def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
@@ -132,18 +142,20 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
     if st.status != "running" and rep["recommended"]:
         r = rep["recommended"]
         cv = r.get("stability_cv")
-        recommendation = {**r, "interval": None if cv is None or r["rps"] is None else {
-            "cv": cv, "rps": [r["rps"] * (1 - cv), r["rps"] * (1 + cv)],
-            "value": None if r["value"] is None else [r["value"] * (1 - cv), r["value"] * (1 + cv)]}}
-    pending = st.pending
+        e = rep["estimate"]
+        believed = e is not None and e["high"] > e["low"]       # noisy: the search's estimate, with its interval
+        recommendation = {**r, "estimate": e if believed else None,
+                          "interval": None if cv is None or r["rps"] is None else {
+                              "cv": cv, "rps": [r["rps"] * (1 - cv), r["rps"] * (1 + cv)],
+                              "value": [e["low"], e["high"]] if believed else
+                              None if r["value"] is None else [r["value"] * (1 - cv), r["value"] * (1 + cv)]}}
     return {**row(st, created, s), "seed": st.spec.seed, "kops": list(st.kops), "operators": operators,
             "constraints": rep["constraints"], "budget_usd": st.spec.stop.budget_usd,
             "target_value": st.spec.stop.target_value, "history": history, "best_so_far": series,
-            "pending": None if pending is None else {"trial_id": pending.trial_id, "index": pending.index,
-                                                     "config": dict(pending.config),
-                                                     "runner_class": pending.runner_class,
-                                                     # its result is in the log, the searcher is recording it
-                                                     "arrived": s.trials.get(pending.trial_id) if s else None},
+            "pending": [{"trial_id": p.trial_id, "index": p.index, "config": dict(p.config),
+                         "runner_class": p.runner_class,
+                         # its result is in the log, the searcher is recording it
+                         "arrived": s.trials.get(p.trial_id) if s else None} for p in st.pending],
             "recommendation": recommendation, "runners_up": rep["runners_up"],
             "timeline": s.timeline() if s is not None else [],
             "report_url": f"/searches/{st.search_id}/report/", "can_cancel": st.status == "running", "stored": True}

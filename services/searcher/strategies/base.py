@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from services.common.pricing import PricingError
 from services.common.space import Config, Space
 from services.knowledge import Knowledge
 
@@ -29,6 +30,7 @@ class SearchContext:
     operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     knowledge: Knowledge | None = None     # what the offline data says about this space, when anything
     hourly: Callable[[Mapping[str, Any]], float] | None = None   # $ per hour of a configuration (the spec's prices)
+    cost_aware: bool = False      # weigh the acquisition per $ of the trial (strategies with an acquisition)
 
     def kop_shares(self) -> list[tuple[str, float]]:
         """(KOP, time share), most time-consuming first."""
@@ -64,6 +66,8 @@ class Strategy(ABC):
         self.history: list[tuple[Config, float | None]] = []
         self.stability_cv: list[float | None] = []    # per trial: the measurement's relative spread, if known
         self.tried: set[str] = set()
+        self.in_flight: list[Config] = []   # proposed, not measured yet, no fantasy value (see ask_batch)
+        self.n_fantasies = 0                 # history entries that are fantasised values, not measurements
 
     def tell(self, config: Mapping[str, Any], value: float | None, stability_cv: float | None = None) -> None:
         """Record a finished trial (value None: the trial failed). ``stability_cv``: the
@@ -78,6 +82,60 @@ class Strategy(ABC):
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
 
+    # -- batches: several trials in flight -------------------------------------------------------
+    def ask_batch(self, n: int, pending: Sequence[Mapping[str, Any]] = ()) -> list[Config]:
+        """Up to ``n`` distinct configurations to try while the ``pending`` ones are measured.
+
+        Every in-flight configuration, and every one proposed here, is told a fantasised value
+        (:meth:`fantasies`: the model's own prediction, the "kriging believer") before the next
+        ask, so the model is as sure there as after a measurement and the next proposal goes
+        where it still expects something: a jointly informative batch, not n copies of one idea.
+        Deterministic given (context, tells, pending), like :meth:`ask`. ``converged`` is the
+        first ask's verdict (the one with only the pending trials fantasised)."""
+        space = self.ctx.space
+        pending = [space.canonical(c) for c in pending]
+        for c, v in zip(pending, self.fantasies(pending)):
+            self._believe(c, v)
+        out: list[Config] = []
+        converged = None
+        for _ in range(n):
+            c = self.ask()
+            converged = self.converged if converged is None else converged
+            if c is None:
+                break
+            out.append(c)
+            if len(out) < n:
+                self._believe(c, self.fantasies([c])[0])
+        self.converged = bool(converged)
+        return out
+
+    def fantasies(self, configs: Sequence[Config]) -> list[float | None]:
+        """What each in-flight configuration is believed to measure; the default is the
+        "constant liar" (the mean of the measurements so far; None before any), for strategies
+        without a model of their own."""
+        vals = [v for (_, v), real in zip(self.history, self._is_real()) if real and v is not None]
+        lie = float(np.mean(vals)) if vals else None
+        return [lie] * len(configs)
+
+    def _believe(self, config: Config, value: float | None) -> None:
+        """Tell a fantasised value (None: only keep the configuration from being proposed)."""
+        if value is None:
+            self.in_flight.append(config)
+            self.tried.add(self.ctx.space.key(config))
+            return
+        self.tell(config, value, stability_cv=0.0)
+        self.n_fantasies += 1
+
+    def _is_real(self) -> list[bool]:
+        """Per history entry: a measurement (fantasies are appended after every real tell)."""
+        n = len(self.history)
+        return [i < n - self.n_fantasies for i in range(n)]
+
+    @property
+    def n_measured(self) -> int:
+        """Successful real measurements (fantasies excluded)."""
+        return sum(1 for (_, v), real in zip(self.history, self._is_real()) if real and v is not None)
+
     def observed(self) -> Observed:
         """The trials that succeeded: indices, values and spreads."""
         ok = [(self.ctx.space.index(c), v, n or 0.0)
@@ -89,7 +147,8 @@ class Strategy(ABC):
         """A random untried configuration (``untried``: a mask over the space, or the pool's
         indices), the same for the same seed and number of tells (so a rebuilt strategy asks
         what the original asked)."""
-        rng = random.Random(f"{self.ctx.seed}:{len(self.history)}")
+        salt = f":{len(self.in_flight)}" if self.in_flight else ""
+        rng = random.Random(f"{self.ctx.seed}:{len(self.history)}{salt}")
         choices = np.flatnonzero(untried) if untried.dtype == bool else untried
         return self.ctx.space.config_at(rng.choice(choices.tolist()))
 
@@ -98,7 +157,9 @@ class Strategy(ABC):
         return self.ctx.space.size <= EXHAUSTIVE_LIMIT
 
     def tried_indices(self) -> np.ndarray:
-        return np.array([self.ctx.space.index(c) for c, _ in self.history], dtype=np.int64)
+        """Configurations measured, fantasised or in flight (never proposed again)."""
+        return np.array([self.ctx.space.index(c) for c in [*(c for c, _ in self.history), *self.in_flight]],
+                        dtype=np.int64)
 
     def pool(self, seeds: Sequence[int] = ()) -> np.ndarray:
         """Untried allowed configurations to score: all of them in a small space; in a large
@@ -107,7 +168,7 @@ class Strategy(ABC):
         space = self.ctx.space
         if self.exhaustive:
             return np.flatnonzero(self.untried_mask())
-        rng = np.random.default_rng([self.ctx.seed, len(self.history)])
+        rng = np.random.default_rng([self.ctx.seed, len(self.history) + len(self.in_flight)])
         parts = [space.sample(rng, SAMPLE_SIZE), *(space.neighbours(int(i)) for i in seeds)]
         cand = np.unique(np.concatenate(parts))
         return cand[~np.isin(cand, self.tried_indices())]
@@ -131,6 +192,20 @@ class Strategy(ABC):
         ok, bad = votes(ran), votes(failed)
         return (FEASIBLE_PRIOR * FEASIBLE_PSEUDO + ok) / (FEASIBLE_PSEUDO + ok + FAILURE_WEIGHT * bad)
 
+    def per_usd(self, score: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """``score`` per $ of each configuration's trial (relative to the median price) when the
+        search is cost-aware: a V100 trial must promise 6x what a T4 one does. Unchanged otherwise."""
+        hourly = self.ctx.hourly
+        if not self.ctx.cost_aware or hourly is None or not len(indices):
+            return score
+        try:
+            price = np.array([hourly(self.ctx.space.config_at(int(i))) for i in indices])
+        except PricingError:     # an unpriced configuration: the submission checks refuse it
+            return score
+        price = np.where(price > 0, price, np.nan)
+        ref = float(np.nanmedian(price)) if np.isfinite(price).any() else 1.0
+        return score / np.nan_to_num(price / ref, nan=1.0)
+
     def untried_mask(self) -> np.ndarray:
         """True for every allowed configuration (space.configs() order) not tried yet (small
         spaces only: see :meth:`pool`)."""
@@ -139,6 +214,6 @@ class Strategy(ABC):
         if space.rules:
             mask[:] = False
             mask[space.allowed_indices()] = True
-        for c, _ in self.history:
+        for c in [*(c for c, _ in self.history), *self.in_flight]:
             mask[space.index(c)] = False
         return mask

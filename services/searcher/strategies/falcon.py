@@ -22,6 +22,7 @@ chosen region (after Falcon, SoCC'22), on a surrogate that starts from the offli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -147,7 +148,8 @@ class Falcon(Strategy):
             mean, null_weight = self.surrogate(F, prior, at, y, cv)
         else:
             mean, null_weight = np.full(len(cols.indices), y.mean()), 1.0
-        if not (self.use_bo and len(y) >= (MIN_BO_TRIALS if experts is not None else 1)):
+        measured = len(y) - self.n_fantasies          # fantasies (batch proposals) come last
+        if not (self.use_bo and measured >= (MIN_BO_TRIALS if experts is not None else 1)):
             return Belief(mean, np.zeros(len(cols.indices)), bo=False)
         # the cut-off's pruning is a belief from the KOP curves: hold it while the offline
         # knowledge explains the trials better than "nothing is known" does
@@ -200,8 +202,9 @@ class Falcon(Strategy):
         convergence flag."""
         belief = self.belief(experts, obs, cols)
         if belief.bo:
-            score = next_measurement_ei(belief, obs)
-            self.converged = has_converged(obs.values, float(np.max(np.where(cols.candidate, score, 0.0))))
+            score = self.per_usd(next_measurement_ei(belief, obs), cols.indices)
+            self.converged = has_converged(obs.values[:len(obs.values) - self.n_fantasies],
+                                           float(np.max(np.where(cols.candidate, score, 0.0))))
         else:
             score = belief.mean
         feasible = self.feasibility(cols.indices)
@@ -213,6 +216,19 @@ class Falcon(Strategy):
         score, belief = self._score(experts, obs, cols)
         candidates = self.candidates(belief.mean, obs, cols)
         return self.ctx.space.config_at(int(cols.indices[int(np.argmax(np.where(candidates, score, -np.inf)))]))
+
+    def fantasies(self, configs: Sequence[Config]) -> list[float | None]:
+        """Kriging believer: what the belief (surrogate + residual GP) expects each configuration
+        to measure, given the trials (and fantasies) told so far."""
+        obs = self.observed()
+        if not configs or (not len(obs.values) and self.ctx.knowledge is None):
+            return super().fantasies(configs)
+        experts = self.experts()
+        if experts is None and not len(obs.values):
+            return super().fantasies(configs)
+        idx = np.array([self.ctx.space.index(c) for c in configs], dtype=np.int64)
+        belief = self.belief(experts, obs, Columns.of(obs, idx))
+        return [float(v) for v in belief.mean[len(obs.indices):]]
 
     def _uncovered_ratio(self, indices: np.ndarray) -> np.ndarray:
         """The cost model's word on the knobs no offline table covers (precision, replicas, ...):

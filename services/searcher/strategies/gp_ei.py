@@ -28,7 +28,7 @@ class GpEi(Strategy):
         gp = fit_gp(space.encode_indices(idx), y / scale - (y / scale).mean(), seed=self.ctx.seed,
                     noise=cv * np.abs(y) / scale)
         mu, sd = gp.predict(space.encode_indices(cand), return_std=True)
-        ei = expected_improvement(mu + (y / scale).mean(), sd, float((y / scale).max()))
+        ei = self.per_usd(expected_improvement(mu + (y / scale).mean(), sd, float((y / scale).max())), cand)
         feasible = self.feasibility(cand)
         if feasible is not None:
             ei = ei * feasible

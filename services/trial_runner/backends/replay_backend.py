@@ -2,14 +2,19 @@
 configuration had been deployed and stress-tested for ``trial_seconds`` (default 15 minutes).
 
 Reports the simulated duration and its cost at the configuration's price; ``time_scale`` makes
-the runner really wait (simulated seconds x scale) so a local demo looks like a live system."""
+the runner really wait (simulated seconds x scale) so a local demo looks like a live system.
+``backend.noise`` (sigma) multiplies each answer by a fresh log-normal measurement error, seeded
+by the trial id, and reports the spread: a table replayed as a noisy live system (benchmarks)."""
 
 from __future__ import annotations
 
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from services.common.falcon_data import DataError, ModelTable, read_model_table
 from services.common.uris import is_remote
@@ -56,5 +61,13 @@ class ReplayBackend(TrialBackend):
             return trial.failed(f"configuration {dict(trial.config)} is not in table {table.name}")
         if self.time_scale > 0:
             time.sleep(duration * self.time_scale)
-        return trial.result("ok", value=float(row["value"]), cost_usd=cost, duration_s=duration, rps=row.get("rps"),
-                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), stability_cv=row.get("cv"))
+        factor, cv = 1.0, row.get("cv")
+        noise = float(trial.backend.get("noise") or 0.0)
+        if noise > 0:           # a fresh measurement error per trial, as a live stress test has
+            rng = np.random.default_rng(zlib.crc32(trial.trial_id.encode()))
+            factor = float(np.exp(rng.normal(0.0, noise)))
+            cv = float(np.hypot(cv or 0.0, noise))
+        rps = row.get("rps")
+        return trial.result("ok", value=float(row["value"]) * factor, cost_usd=cost, duration_s=duration,
+                            rps=None if rps is None else rps * factor, p50_ms=row.get("p50_ms"),
+                            p99_ms=row.get("p99_ms"), stability_cv=cv)

@@ -19,7 +19,7 @@ class Recorder:
     """Collects what a handler publishes (the handler's side of the bus, not a broker)."""
     events: list = field(default_factory=list)
 
-    async def publish(self, event):
+    async def publish(self, event, partition=None):
         self.events.append(event)
 
 

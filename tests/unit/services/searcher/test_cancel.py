@@ -45,7 +45,7 @@ def test_cancel_stops_at_once_with_the_best_so_far_and_keeps_the_trial_in_flight
     assert c.finished and c.request is None and not c.ignored
     st = c.state
     assert st.status == "cancelled" and st.stop_reason == "cancelled: enough"
-    assert st.pending == in_flight and len(st.trials) == 3
+    assert st.pending == (in_flight,) and len(st.trials) == 3
     cause = Event.new(SearchCancelled("enough", "ui"), "s1", "ui")
     (result,) = decision_events(cause, c)
     assert isinstance(result.payload, SearchCompleted)
@@ -55,12 +55,12 @@ def test_cancel_stops_at_once_with_the_best_so_far_and_keeps_the_trial_in_flight
 
 def test_the_trial_in_flight_is_recorded_and_nothing_more_is_asked():
     c = cancel_search(after_trials(2).state, "stop")
-    late = record_trial(c.state, answer(c.state.pending))
+    late = record_trial(c.state, answer(c.state.pending[0]))
     assert late.request is None and not late.finished and not late.ignored and not late.duplicate
-    assert late.state.status == "cancelled" and len(late.state.trials) == 3 and late.state.pending is None
+    assert late.state.status == "cancelled" and len(late.state.trials) == 3 and late.state.pending == ()
     assert decision_events(Event.new(late.state.trials[-1], "s1", "runner"), late) == []
     # anything after that is refused like for any finished search
-    again = record_trial(late.state, replace(answer(c.state.pending), trial_id="s1/t9"))
+    again = record_trial(late.state, replace(answer(c.state.pending[0]), trial_id="s1/t9"))
     assert again.ignored
 
 
@@ -105,7 +105,7 @@ def logged(cancel_after: int, late: bool, max_trials: int = 6):
     state = with_outbox(d, decision_events(cancel, d))
     log += [cancel, *(Event(**e) for e in state.outbox)]
     if late:
-        done = Event.new(answer(state.pending), "s9", "runner")
+        done = Event.new(answer(state.pending[0]), "s9", "runner")
         d = record_trial(state, done.payload)
         state = with_outbox(d, decision_events(done, d))
         log.append(done)

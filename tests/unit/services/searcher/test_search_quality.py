@@ -21,7 +21,7 @@ MODELS = ("resnet-101", "bert-large", "gru", "mobilenet-v2")
 def curve(strategy, model, table=None, trials=15, seed=0):
     ops = read_operator_profile(PROFILES / model / "operators.csv")
     return run_one(strategy, table or TARGETS / f"reg-{model}.csv", ops, knowledge(), PAPER_SPACE, trials, seed,
-                   ReplayBackend())
+                   ReplayBackend()).curve
 
 
 def test_falcon_is_near_optimal_in_few_trials_on_the_public_targets():

@@ -1,0 +1,87 @@
+"""Recommendations that survive noise: the posterior mean, not the luckiest measurement, and
+re-measurements of leaders that are within the noise of each other."""
+
+from dataclasses import replace
+
+from schemas.events import TrialRequested, TrialResult
+from services.common.space import Space
+from services.searcher.estimate import Estimate, estimate, remeasure
+from services.searcher.search import SearchState, completed, record_trial
+from tests.helpers import spec
+
+LINE = Space.from_dict({"knobs": {"batchsize": [1, 2, 4, 8, 16, 32, 64, 128]}})
+
+
+def trial(i: int, batch: int, value: float, cv: float | None = None) -> TrialResult:
+    return TrialResult(f"s/t{i}", i, {"batchsize": batch}, "ok", value, 0.1, 900.0, stability_cv=cv)
+
+
+def test_exact_measurements_recommend_the_best_measurement():
+    trials = [trial(0, 4, 0.8), trial(1, 8, 0.9), trial(2, 16, 0.7)]
+    est = estimate(LINE, trials, lambda t: True)
+    assert [e.trial.trial_id for e in est] == ["s/t1", "s/t0", "s/t2"]
+    assert est[0].value == est[0].low == est[0].high == 0.9 and est[0].measurements == 1
+
+
+def test_a_lucky_measurement_is_believed_less_than_it_measured_and_repeats_are_trusted_more():
+    """With 10% noise a lone 1.0 among ~0.7s is partly luck: its estimate is pulled towards the
+    rest, with an interval; a configuration measured twice alike has a narrower interval."""
+    trials = [trial(0, 2, 0.7, .1), trial(1, 4, 0.72, .1), trial(2, 8, 0.9, .1), trial(3, 8, 0.9, .1),
+              trial(4, 32, 0.68, .1), trial(5, 64, 1.0, .1), trial(6, 128, 0.7, .1)]
+    est = estimate(LINE, trials, lambda t: True)
+    e64 = next(e for e in est if e.trial.config["batchsize"] == 64)
+    e8 = next(e for e in est if e.trial.config["batchsize"] == 8)
+    assert e64.low < e64.value < 1.0 < e64.high
+    assert e8.measurements == 2 and e8.high - e8.low < e64.high - e64.low
+    # and a re-measurement settles which of the two leads
+    assert remeasure(est, trials_done=7, max_trials=10, in_flight=set(), space=LINE) in (est[0], est[1])
+
+
+def test_a_configuration_measured_twice_counts_both_measurements():
+    trials = [trial(0, 8, 0.9, .1), trial(1, 8, 0.8, .1), trial(2, 2, 0.5, .1)]
+    est = estimate(LINE, trials, lambda t: True)
+    e8 = next(e for e in est if e.trial.config["batchsize"] == 8)
+    assert e8.measurements == 2 and e8.trial.trial_id == "s/t0"     # points at its best measurement
+    assert 0.8 <= e8.value <= 0.9
+
+
+def test_only_eligible_configurations_are_recommended_but_all_inform_the_model():
+    trials = [trial(0, 8, 0.95, .1), trial(1, 16, 0.9, .1), trial(2, 32, 0.5, .1)]
+    est = estimate(LINE, trials, lambda t: t.config["batchsize"] != 8)
+    assert {e.trial.config["batchsize"] for e in est} == {16, 32}
+
+
+def est(value: float, sd: float, n: int, batch: int) -> Estimate:
+    return Estimate(trial(batch, batch, value, .1), value, value - 1.96 * sd, value + 1.96 * sd, n)
+
+
+def test_re_measure_the_less_certain_of_two_leaders_within_the_noise():
+    lead, challenger, far = est(0.95, 0.03, 2, 8), est(0.94, 0.05, 1, 16), est(0.6, 0.05, 1, 64)
+    pick = remeasure([lead, challenger, far], trials_done=8, max_trials=10, in_flight=set(), space=LINE)
+    assert pick is challenger
+    # not while exploring (early in the budget), not when clearly apart, not twice at once
+    assert remeasure([lead, challenger], 2, 10, set(), LINE) is None
+    assert remeasure([est(0.95, 0.01, 1, 8), est(0.7, 0.01, 1, 16)], 8, 10, set(), LINE) is None
+    key = LINE.key(challenger.trial.config)
+    assert remeasure([lead, challenger], 8, 10, {key}, LINE) is lead
+    assert remeasure([est(0.95, 0.03, 3, 8), est(0.94, 0.03, 3, 16)], 8, 10, set(), LINE) is None
+
+
+def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_estimate():
+    s = replace(spec(max_trials=6, parallel=1, strategy="random"), space=LINE,
+                backend={"kind": "replay", "table": "unused.csv", "trial_seconds": 900.0})
+    measured = [trial(0, 1, 0.5, .1), trial(1, 4, 0.9, .1), trial(2, 8, 0.91, .1), trial(3, 64, 0.5, .1)]
+    request = TrialRequested("s/t4", 4, {"batchsize": 128}, s.model, s.backend, 0.4)
+    state = SearchState("s", s, (), (), trials=tuple(measured), pending=(request,))
+    d = record_trial(state, request.result("ok", value=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    again = d.request               # 4 and 8 are within 10% noise of each other: one is measured again
+    assert again is not None and again.index == 5 and again.config["batchsize"] in (4, 8)
+    d = record_trial(d.state, again.result("ok", value=0.88, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    st = d.state
+    assert d.finished and len(st.trials) == 6 and abs(st.spent_usd - 0.6) < 1e-9   # paid like any trial
+    twice = next(e for e in st.estimates if e.trial.config == again.config)
+    assert twice.measurements == 2
+    done = completed(st)
+    assert done.estimate["trial_id"] == st.best.trial_id
+    assert done.estimate["low"] <= done.estimate["value"] <= done.estimate["high"]
+    assert done.estimate["measurements"] == st.recommendation.measurements
