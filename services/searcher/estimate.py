@@ -4,26 +4,21 @@ With exact measurements (replay of a clean table; no runner-reported spread) a c
 worth what it measured, and the recommendation is the best measurement. With noisy ones (the
 runner reports a relative spread, ``stability_cv``) the best *measurement* is a winner's curse:
 the more configurations a search tries, the likelier a mediocre one measured lucky tops the list.
-So the recommendation is the best *posterior mean* of a Gaussian process over every successful
-measurement (each with its own reported noise): a lucky outlier among worse neighbours is pulled
-down, a configuration measured twice is trusted more. The interval is the posterior's 95%.
+So the recommendation is the best *posterior mean* (empirical Bayes over every successful
+measurement, each with its own reported noise): a lucky measurement is shrunk towards the rest,
+a configuration measured three times alike is believed. The interval is the posterior's 95%.
 
-Pure and deterministic (the GP's optimiser is seeded): the search state, the report and a state
-rebuilt from the log all compute the same recommendation from the same trials.
+Pure and deterministic: the search state, the report and a state rebuilt from the log all
+compute the same recommendation from the same trials.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import warnings
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import norm
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern
 
 from schemas.events import TrialResult
 from services.common.space import Space
@@ -59,9 +54,12 @@ def noisy(trials: Sequence[TrialResult]) -> bool:
 
 
 def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[TrialResult], bool],
-             seed: int = 0) -> list[Estimate]:
+             predicted: Mapping[str, float] | None = None) -> list[Estimate]:
     """The eligible configurations (e.g. those meeting the constraints), best first, each with
-    its estimate; every successful trial informs the model, eligible or not."""
+    its estimate; every successful trial informs the model, eligible or not. ``predicted``: what
+    the search's model expects of each tried configuration (space key -> value, from the offline
+    knowledge fitted to the trials): the measurements are shrunk towards it rather than towards
+    their overall mean."""
     ok = [t for t in trials if t.ok and t.value is not None]
     groups: dict[str, list[TrialResult]] = {}
     for t in ok:
@@ -74,7 +72,7 @@ def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[Tr
                for ts in chosen.values()]
         return sorted(out, key=lambda e: (-e.value, e.trial.index))
     keys = list(chosen)
-    mean, sd = _posterior(space, ok, [chosen[k][0].config for k in keys], seed)
+    mean, sd = _posterior(space, ok, [chosen[k][0].config for k in keys], predicted or {})
     out = [Estimate(_first_best(chosen[k]), float(m), float(m - Z95 * s), float(m + Z95 * s), len(chosen[k]))
            for k, m, s in zip(keys, mean, sd)]
     return sorted(out, key=lambda e: (-e.value, e.trial.index))
@@ -84,30 +82,44 @@ def _first_best(ts: list[TrialResult]) -> TrialResult:
     return sorted(ts, key=lambda t: (-(t.value or 0.0), t.index))[0]
 
 
-def _posterior(space: Space, ok: list[TrialResult], at: list, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """GP posterior mean and sd of the noise-free value at ``at``, from every measurement.
+def _posterior(space: Space, ok: list[TrialResult], at: list,
+               predicted: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical-Bayes posterior mean and sd of each configuration's noise-free value.
 
-    The measurement noise is what the runners reported (per trial); the signal variance is the
-    measurements' variance less that noise (method of moments), not a free hyper-parameter: with a
-    handful of noisy points a likelihood fit happily explains everything as noise and ranks every
-    configuration the same. Only the length-scales are fitted."""
+    Each configuration's measurements are averaged with their reported noise (precision-weighted)
+    and shrunk towards what the model predicts there (else the mean of every measurement), by how
+    far the truth strays from that target (the spread of the averages around it less the noise:
+    method of moments). One lucky measurement is
+    shrunk hard; three that agree are believed. (A Gaussian process over the knobs was tried
+    first: with a handful of 10%-noisy points its fitted length-scale smooths every configuration
+    to the same value, which ranks nothing.)"""
     y = np.array([float(t.value) for t in ok])
     cvs = np.array([t.stability_cv if t.stability_cv and np.isfinite(t.stability_cv) else np.nan for t in ok])
     cvs = np.where(np.isnan(cvs), np.nanmedian(cvs) if np.isfinite(cvs).any() else 0.0, cvs)
-    scale = float(np.abs(y).max()) or 1.0
-    z = y / scale
-    centre = float(z.mean())
-    noise_var = np.maximum(cvs * np.abs(z), 1e-4) ** 2
-    signal_var = max(float(z.var()) - float(noise_var.mean()), 0.25 * float(noise_var.mean()), 1e-6)
-    X = space.encode_indices(np.array([space.index(t.config) for t in ok]))
-    kernel = ConstantKernel(signal_var, "fixed") * Matern(np.full(X.shape[1], 0.5), (0.05, 5.0), nu=2.5)
-    gp = GaussianProcessRegressor(kernel, alpha=noise_var, normalize_y=False, n_restarts_optimizer=1,
-                                  random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit(X, z - centre)
-    mu, sd = gp.predict(space.encode_indices(np.array([space.index(c) for c in at])), return_std=True)
-    return (mu + centre) * scale, sd * scale
+    noise_var = np.maximum(cvs * np.abs(y), 1e-12) ** 2
+    keys = [space.key(t.config) for t in ok]
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    mean_of = {}
+    var_of = {}
+    for k, idx in groups.items():
+        w = 1.0 / noise_var[idx]
+        mean_of[k] = float((w * y[idx]).sum() / w.sum())
+        var_of[k] = float(1.0 / w.sum())
+    grand = float(np.mean(list(mean_of.values())))
+    target = {k: float(predicted.get(k, grand)) for k in mean_of}
+    gaps = np.array([mean_of[k] - target[k] for k in mean_of])
+    noise = float(np.mean(list(var_of.values())))
+    between = max(float(np.mean(gaps ** 2)) - noise, 0.05 * noise, 1e-18)
+    out_mu, out_sd = [], []
+    for c in at:
+        k = space.key(c)
+        v = var_of[k]
+        shrink = between / (between + v)
+        out_mu.append(target[k] + shrink * (mean_of[k] - target[k]))
+        out_sd.append(float(np.sqrt(shrink * v)))
+    return np.array(out_mu), np.array(out_sd)
 
 
 def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,

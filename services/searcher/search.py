@@ -13,7 +13,7 @@ the same in all three.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -32,8 +32,8 @@ from services.common.space import SpaceError
 from services.common.spec import SearchSpec
 from services.common.topics import runner_class
 from services.knowledge import Knowledge
-from services.searcher.estimate import Estimate, estimate, remeasure
-from services.searcher.strategies import SearchContext, StrategyError, make_strategy
+from services.searcher.estimate import Estimate, estimate, noisy, remeasure
+from services.searcher.strategies import SearchContext, Strategy, StrategyError, make_strategy
 
 # cancelled: stopped on request (search-cancelled); final like completed/failed, but the trials that
 # were in flight then (``pending``) are still recorded when their results come
@@ -57,6 +57,9 @@ class SearchState:
     # the trial-requested event of each pending trial, as published (re-published when a broker
     # restarted empty: ``falcon up`` resumes the searches that wait for them)
     pending_events: tuple[Mapping[str, Any], ...] = ()
+    # noisy searches: what the strategy's model expected of each tried configuration at the last
+    # decision (space key -> value); the recommendation shrinks the measurements towards it
+    predicted: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def spent_usd(self) -> float:
@@ -79,7 +82,7 @@ class SearchState:
         """The feasible configurations tried, best first, with what the search believes each is
         worth (the measurement itself when measurements are exact; a posterior mean with an
         interval when runners report noise: see ``estimate``)."""
-        return estimate(self.spec.space, self.trials, self.feasible, self.spec.seed)
+        return estimate(self.spec.space, self.trials, self.feasible, self.predicted)
 
     @property
     def recommendation(self) -> Estimate | None:
@@ -116,7 +119,7 @@ class SearchState:
                 "operators": [dict(o) for o in self.operators], "trials": [t.to_data() for t in self.trials],
                 "pending": [p.to_data() for p in self.pending], "parallel": self.parallel,
                 "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox],
-                "pending_events": [dict(e) for e in self.pending_events]}
+                "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
@@ -129,7 +132,8 @@ class SearchState:
                    pending=tuple(TrialRequested.from_data({"model": spec.model, "backend": spec.backend, **x})
                                  for x in pending),
                    status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())),
-                   parallel=int(d.get("parallel") or 1), pending_events=tuple(d.get("pending_events", ())))
+                   parallel=int(d.get("parallel") or 1), pending_events=tuple(d.get("pending_events", ())),
+                   predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -246,9 +250,33 @@ def _fail(state: SearchState, reason: str) -> Decision:
     return Decision(replace(state, status="failed", stop_reason=reason, pending=()), finished=True)
 
 
+def _strategy(state: SearchState, knowledge: Knowledge | None) -> Strategy:
+    """The search's strategy, told every trial so far."""
+    spec = state.spec
+    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
+                                                          knowledge, spec.prices.hourly, spec.cost_aware))
+    for t, value in zip(state.trials, state.observed_values()):
+        strategy.tell(t.config, value, stability_cv=t.stability_cv)
+    return strategy
+
+
+def with_predictions(state: SearchState, knowledge: Knowledge | None) -> SearchState:
+    """A noisy search's state with the model's expectation of each tried configuration (what its
+    recommendation shrinks the measurements towards); unchanged when measurements are exact."""
+    if not noisy(state.trials):
+        return state
+    tried = list({state.spec.space.key(t.config): t.config for t in state.trials if t.ok}.items())
+    try:
+        values = _strategy(state, knowledge).predict([c for _, c in tried])
+    except StrategyError:
+        values = None
+    return replace(state, predicted={} if values is None else {k: float(v) for (k, _), v in zip(tried, values)})
+
+
 def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     """Top the trials in flight up to ``parallel``: the decision after the start and after each result."""
     spec, stop = state.spec, state.spec.stop
+    state = with_predictions(state, knowledge)
     if state.winding_down:
         return _stop(state, state.stop_reason or "")
     best = state.best
@@ -260,10 +288,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         return _stop(state, "max-trials")
     if slots <= 0:
         return Decision(state)
-    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
-                                                          knowledge, spec.prices.hourly, spec.cost_aware))
-    for t, value in zip(state.trials, state.observed_values()):
-        strategy.tell(t.config, value, stability_cv=t.stability_cv)
+    strategy = _strategy(state, knowledge)
     configs = []
     again = remeasure(state.estimates, len(state.trials), stop.max_trials,
                       {spec.space.key(p.config) for p in state.pending}, spec.space)
@@ -384,7 +409,7 @@ def rebuild_states(events: Iterable[Event],
                     continue
             logged = effects.get(cause.event_id)
             if logged:
-                state = _replay(state, logged)
+                state = _replay(with_predictions(state, knowledge(spec)), logged)
             else:
                 d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
                     start_search(sid, spec, begun.kops, begun.operators, knowledge(spec))

@@ -82,6 +82,12 @@ class Strategy(ABC):
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
 
+    def predict(self, configs: Sequence[Mapping[str, Any]]) -> list[float] | None:
+        """What the strategy's model expects each configuration to measure, from what it knew
+        before the search and the trials so far (None: no model beyond the measurements). A noisy
+        search's recommendation shrinks each measurement towards it."""
+        return None
+
     # -- batches: several trials in flight -------------------------------------------------------
     def ask_batch(self, n: int, pending: Sequence[Mapping[str, Any]] = ()) -> list[Config]:
         """Up to ``n`` distinct configurations to try while the ``pending`` ones are measured.

@@ -230,6 +230,22 @@ class Falcon(Strategy):
         belief = self.belief(experts, obs, Columns.of(obs, idx))
         return [float(v) for v in belief.mean[len(obs.indices):]]
 
+    def predict(self, configs: Sequence[Config]) -> list[float] | None:
+        """The offline consensus (every expert at equal weight, as before the first trial), scaled
+        to the measurements by one least-squares factor: re-weighting the experts, or a GP on the
+        residuals, would fit the very noise the prediction is meant to see through."""
+        k, experts = self.ctx.knowledge, self.experts()
+        obs = self.observed()
+        if k is None or experts is None or not len(obs.values) or not configs:
+            return None
+        idx = np.array([self.ctx.space.index(c) for c in configs], dtype=np.int64)
+        cols = Columns.of(obs, idx)
+        F, prior = experts
+        consensus = prior @ (F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :])
+        at = consensus[cols.observed]
+        scale = float(at @ obs.values / max(float(at @ at), 1e-12))
+        return [float(v) for v in scale * consensus[len(obs.indices):]]
+
     def _uncovered_ratio(self, indices: np.ndarray) -> np.ndarray:
         """The cost model's word on the knobs no offline table covers (precision, replicas, ...):
         1 everywhere when the offline data covers every knob or the cost model cannot speak."""
