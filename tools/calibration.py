@@ -354,12 +354,21 @@ class Written:
     failed: dict[str, int] = field(default_factory=dict)     # table -> failed trials
 
 
+def check_out(out: Path) -> None:
+    """The tables' folder is replaced when a calibration publishes: refuse one that holds
+    anything but an earlier calibration's tables (before anything runs)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "calibration.json").exists())):
+        raise CalibrationError(f"--out {out} exists and is not an earlier calibration's folder: choose a new or "
+                               "empty folder (it is replaced when the tables are published)")
+
+
 def write_tables(plan: Plan, results: Mapping[str, Sequence[TrialResult]], out: Path,
                  runners: Sequence[str] = ()) -> Written:
     """The calibration's offline tables in the falcon-data layout under ``out`` (written to a
     temporary folder, checked by parsing them as the treebuilder will, then moved into place):
     ``results``: model name -> its search's trials. CalibrationError if a model has no
     successful trial (nothing is written then)."""
+    check_out(out)
     space = plan.space
     label = f"cal{space.fingerprint()[:8]}"
     tmp = out.with_name(out.name + ".tmp")

@@ -292,6 +292,8 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     probe = cal.make_plan(space, prices, hardware, ops, shapes, a.points, a.measure_s, a.seed, a.backend)
     plan = cal.make_plan(space, prices, hardware, ops, shapes, a.points, a.measure_s, a.seed, a.backend,
                          models_dir=home() / "calibrations" / probe.calibration_id / "models", notes=notes)
+    folder = Path(a.out) if a.out else calibration_dir(plan) / "tables"
+    cal.check_out(folder)
     runners = asyncio.run(advertising_runners(s))
     live = [r for r in runners or () if "live" in r.capabilities]
     for item in plan.items:               # the checks falcon submit makes, before anything is published
@@ -349,7 +351,6 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
             out({"calibration_id": plan.calibration_id, "status": "incomplete",
                  "searches": {t.search_id: t.status for t in tracked}}, True)
         return EXIT_FAILED
-    folder = Path(a.out) if a.out else calibration_dir(plan) / "tables"
     written = cal.write_tables(plan, {t.item.model: t.results for t in tracked}, folder,
                                runners=sorted({r.runner for r in live}))
     knowledge = asyncio.run(publish(s, plan, folder))

@@ -195,3 +195,12 @@ def test_a_model_without_a_successful_trial_publishes_nothing(tmp_path, home):
     with pytest.raises(cal.CalibrationError, match="no trial of op-dense-seq1-d256 succeeded"):
         cal.write_tables(p, {p.items[0].model: ok, p.items[1].model: failed}, tmp_path / "tables")
     assert not (tmp_path / "tables").exists()
+
+
+def test_an_out_folder_that_is_not_a_calibration_s_is_refused_before_anything_runs(no_stack, capsys):
+    other = no_stack / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert main(["calibrate", "--space", str(LIVE_FILE), "--operators", "dense", "--out", str(other), "--yes"]) == 2
+    assert "is not an earlier calibration's folder" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep me"
