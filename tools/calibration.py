@@ -146,7 +146,8 @@ class Plan:
                  f"  x {len(self.design)} design points (scrambled Sobol, seed {self.seed}) = {self.trials} "
                  f"{self.backend} trials of {units.seconds(self.measure_s)} measurement "
                  f"(~{units.seconds(self.trial_seconds)} each)",
-                 "  runners: " + ", ".join(f"{cls} ({n} points per model)" for cls, n in self.runner_classes.items()),
+                 "  runners: " + ", ".join(f"{cls} ({n} point{'' if n == 1 else 's'} per model)"
+                                           for cls, n in self.runner_classes.items()),
                  "  design point                                      $/hour"]
         for c in self.design:
             lines.append(f"    {units.config(c):46} {units.usd_per_hour(self.hourly(c))}")
@@ -171,12 +172,24 @@ def search_id(cal_id: str, op: str, shape: str, attempt: int = 1) -> str:
     return base if attempt <= 1 else f"{base}-a{attempt}"
 
 
-def check_hardware(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue) -> None:
-    """A calibration measures hardware the catalogue describes: a device it lacks is refused."""
-    problems = check_space(space, hardware, prices.gpu_knob, prices.gpu_mem_knob)
+def check_hardware(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
+                   design: Sequence[Config] = ()) -> None:
+    """A calibration measures hardware the catalogue describes: a device it lacks is refused, and
+    so is a design point reserving more GPU memory than its device has (a space whose rules
+    exclude such combinations never has one)."""
+    from types import SimpleNamespace
+    gpu, mem = prices.gpu_knob, prices.gpu_mem_knob
+    devices_only = SimpleNamespace(names=tuple(n for n in space.names if n == gpu), knob=space.knob)
+    problems = check_space(devices_only, hardware, gpu, mem)
+    if not problems:
+        for c in design:
+            dev = hardware.resolve(c.get(gpu))
+            if dev.is_gpu and mem in c and not isinstance(c[mem], str) and float(c[mem]) > dev.mem_gb:
+                problems.append(f"{mem}={c[mem]} GB is more than {dev.name}'s {dev.mem_gb:g} GB (design point {c}; "
+                                f"a rule in the space can exclude such combinations)")
     if problems:
         raise CalibrationError("the space names hardware the hardware catalogue cannot describe: "
-                               + "; ".join(problems) + " (add the device to the catalogue, "
+                               + "; ".join(dict.fromkeys(problems)) + " (add the device to the catalogue, "
                                "deploy/config/hardware.yaml or --hardware FILE)")
 
 
@@ -226,8 +239,8 @@ def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
         raise CalibrationError(f"--points must be at least 1, not {points}")
     if not math.isfinite(measure_s) or measure_s <= 0:
         raise CalibrationError(f"--measure-s must be a positive number of seconds, not {measure_s}")
-    check_hardware(space, prices, hardware)
     design = design_configs(space, points, seed)
+    check_hardware(space, prices, hardware, design)
     notes = list(notes)
     if len(design) < points:
         notes.append(f"the space allows {len(design)} configurations: the design measures all of them")
@@ -266,7 +279,8 @@ def table_name(item: Item, space: Space) -> str:
     return f"cal-{item.op}-{item.shape}-{space.fingerprint()[:8]}"
 
 
-def source_rows(space: Space, trials: Sequence[TrialResult], prices: PriceCatalogue) -> tuple[list[str], list[list[Any]]]:
+def source_rows(space: Space, trials: Sequence[TrialResult],
+                prices: PriceCatalogue) -> tuple[list[str], list[list[Any]]]:
     """A single-operator model's measured design points as a falcon-data source table (columns,
     rows); failed trials are left out."""
     ok = [t for t in trials if t.ok and t.value is not None and t.value > 0]

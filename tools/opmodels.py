@@ -131,7 +131,8 @@ def _elementwise(fn: Callable[..., torch.Tensor], binary: bool = False) -> Calla
 
 
 # representative shapes (per request; the batch dimension is the knob)
-_CONV = (Shape("c16-32px", {"c": 16, "hw": 32, "k": 3, "depth": 4}, "CIFAR-size 3x3 convolutions (resnet8's first stage)"),
+_CONV = (Shape("c16-32px", {"c": 16, "hw": 32, "k": 3, "depth": 4},
+               "CIFAR-size 3x3 convolutions (resnet8's first stage)"),
          Shape("c64-16px", {"c": 64, "hw": 16, "k": 3, "depth": 4}, "wider 3x3 convolutions on a smaller map"),
          Shape("dw96-16px", {"c": 96, "hw": 16, "k": 3, "depth": 4, "depthwise": 1},
                "depthwise 3x3 convolutions (mobilenet's blocks)"))

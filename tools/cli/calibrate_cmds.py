@@ -93,7 +93,8 @@ async def seen_kops(s: Settings, limit: int = 200) -> list[str]:
 
 
 def candidate_ids(plan: cal.Plan) -> list[str]:
-    return [cal.search_id(plan.calibration_id, i.op, i.shape, k) for i in plan.items for k in range(1, MAX_ATTEMPTS + 1)]
+    return [cal.search_id(plan.calibration_id, i.op, i.shape, k)
+            for i in plan.items for k in range(1, MAX_ATTEMPTS + 1)]
 
 
 def resolve(plan: cal.Plan, states: Mapping[str, Any], results: Mapping[str, Event],
