@@ -58,13 +58,21 @@ class OperatorCurves:
     shapes: Mapping[str, str]               # curve name -> shape
 
 
+def curve_knob(name: str) -> str:
+    """The space knob a curve file's knob name means: falcon-data's names (CURVE_KNOBS), else the
+    knob's own name (calibrated curves name the space's knobs directly, e.g. graph_opt)."""
+    return CURVE_KNOBS.get(name, name)
+
+
 def _curve_lookup(curve: KopCurve, space: Space) -> tuple[str, str, dict] | None:
-    a, b = (CURVE_KNOBS.get(k) for k in curve.knobs)
-    if a is None or b is None or a not in space.names or b not in space.names:
+    a, b = (curve_knob(k) for k in curve.knobs)
+    if a not in space.names or b not in space.names:
         return None
 
-    def value(knob: str, raw: float) -> object:
-        return GPU_CODES.get(int(raw), str(raw)) if knob == "gputype" else raw
+    def value(knob: str, raw: float | str) -> object:
+        if knob == "gputype" and not isinstance(raw, str):       # falcon-data's GPU codes
+            return GPU_CODES.get(int(raw), str(raw))
+        return raw
     table = {}
     for x, y, v in curve.points:
         try:

@@ -20,7 +20,7 @@ class KopCurve:
     op: str
     curve: str                          # e.g. '01-batchsize-GPU-slope'
     knobs: tuple[str, str]
-    points: tuple[tuple[float, float, float], ...]
+    points: tuple[tuple[float | str, float | str, float], ...]   # knob A, knob B (number or value name), value
 
     @property
     def shape(self) -> str:
@@ -37,13 +37,28 @@ def parse_kop_curve(name: str, columns: Sequence[str], rows: Sequence[Sequence[A
     points = []
     for r in rows:
         try:
-            points.append((float(r[0]), float(r[1]), float(r[2])))
+            points.append((_knob_value(r[0]), _knob_value(r[1]), float(r[2])))
         except (TypeError, ValueError, IndexError):
-            raise DataError(f"kop-curve {name}: row {list(r)!r} is not three numbers") from None
+            raise DataError(f"kop-curve {name}: row {list(r)!r} is not two knob values and a number") from None
     if not points:
         raise DataError(f"kop-curve {name}: no points")
     op, curve = name.split("/", 1)
     return KopCurve(op, curve, (str(columns[0]), str(columns[1])), tuple(points))
+
+
+def _knob_value(raw: Any) -> float | str:
+    """A curve's knob value: a number, or the name of a categorical knob's value (a calibrated
+    curve over e.g. graph_opt or a GPU type named as the space names it)."""
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            if not raw.strip():
+                raise
+            return raw.strip()
+    if isinstance(raw, bool):
+        raise TypeError("a knob value is not a boolean")
+    return float(raw)
 
 
 def content_hash(kind: str, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from services.common.falcon_data import ModelTable
 from services.common.space import Space
-from services.knowledge.curves import CURVE_KNOBS, DEFAULT_CUTOFF, OperatorCurves, operator_curves
+from services.knowledge.curves import DEFAULT_CUTOFF, OperatorCurves, curve_knob, operator_curves
 from services.knowledge.dataset import KopCurve, OfflineDataset
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue
 from services.knowledge.transfer import device_factors, fill_unmeasured_devices
@@ -158,7 +158,7 @@ def covered_knobs(dataset: OfflineDataset, space: Space) -> tuple[str, ...]:
     """The knobs of ``space`` some source table or KOP curve of the dataset has (space order);
     every knob when the dataset covers none of them."""
     names = {k for t in dataset.model_tables.values() for k in t.knobs}
-    names |= {CURVE_KNOBS.get(k, k) for c in dataset.kop_curves.values() for k in c.knobs}
+    names |= {curve_knob(k) for c in dataset.kop_curves.values() for k in c.knobs}
     covered = tuple(n for n in space.names if n in names)
     return covered or space.names
 

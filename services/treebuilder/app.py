@@ -29,6 +29,7 @@ from services.knowledge.store import KnowledgeStore
 
 SERVICE = "treebuilder"
 BUILD_EVERY_S = 2.0
+CALIBRATION_STRATEGY = "design"      # the strategy of falcon calibrate's searches (services/searcher/strategies/design.py)
 log = logging.getLogger("falcon.treebuilder")
 
 
@@ -50,9 +51,12 @@ class TreebuilderHandlers:
     async def on_search_result(self, event: Event, publisher: Publisher) -> None:
         """Live-measured trials of a finished search join the dataset as a (partial) source table
         of that model over that space, merged with earlier searches of the same model. Replayed
-        trials are copies of tables already known (and may be benchmark targets): never learnt."""
+        trials are copies of tables already known (and may be benchmark targets): never learnt.
+        Nor are a calibration's searches (strategy ``design``): ``falcon calibrate`` publishes
+        their measurements itself, as a whole, once every one of its searches is done."""
         done = event.payload
-        if not isinstance(done, SearchCompleted) or done.backend_kind != "live" or done.space is None:
+        if not isinstance(done, SearchCompleted) or done.backend_kind != "live" or done.space is None \
+                or done.strategy == CALIBRATION_STRATEGY:
             return
         space = done.space
         name = observed_table_name(done.model or "model", space)

@@ -83,6 +83,8 @@ def cmd_up(a: argparse.Namespace) -> int:
 SHIPPED_OFFLINE = (
     REPO / "bench" / "live-offline",   # lstm and dcgan measured live over deploy/config/live-cpu-space.yaml on a
                                        # 2-core machine of this project (python -m bench.live_table --role sources)
+    REPO / "bench" / "live-calibrated",  # falcon calibrate of that space on the same machine: single-operator
+                                         # models' tables and KOP curves (its NOTICE.md says how and when)
     DEFAULT_DATA,                      # Falcon's public tables over the paper's space, where the checkout has them
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
 from services.searcher.strategies.cost_model import CostModelStrategy
+from services.searcher.strategies.design import Design
 from services.searcher.strategies.falcon import (
     Falcon,
     FalconNoBo,
@@ -19,7 +20,7 @@ from services.searcher.strategies.tpe import Tpe
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (
     RandomSearch, PriorOrder, GpEi, Tpe, Morphling, CostModelStrategy, Falcon, FalconNoTrees, FalconNoBo,
-    FalconNoPruning)}
+    FalconNoPruning, Design)}
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

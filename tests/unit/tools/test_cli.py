@@ -36,7 +36,7 @@ def test_missing_table_is_a_usage_error(tmp_path, capsys):
 
 def test_every_command_has_help(capsys):
     for cmd in ("up", "down", "submit", "status", "watch", "audit", "demo", "publish-offline", "rebuild", "trees",
-                "report", "runners", "profile", "dead-letters"):
+                "calibrate", "report", "runners", "profile", "dead-letters"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
@@ -75,7 +75,7 @@ def test_since_accepts_durations_and_iso_times():
 def test_falcon_up_publishes_the_shipped_datasets_unless_told_otherwise(tmp_path):
     from tools.cli.stack_cmds import offline_datasets
     shipped = offline_datasets(None)
-    assert shipped and shipped[0].name == "live-offline"           # knowledge for the live CPU space
+    assert [p.name for p in shipped[:2]] == ["live-offline", "live-calibrated"]   # knowledge for the live CPU space
     assert all((p / "models").is_dir() or (p / "kop-curves").is_dir() for p in shipped)
     assert offline_datasets([str(tmp_path)]) == [tmp_path]
     assert offline_datasets(None, none=True) == []

@@ -20,7 +20,8 @@ def test_falcon_data_parses_into_one_typed_dataset():
 
 @pytest.mark.parametrize("kind, name, cols, rows, match", [
     ("kop-curve", "conv2d", ["a", "b", "value"], [[1, 2, 3]], "operator"),
-    ("kop-curve", "conv2d/x", ["a", "b", "value"], [[1, "two", 3]], "three numbers"),
+    ("kop-curve", "conv2d/x", ["a", "b", "value"], [[1, 2, "three"]], "two knob values and a number"),
+    ("kop-curve", "conv2d/x", ["a", "b", "value"], [[1, " ", 3]], "two knob values and a number"),
     ("kop-curve", "conv2d/x", ["a", "b"], [[1, 2]], "3 columns"),
     ("model-table", "m", ["cpus", "norm.(rps/budget)"], [[1]], "fields"),
     ("weights", "m", ["a"], [[1]], "not part"),
@@ -28,3 +29,18 @@ def test_falcon_data_parses_into_one_typed_dataset():
 def test_bad_tables_are_refused(kind, name, cols, rows, match):
     with pytest.raises(DataError, match=match):
         OfflineDataset().add(kind, name, cols, rows)
+
+
+def test_a_calibrated_curve_may_name_the_space_s_knobs_and_categorical_values():
+    """What falcon calibrate writes: knob names of the space (graph_opt) and value names."""
+    from services.common.space import Space
+    from services.knowledge.curves import operator_curves
+    ds = OfflineDataset()
+    ds.add("kop-curve", "conv2d/03-batchsize-graph_opt-cal1-slope", ["batchsize", "graph_opt", "value"],
+           [[1, "disabled", 0.0], [1, "all", 0.5], [8, "disabled", 0.4], [8, "all", 1.0]])
+    curve = ds.kop_curves["conv2d/03-batchsize-graph_opt-cal1-slope"]
+    assert curve.points[1] == (1.0, "all", 0.5)
+    space = Space.from_dict({"knobs": {"cpus": [1, 2], "batchsize": [1, 8], "graph_opt": ["disabled", "all"]}})
+    oc = operator_curves("conv2d", [curve], space)
+    best = space.config_at(int(oc.score.argmax()))
+    assert best["batchsize"] == 8 and best["graph_opt"] == "all" and oc.importance["cpus"] == 0.0
