@@ -62,7 +62,10 @@ def test_the_recommendation_carries_its_interval_from_the_measured_spread(state)
     noisy = replace(state, trials=tuple(replace(t, rps=100.0, stability_cv=0.1) for t in state.trials))
     rec = detail(noisy, 1.0e9, None)["recommendation"]
     assert rec["interval"]["rps"] == pytest.approx([90.0, 110.0])
-    assert rec["interval"]["value"] == pytest.approx([rec["value"] * 0.9, rec["value"] * 1.1])
+    # the objective's interval is the search's estimate of the recommendation (posterior, 95%)
+    est = noisy.recommendation
+    assert rec["interval"]["value"] == pytest.approx([est.low, est.high])
+    assert rec["estimate"]["measurements"] == est.measurements and est.low < est.value < est.high
     assert detail(state, 1.0e9, None)["recommendation"]["interval"] is None      # a table without a spread
     running = replace(state, status="running")
     assert detail(running, 1.0e9, None)["recommendation"] is None                 # only once done
