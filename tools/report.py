@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +24,7 @@ from schemas.events import TrialResult
 from services.common.falcon_data import DataError, read_model_table
 from services.common.space import Space, SpaceError
 from services.knowledge import Knowledge
+from services.searcher.estimate import noisy
 from services.searcher.search import SearchState
 from tools import units
 
@@ -232,7 +233,16 @@ def plot_progress(state: SearchState, path: Path) -> None:
     vals = [t.value if state.feasible(t) else np.nan for t in state.trials]
     best = np.fmax.accumulate(np.where(np.isnan(vals), -np.inf, vals)) if len(vals) else np.array([])
     best = np.where(np.isinf(best), np.nan, best)
-    if len(best) and not np.isnan(best).all():
+    if noisy(state.trials):       # the recommendation is the best estimate, not the best measurement
+        recs = [replace(state, trials=state.trials[:k]).recommendation for k in range(1, len(state.trials) + 1)]
+        est = np.array([np.nan if r is None else r.value for r in recs])
+        low = np.array([np.nan if r is None else r.low for r in recs])
+        high = np.array([np.nan if r is None else r.high for r in recs])
+        if not np.isnan(est).all():
+            ax.fill_between(x, low, high, color="black", alpha=0.08, label="its 95% interval")
+            ax.plot(x, est, "-o", color="black", lw=2, ms=4, label="recommendation's estimate")
+            ax.plot(x, best, "--", color="grey", lw=1, label="best single measurement")
+    elif len(best) and not np.isnan(best).all():
         ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
     elif len(best):
         ax.text(0.5, 0.5, "no trial met the constraints", transform=ax.transAxes, ha="center", va="center",
@@ -504,8 +514,9 @@ def _estimate_html(e: Mapping[str, Any] | None, kind: str) -> str:
     return (f'<p id="estimate">Estimated objective {html.escape(units.objective(e["value"], kind))} '
             f'(95% interval {html.escape(units.objective(e["low"], kind))} to '
             f'{html.escape(units.objective(e["high"], kind))}), from {n} measurement{"s" if n != 1 else ""} of this '
-            f'configuration and what its neighbours measured. The runners reported measurement noise, so the '
-            f'recommendation is the configuration with the best estimate, not the luckiest measurement.</p>')
+            f'configuration, shrunk towards what the search expected of it. The runners reported measurement '
+            f'noise, so the recommendation and its runners-up are ranked by this estimate, not by their single '
+            f'luckiest measurement.</p>')
 
 
 def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
