@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from services.common.objectives import Objective
 from services.common.space import Config, Space
 from services.knowledge import Knowledge
 
@@ -29,6 +30,7 @@ class SearchContext:
     operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     knowledge: Knowledge | None = None     # what the offline data says about this space, when anything
     hourly: Callable[[Mapping[str, Any]], float] | None = None   # $ per hour of a configuration (the spec's prices)
+    objective: Objective = field(default_factory=Objective)       # what the told values are (higher is better)
 
     def kop_shares(self) -> list[tuple[str, float]]:
         """(KOP, time share), most time-consuming first."""
@@ -58,21 +60,29 @@ class Strategy(ABC):
     configurations, so a decision costs the same in a space of 10^3 or 10^6."""
     name: ClassVar[str]
     converged: bool = False   # set by ask() when the strategy's model says further trials are unlikely to help
+    # the objectives whose values this strategy takes from the offline knowledge (KOP curves, source
+    # tables, the cost model: they predict RPS/$); for any other objective it searches without it
+    offline: ClassVar[frozenset[str]] = frozenset()
+    needs_offline: ClassVar[bool] = False     # nothing to search with for an objective outside ``offline``
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
         self.history: list[tuple[Config, float | None]] = []
         self.stability_cv: list[float | None] = []    # per trial: the measurement's relative spread, if known
+        self.rps: list[float | None] = []             # per trial: the measured RPS, if known
         self.tried: set[str] = set()
 
-    def tell(self, config: Mapping[str, Any], value: float | None, stability_cv: float | None = None) -> None:
-        """Record a finished trial (value None: the trial failed). ``stability_cv``: the
-        measurement's relative spread (coefficient of variation) when the runner reported one."""
+    def tell(self, config: Mapping[str, Any], value: float | None, stability_cv: float | None = None,
+             rps: float | None = None) -> None:
+        """Record a finished trial (value None: the trial failed): ``value`` is the search's
+        objective, higher is better. ``stability_cv``: the objective's relative measurement spread
+        when known; ``rps``: the measured throughput (what a cost model calibrates on)."""
         c = self.ctx.space.canonical(config)
         self.history.append((c, value))
         cv = stability_cv
         self.stability_cv.append(None if cv is None or not np.isfinite(cv) else max(float(cv), 0.0))
         self.tried.add(self.ctx.space.key(c))
+        self.rps.append(None if rps is None or not np.isfinite(rps) else float(rps))
 
     @abstractmethod
     def ask(self) -> Config | None:

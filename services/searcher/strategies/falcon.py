@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.objectives import RPS_PER_USD, USD_FOR_LOAD
 from services.common.pricing import PricingError
 from services.common.space import Config
 from services.knowledge.cost_model import CostModelError
@@ -51,6 +52,7 @@ SMOOTHING: tuple[float, ...] = (0.0, 0.15, 0.3)   # Gaussian-kernel widths the o
 
 class Falcon(Strategy):
     name = "falcon"
+    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD})
 
     def __init__(self, ctx: SearchContext, *, use_trees: bool = True, use_bo: bool = True,
                  prune: bool = True) -> None:
@@ -144,6 +146,12 @@ class Falcon(Strategy):
         if experts is not None and k is not None:
             F, prior = experts
             F = F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :]
+            F = self.ctx.objective.from_rps_per_usd(F)      # the experts' RPS/$ as the objective (up to scale)
+            if self.ctx.objective.knowledge == "transformed" and len(y):
+                # put each expert on the trials' scale first (a cost per hour is no 0-1 table value), so
+                # the surrogate's ridge towards a scale of 1 is a prior, not a pull off the data
+                fo = F[:, at]
+                F = F * np.clip((fo @ y) / np.maximum((fo * fo).sum(1), 1e-300), 1e-12, None)[:, None]
             mean, null_weight = self.surrogate(F, prior, at, y, cv)
         else:
             mean, null_weight = np.full(len(cols.indices), y.mean()), 1.0

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.common.objectives import RPS_PER_USD, USD_FOR_LOAD
 from services.common.space import Config
 from services.searcher.strategies.base import Strategy, StrategyError
 
 
 class PriorOrder(Strategy):
+    """The order is the same for RPS/$ and for the cost of a load (-1/f keeps the order)."""
     name = "prior"
+    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD})
+    needs_offline = True
 
     def ask(self) -> Config | None:
         k = self.ctx.knowledge

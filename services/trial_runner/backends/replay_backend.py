@@ -36,7 +36,7 @@ class ReplayBackend(TrialBackend):
             return self._tables[key]
 
     def measures(self) -> list[str]:
-        return ["depends on the table: its rps, p50_ms, p99_ms and cv columns"]
+        return ["depends on the table: its rps, p50_ms, p99_ms, cv and energy_j_per_request columns"]
 
     def capabilities(self) -> dict[str, Any]:
         return {"any": "every configuration of the requested table"}
@@ -57,4 +57,5 @@ class ReplayBackend(TrialBackend):
         if self.time_scale > 0:
             time.sleep(duration * self.time_scale)
         return trial.result("ok", value=float(row["value"]), cost_usd=cost, duration_s=duration, rps=row.get("rps"),
-                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), stability_cv=row.get("cv"))
+                            p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), stability_cv=row.get("cv"),
+                            energy_j_per_request=row.get("energy_j_per_request"), mean_power_w=row.get("mean_power_w"))
