@@ -13,6 +13,13 @@ after trial 1..T] per seed]}}}. Also prints a table and writes a PNG (OUT with .
 named ``<model>@<folder>``). --truth DIR: score each trial by the value, in DIR's table of the same
 model, of the configuration the search would recommend then (the best measured so far) - with
 noisy targets this is what the user actually gets, not the luckiest measurement.
+
+--objective usd-for-load --load RPS | p99 | energy-per-request (default rps-per-usd), optionally
+with --max-usd-per-million X / --slo-p99-ms Y constraints: every search optimises that objective,
+and each trial is scored by the best objective found so far (among trials meeting the constraints)
+as a fraction of the table's optimum under the same constraints (1 = the optimum; for a cost, a
+latency or an energy: optimum / found). Needs tables with the figure (e.g. bench/live: rps, p99,
+usd_per_hour columns).
 """
 
 from __future__ import annotations
@@ -25,9 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from types import SimpleNamespace
+
 from services.common.falcon_data import ModelTable, read_operator_profile
+from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
+from services.common.pricing import DEFAULT_PRICES
 from services.common.space import Space
-from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
+from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.strategies import STRATEGIES
 from services.trial_runner.backends import ReplayBackend
@@ -36,15 +47,54 @@ from tools.harness import profiled, run_search
 CHECKPOINTS = (1, 3, 6, 15, 30)
 
 
+def table_optimum(table: ModelTable, objective: Objective, constraints: Constraints) -> float | None:
+    """The best objective value (higher is better) of any configuration of the table that meets
+    the constraints, priced as the searches price it (the default catalogue); None when none does."""
+    best = None
+    for cfg in table.space.configs():
+        row = table.lookup(cfg)
+        if row is None:
+            continue
+        price = DEFAULT_PRICES.hourly(cfg)
+        trial = SimpleNamespace(ok=True, value=row["value"], rps=row.get("rps"), p99_ms=row.get("p99_ms"),
+                                energy_j_per_request=row.get("energy_j_per_request"), stability_cv=row.get("cv"))
+        if constraints.violations(trial.rps, trial.p99_ms, price) or objective.violations(trial, price):
+            continue
+        v = objective.value(trial, price)
+        if v is not None and (best is None or v > best):
+            best = v
+    return best
+
+
+def fraction(objective: Objective, value: float, optimum: float) -> float:
+    """How close ``value`` is to the optimum, 1 at it: found / optimum for RPS/$, optimum / found
+    for a cost, a latency or an energy (the objective's natural quantities)."""
+    a, b = objective.natural(value), objective.natural(optimum)
+    return float(a / b) if objective.maximise else float(b / a)
+
+
 def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
-            seed: int, backend: ReplayBackend, truth: ModelTable | None = None) -> list[float]:
+            seed: int, backend: ReplayBackend, truth: ModelTable | None = None,
+            objective: Objective = Objective(), constraints: Constraints = Constraints(),
+            optimum: float | None = None) -> list[float]:
     """Best value so far after each trial of one search, run by the product's own loop (stop rules
-    and failed trials included); a search that stopped early keeps its last value."""
+    and failed trials included); a search that stopped early keeps its last value. Under another
+    objective than RPS/$ (or with constraints): the best objective among the trials that meet the
+    constraints as a fraction of ``optimum`` (the table's)."""
     kops, operators = profiled(ops, DEFAULT_KOP_THRESHOLD)
     spec = SearchSpec(model={"name": table_path.stem, "format": "falcon-profile", "uri": None},
                       backend={"kind": "replay", "table": str(table_path), "trial_seconds": 900.0},
-                      space=space, stop=StopRules(trials), strategy=strategy, seed=seed)
+                      space=space, stop=StopRules(trials), strategy=strategy, seed=seed, constraints=constraints,
+                      objective=objective)
     state = run_search(f"bench-{strategy}-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
+    if optimum is not None:
+        curve, top = [], None
+        for t in state.trials:
+            v = state.objective_value(t)
+            if state.feasible(t) and v is not None and (top is None or v > top):
+                top = v
+            curve.append(0.0 if top is None else fraction(objective, top, optimum))
+        return curve + [curve[-1] if curve else 0.0] * (trials - len(curve))
     best, best_cfg, curve = -np.inf, None, []
     for t in state.trials:
         if t.ok and t.value is not None and t.value > best:
@@ -82,7 +132,7 @@ def per_model(results: dict, trials: int) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, trials: int, path: Path) -> None:
+def plot(results: dict, trials: int, path: Path, ylabel: str = "mean best norm.(RPS/$) so far") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,7 +144,7 @@ def plot(results: dict, trials: int, path: Path) -> None:
                 lw=2.8 if strat == "falcon" else 1.2, color="black" if strat == "falcon" else None,
                 zorder=3 if strat == "falcon" else 2)
     ax.set_xlabel("trials")
-    ax.set_ylabel("mean best norm.(RPS/$) so far")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0.4, 1.005)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -113,7 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--strategies", default="falcon,random,gp-ei,prior")
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--objective", choices=OBJECTIVES, default=RPS_PER_USD, help="what every search optimises")
+    p.add_argument("--load", type=float, help="requests/s to carry (usd-for-load)")
+    p.add_argument("--max-usd-per-million", type=float, help="constraint: $ per million requests at most this")
+    p.add_argument("--slo-p99-ms", type=float, help="constraint: p99 latency at most this")
     a = p.parse_args(argv)
+    try:
+        objective = Objective(a.objective, a.load)
+    except ObjectiveError as exc:
+        p.error(str(exc))
+    constraints = Constraints(a.slo_p99_ms, None, a.max_usd_per_million)
+    scored = not objective.is_default or constraints != Constraints()    # fractions of each table's optimum
+    if scored and a.truth is not None:
+        p.error("--truth scores RPS/$ without constraints only")
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -131,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     knowledge: dict[Space, Knowledge] = {}
     backend = ReplayBackend()
     results: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
+    optima: dict[str, float | None] = {}
     t0 = time.monotonic()
     for name, path, folder in tables:
         model = path.stem.removeprefix("reg-")
@@ -145,16 +208,33 @@ def main(argv: list[str] | None = None) -> int:
             knowledge[table.space] = Knowledge.build(dataset, table.space)
         prof = folder / "models" / "operators" / model / "operators.csv"
         ops = read_operator_profile(prof) if prof.exists() else []
+        optimum = None
+        if scored:
+            optimum = table_optimum(table, objective, constraints)
+            if optimum is None:
+                p.error(f"{name}: no configuration of the table meets the constraints or has the objective's figure")
+            optima[name] = objective.natural(optimum)
         for strat in strategies:
             results[strat][name] = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed,
-                                            backend, truth) for seed in range(a.seeds)]
+                                            backend, truth, objective, constraints, optimum)
+                                    for seed in range(a.seeds)]
     out = {"trials": a.trials, "seeds": a.seeds, "results": results}
+    if scored:
+        out.update({"objective": objective.to_dict(), "constraints": constraints.to_dict(), "optima": optima,
+                    "score": "best objective so far (meeting the constraints) as a fraction of the table's optimum"})
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out))
     png = a.json.with_suffix(".png")
-    plot(results, a.trials, png)
+    what = "mean best norm.(RPS/$)" if not scored else \
+        f"mean fraction of the optimum of {objective.describe('live')}" + \
+        (f" under {', '.join(f'{k}={v:g}' for k, v in constraints.to_dict().items() if v is not None)}"
+         if constraints != Constraints() else "")
+    plot(results, a.trials, png, "mean best norm.(RPS/$) so far" if not scored else "mean fraction of the optimum so far")
     print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {time.monotonic() - t0:.0f}s; "
-          f"mean best norm.(RPS/$) after N trials:")
+          f"{what} after N trials:")
+    if scored:
+        print("optimum per table (" + objective.unit("live") + "): "
+              + ", ".join(f"{n} {v:.4g}" for n, v in optima.items()))
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))
     print(f"wrote {a.json} and {png}")

@@ -17,8 +17,10 @@ the searcher derives the objective from a trial once (``SearchState.objective_va
 The offline knowledge (KOP curves, source tables, the cost model) predicts RPS/$. It carries over
 to ``usd-for-load`` (at a load, cost per hour = L / (RPS/$) before rounding replicas up, so an
 expert's RPS/$ becomes ``-1/f`` up to its scale; the cost model predicts RPS, so the rounding is
-exact there); ``p99`` and ``energy-per-request`` have no offline knowledge behind them, and the
-search says so.
+exact there) and to ``p99`` through the runners' closed loop (one batch in flight, so a request's
+latency is about batch size / RPS = batch / (RPS/$ x price), up to the tail's factor, which the
+trials measure); ``energy-per-request`` has no offline knowledge behind it (power is not in the
+offline data), and the search says so.
 
 Pure: no Kafka, Redis or schemas import (a trial is anything with the :class:`TrialResult` fields).
 """
@@ -45,7 +47,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 # the knowledge an objective has: direct (the offline data predicts it), transformed (it is
 # derived from the predicted RPS/$), none
 KNOWLEDGE: dict[str, Literal["direct", "transformed", "none"]] = {
-    RPS_PER_USD: "direct", USD_FOR_LOAD: "transformed", P99: "none", ENERGY: "none"}
+    RPS_PER_USD: "direct", USD_FOR_LOAD: "transformed", P99: "transformed", ENERGY: "none"}
 
 
 class ObjectiveError(ValueError):
@@ -208,31 +210,57 @@ class Objective:
         return None if self.name == P99 else trial.stability_cv
 
     # -- knowledge ---------------------------------------------------------------------------------
-    def from_rps_per_usd(self, f: np.ndarray) -> np.ndarray | None:
-        """Offline predictions of RPS/$ (any positive scale) as predictions of this objective, up
-        to a positive scale; None when the objective cannot be derived from RPS/$. For a load:
-        the cost per hour L * price / RPS = L / (RPS/$), before replicas are rounded up (the
-        trials teach the rounding), so ``-1/f``; a configuration predicted to serve nothing is
-        taken as 20x the cheapest's cost."""
+    def from_rps_per_usd(self, f: np.ndarray, batch: np.ndarray | None = None,
+                         usd_per_hour: np.ndarray | None = None) -> np.ndarray | None:
+        """Offline predictions of RPS/$ (any positive scale; rows of experts x configurations)
+        as predictions of this objective, up to a positive scale; None when the objective cannot
+        be derived from RPS/$ (energy; p99 without the configurations' prices). ``batch``,
+        ``usd_per_hour``: per configuration (columns).
+
+        - a load: cost per hour L x price / RPS = L / (RPS/$) before replicas are rounded up (the
+          trials teach the rounding): ``-1/f``;
+        - p99: latency = batch / RPS = batch / (RPS/$ x price) with one batch in flight, as the
+          runners measure (the tail's factor over it is learnt from the trials): ``-batch/(f x price)``.
+
+        A configuration predicted to serve (next to) nothing is taken as serving 1/20 of the best."""
         if self.name == RPS_PER_USD:
             return f
-        if self.name != USD_FOR_LOAD:
+        if self.knowledge == "none" or (self.name == P99 and usd_per_hour is None):
             return None
         f = np.asarray(f, dtype=float)
         top = np.max(f, axis=-1, keepdims=True) if f.size else np.ones(1)
-        floor = np.where(top > 0, top, 1.0) / 20.0
-        return -1.0 / np.maximum(f, floor)
+        f = np.maximum(f, np.where(top > 0, top, 1.0) / 20.0)
+        if self.name == USD_FOR_LOAD:
+            return -1.0 / f
+        b = np.ones(f.shape[-1]) if batch is None else np.asarray(batch, dtype=float)
+        return -b / (f * np.asarray(usd_per_hour, dtype=float))
 
-    def from_rps(self, rps: np.ndarray, usd_per_hour: np.ndarray) -> np.ndarray | None:
+    def from_rps(self, rps: np.ndarray, usd_per_hour: np.ndarray,
+                 batch: np.ndarray | None = None) -> np.ndarray | None:
         """Predicted RPS and prices (the cost model's) as this objective (-inf: serves nothing);
         None when RPS alone does not give it."""
         rps, price = np.asarray(rps, dtype=float), np.asarray(usd_per_hour, dtype=float)
+        serves = rps > 0
+        safe = np.where(serves, rps, 1.0)
         if self.name == RPS_PER_USD:
-            return np.where(price > 0, rps * 3600.0 / np.where(price > 0, price, 1.0), 0.0)
+            return np.where(serves & (price > 0), rps * 3600.0 / np.where(price > 0, price, 1.0), 0.0)
+        if self.name == P99:        # ms: a batch's time with one batch in flight
+            b = np.ones(len(rps)) if batch is None else np.asarray(batch, dtype=float)
+            return np.where(serves, -1000.0 * b / safe, -np.inf)
         if self.name != USD_FOR_LOAD:
             return None
         n = [replicas_for(self.load_rps, float(r)) for r in rps]      # type: ignore[arg-type]
         return np.array([-np.inf if k is None else -k * p for k, p in zip(n, price)])
+
+    def knowledge_note(self) -> str:
+        """How the offline RPS/$ knowledge is read for this objective (for a transformed one)."""
+        if self.name == USD_FOR_LOAD:
+            return (f"read as the cost of {_number(self.load_rps)} RPS before replicas are rounded up (the cost "
+                    f"model predicts RPS, so it rounds exactly); the trials measure the rest")
+        if self.name == P99:
+            return ("read as latency = batch size / RPS (one batch in flight, as the runners measure); the "
+                    "trials measure the tail over it")
+        return "used as it is"
 
     # -- wire ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -206,7 +206,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     if len(state.trials) >= stop.max_trials:
         return _stop(state, "max-trials")
     strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
-                                                          knowledge, spec.prices.hourly, spec.objective))
+                                                          knowledge, spec.prices.hourly, spec.objective,
+                                                          spec.constraints))
     for t, value in zip(state.trials, state.observed_values()):
         strategy.tell(t.config, value, stability_cv=spec.objective.spread(t), rps=t.rps)
     try:
@@ -215,7 +216,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         return Decision(replace(state, status="failed", stop_reason=str(exc), pending=None), finished=True)
     if config is None:
         return _stop(state, "space-exhausted")
-    if strategy.converged:
+    if strategy.converged and state.best is not None:    # nothing met the constraints yet: keep looking
         return _stop(state, "converged")
     try:
         hourly = spec.prices.hourly(config)

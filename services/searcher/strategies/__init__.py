@@ -51,11 +51,9 @@ def knowledge_notice(name: str, objective: Objective) -> str | None:
     if objective.name not in cls.offline:
         online = "plain GP-EI after 3 random trials" if cls.name.startswith("falcon") else "random trials"
         return (f"no offline knowledge for objective {objective.name}: the offline curves, tables and cost model "
-                f"predict RPS/$, so {name} searched on its online model only ({online})")
+                f"predict RPS/$, which says nothing of it, so {name} searched on its online model only ({online})")
     if objective.knowledge == "transformed":
-        return (f"objective {objective.name}: the offline knowledge predicts RPS/$, read as the cost of "
-                f"{objective.load_rps:,g} RPS before replicas are rounded up (the cost model predicts RPS, so it "
-                f"rounds exactly); the trials measure the rest")
+        return f"objective {objective.name}: the offline knowledge predicts RPS/$, {objective.knowledge_note()}"
     return None
 
 

@@ -13,8 +13,10 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from services.common.objectives import Objective
+from services.common.objectives import RPS_PER_USD, Objective
+from services.common.pricing import PricingError
 from services.common.space import Config, Space
+from services.common.spec import Constraints
 from services.knowledge import Knowledge
 
 
@@ -31,6 +33,7 @@ class SearchContext:
     knowledge: Knowledge | None = None     # what the offline data says about this space, when anything
     hourly: Callable[[Mapping[str, Any]], float] | None = None   # $ per hour of a configuration (the spec's prices)
     objective: Objective = field(default_factory=Objective)       # what the told values are (higher is better)
+    constraints: Constraints | None = None       # what a recommendation must meet (told values already count them)
 
     def kop_shares(self) -> list[tuple[str, float]]:
         """(KOP, time share), most time-consuming first."""
@@ -51,6 +54,7 @@ LOCAL_SEEDS = 8               # ... plus the neighbours of this many of the best
 FEASIBLE_PRIOR = 0.95         # chance that an untried configuration far from any trial runs
 FEASIBLE_PSEUDO = 0.5         # weight of that prior against the trials nearby
 FEASIBLE_WIDTH = 0.25         # Gaussian kernel width (encoding units) of "nearby" for failures
+BATCH_KNOB = "batchsize"      # the knob a configuration's batch size is read from (as the cost model does)
 FAILURE_WEIGHT = 4.0          # a failure's vote against the ones that ran: a neighbour of a lone failure ~0.2
 
 
@@ -87,6 +91,37 @@ class Strategy(ABC):
     @abstractmethod
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
+
+    def expected(self, f: np.ndarray, indices: np.ndarray) -> np.ndarray | None:
+        """Offline predictions of RPS/$ at configurations ``indices`` (the columns of ``f``) as
+        predictions of the search's objective, up to scale (``Objective.from_rps_per_usd``); None
+        when the objective cannot be had from RPS/$."""
+        obj = self.ctx.objective
+        if obj.name == RPS_PER_USD:
+            return f
+        batch, price = self.batch_and_price(indices)
+        return obj.from_rps_per_usd(f, batch, price)
+
+    def batch_and_price(self, indices: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per configuration: its batch size (None without a batch knob) and $/hour (None without
+        prices; a configuration the catalogue cannot price gets the median price)."""
+        space = self.ctx.space
+        cache = self.__dict__.setdefault("_batch_price", {})
+        todo = [int(i) for i in indices if int(i) not in cache]
+        for i in todo:
+            c = space.config_at(i)
+            b = c.get(BATCH_KNOB)
+            try:
+                p = float(self.ctx.hourly(c)) if self.ctx.hourly is not None else np.nan
+            except PricingError:
+                p = np.nan
+            cache[i] = (float(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else 1.0, p)
+        pairs = np.array([cache[int(i)] for i in indices], dtype=float).reshape(-1, 2)
+        batch = pairs[:, 0] if BATCH_KNOB in space.names else None
+        if self.ctx.hourly is None or np.isnan(pairs[:, 1]).all():
+            return batch, None
+        price = pairs[:, 1]
+        return batch, np.where(np.isnan(price), np.nanmedian(price), price)
 
     def observed(self) -> Observed:
         """The trials that succeeded: indices, values and spreads."""

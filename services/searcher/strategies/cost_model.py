@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.objectives import RPS_PER_USD, USD_FOR_LOAD
+from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
 from services.common.pricing import PricingError
 from services.common.space import Config
 from services.knowledge.cost_model import CostModel, CostModelError
@@ -43,7 +43,7 @@ def cost_model_for(strategy: Strategy, calibrated: bool = True) -> CostModel | N
 
 class CostModelStrategy(Strategy):
     name = "cost-model"
-    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD})    # it predicts RPS (and so the cost of a load), not latency
+    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD, P99})    # it predicts RPS: a load's cost, a batch's time
     needs_offline = True
 
     def ask(self) -> Config | None:
@@ -59,9 +59,10 @@ class CostModelStrategy(Strategy):
         try:
             if self.ctx.objective.name == RPS_PER_USD:
                 pred = model.predict(configs)
-            else:       # RPS -> the objective exactly (e.g. replicas rounded up at the load)
+            else:       # RPS -> the objective (replicas rounded up at the load; a batch's time)
                 assert self.ctx.hourly is not None
-                pred = self.ctx.objective.from_rps(model.predict_rps(configs), [self.ctx.hourly(c) for c in configs])
+                batch, price = self.batch_and_price(cand)
+                pred = self.ctx.objective.from_rps(model.predict_rps(configs), price, batch)
         except (CostModelError, HardwareError, PricingError) as exc:
             raise StrategyError(f"the cost model cannot price this space: {exc}") from None
         feasible = self.feasibility(cand)
