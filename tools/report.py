@@ -633,7 +633,7 @@ td.num,th.num{text-align:right}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;font-size:14px;margin:12px 0}
 dl.facts dt{color:#666}dl.facts dd{margin:0}
 img{width:100%;height:auto;border:1px solid #eee}
-.notice{background:#fff8e5;border:1px solid #e3c46b;padding:8px 14px;border-radius:6px;font-size:14px}
+.notice{background:#fdf5d8;border:1px solid #dcb84f;padding:8px 14px;border-radius:6px;font-size:14px}
 .mark{display:inline-block;background:#333;color:#fff;border-radius:4px;padding:0 6px;margin:0 4px 2px 0;font-size:12px}
 .mark.chosen{background:#c0392b}"""
 

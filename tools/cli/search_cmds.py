@@ -202,6 +202,7 @@ def result_summary(event: Event) -> dict[str, Any]:
 
 def cmd_submit(a: argparse.Namespace) -> int:
     o = SubmitOptions.from_args(a)
+    Objective(o.objective, o.load)           # ObjectiveError (one line, exit 2) before the stack is asked anything
     s = settings()
     runners = None
     if (o.backend or ("replay" if o.replay_table else "live")) == "live":
