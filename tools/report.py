@@ -95,7 +95,7 @@ class Baseline:
            cache_dir: str | Path = ".falcon/cache") -> "Baseline":
         space = state.spec.space
         hourly = state.spec.prices.hourly(config)
-        load = load_rps or state.spec.constraints.min_rps
+        load = load_rps or state.spec.objective.load_rps or state.spec.constraints.min_rps
         for t in state.trials:
             if t.ok and space.key(t.config) == space.key(config):
                 return cls(config, t.value, t.rps, t.p50_ms, t.p99_ms, hourly, f"trial {t.index + 1} of this search",

@@ -358,6 +358,9 @@ def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
         figures.append(f"p50 {units.ms(p.p50_ms)}")
     if p.p99_ms is not None:
         figures.append(f"p99 {units.ms(p.p99_ms)}")
+    if p.energy_j_per_request is not None:
+        figures.append(f"{units.sig(p.energy_j_per_request, 3)} J/request"
+                       + (f" at {units.sig(p.mean_power_w, 3)} W" if p.mean_power_w is not None else ""))
     figures.append(f"cost {units.usd(p.cost_usd)} for {units.seconds(p.duration_s)}")
     return f"{head} " + ", ".join(figures)
 
@@ -445,13 +448,18 @@ def cmd_report(a: argparse.Namespace) -> int:
     s = write_report(st, out_dir, loaded.knowledge, wall_s=loaded.wall_s, baseline=baseline)
     rec = s["recommended"]
     kind = s["backend"]
-    figures = [] if not rec else [units.objective(rec["value"], kind),
+    figures = [] if not rec else [rec.get("objective_text") or units.objective(rec["value"], kind),
                                   units.rps(rec["rps"]) if rec["rps"] is not None else None,
                                   f"p99 {units.ms(rec['p99_ms'])}" if rec["p99_ms"] is not None else None,
                                   units.usd_per_hour(rec["usd_per_hour"])]
     text = f"report: {s['files']['html']}\n" + (
         f"recommended {units.config(rec['config'])}: {', '.join(f for f in figures if f)}"
         if rec else f"no recommendation ({s['stop_reason']})")
+    if rec and rec.get("monthly") and s.get("load_rps"):
+        m = rec["monthly"]
+        text += (f"\n{units.usd(m['usd'])} a month at {units.rps(s['load_rps'])} ({m['replicas']} "
+                 f"replica{'s' if m['replicas'] != 1 else ''})")
+    text += "".join(f"\n{n}" for n in s.get("notices", []))
     if s.get("baseline"):
         text += f"\nagainst the baseline {units.config(s['baseline']['config'])}: {s['baseline']['verdict']}"
     text += "".join(f"\n{c}" for c in s.get("closest", []))
@@ -559,5 +567,5 @@ def register(sub: Any) -> None:
     c.add_argument("--baseline", help="the configuration you run today, e.g. 'cpus=2,batchsize=8,graph_opt=all': "
                    "the report compares the recommendation with it (RPS/$, $ per million requests, monthly cost)")
     c.add_argument("--load-rps", type=positive, help="the load the monthly costs are stated at (default: the "
-                   "--min-rps constraint, else the baseline's measured RPS)")
+                   "search's --load, else the --min-rps constraint, else the baseline's measured RPS)")
     cmd("rebuild", cmd_rebuild, "rebuild the searches and trial results in Redis from the event log")
