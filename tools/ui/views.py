@@ -70,6 +70,7 @@ class Views:
                 return None
             return {**log_only_row(search_id, s), "history": [], "best_so_far": [], "operators": [], "kops": [],
                     "pending": None, "recommendation": None, "runners_up": [], "constraints": {},
+                    "notices": [], "pareto": [], "best_per_objective": {}, "load_rps": None, "value_label": "RPS/$",
                     "timeline": s.timeline(), "report_url": None, "can_cancel": False, "stored": False}
         (created,) = await self.store.created([search_id])
         return detail(st, created or time.time(), s)
