@@ -22,6 +22,13 @@ durations, so trial k finishes in round ceil(k/Q) or later); the curves are best
 every trial in completion order. Also reported per strategy: the $ the search spent and the
 rounds (wall time in units of one trial) until it reached .95 and .99 of the optimum.
 --cost-aware: the acquisition weighs expected improvement per $ of the trial.
+
+--objective usd-for-load --load RPS | p99 | energy-per-request (default rps-per-usd), optionally
+with --max-usd-per-million X / --slo-p99-ms Y constraints: every search optimises that objective,
+and each trial is scored by the objective of the configuration the search recommends then (among
+trials meeting the constraints) as a fraction of the table's optimum under the same constraints
+(1 = the optimum; for a cost, a latency or an energy: optimum / found). Needs tables with the
+figure (e.g. bench/live: rps, p99, usd_per_hour columns).
 """
 
 from __future__ import annotations
@@ -35,9 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
+from types import SimpleNamespace
+
 from services.common.falcon_data import ModelTable, read_operator_profile
+from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
+from services.common.pricing import DEFAULT_PRICES
 from services.common.space import Space
-from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
+from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.strategies import STRATEGIES
 from services.trial_runner.backends import ReplayBackend
@@ -54,24 +65,58 @@ class Run:
     rounds: list[int]           # round (in trial durations) in which each trial finished
 
 
+def table_optimum(table: ModelTable, objective: Objective, constraints: Constraints) -> float | None:
+    """The best objective value (higher is better) of any configuration of the table that meets
+    the constraints, priced as the searches price it (the default catalogue); None when none does."""
+    best = None
+    for cfg in table.space.configs():
+        row = table.lookup(cfg)
+        if row is None:
+            continue
+        price = DEFAULT_PRICES.hourly(cfg)
+        trial = SimpleNamespace(ok=True, value=row["value"], rps=row.get("rps"), p99_ms=row.get("p99_ms"),
+                                energy_j_per_request=row.get("energy_j_per_request"), stability_cv=row.get("cv"))
+        if constraints.violations(trial.rps, trial.p99_ms, price) or objective.violations(trial, price):
+            continue
+        v = objective.value(trial, price)
+        if v is not None and (best is None or v > best):
+            best = v
+    return best
+
+
+def fraction(objective: Objective, value: float, optimum: float) -> float:
+    """How close ``value`` is to the optimum, 1 at it: found / optimum for RPS/$, optimum / found
+    for a cost, a latency or an energy (the objective's natural quantities)."""
+    a, b = objective.natural(value), objective.natural(optimum)
+    return float(a / b) if objective.maximise else float(b / a)
+
+
 def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowledge, space: Space, trials: int,
             seed: int, backend: ReplayBackend, truth: ModelTable | None = None, parallel: int = 1,
-            noise: float = 0.0, cost_aware: bool = False) -> Run:
+            noise: float = 0.0, cost_aware: bool = False, objective: Objective = Objective(),
+            constraints: Constraints = Constraints(), optimum: float | None = None) -> Run:
     """One search, run by the product's own loop (stop rules, failed trials, parallel top-ups and
-    the noise-robust recommendation included); a search that stopped early keeps its last value."""
+    the noise-robust recommendation included); a search that stopped early keeps its last value.
+    Under another objective than RPS/$ (or with constraints): the recommendation's objective as a
+    fraction of ``optimum`` (the table's)."""
     kops, operators = profiled(ops, DEFAULT_KOP_THRESHOLD)
     backend_spec = {"kind": "replay", "table": str(table_path), "trial_seconds": TRIAL_SECONDS}
     if noise > 0:
         backend_spec["noise"] = noise
     spec = SearchSpec(model={"name": table_path.stem, "format": "falcon-profile", "uri": None},
                       backend=backend_spec, space=space, stop=StopRules(trials), strategy=strategy, seed=seed,
-                      parallel=parallel, cost_aware=cost_aware)
+                      parallel=parallel, cost_aware=cost_aware, constraints=constraints, objective=objective)
     # the search id seeds the simulated noise: every strategy meets the same k-th measurement error
     sim = simulate(f"bench-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
     state = sim.state
     curve, spent = [], []
     for k in range(1, len(state.trials) + 1):
         best = replace(state, trials=state.trials[:k]).best       # what the search recommends then
+        if optimum is not None:
+            v = None if best is None else state.objective_value(best)
+            curve.append(0.0 if v is None else fraction(objective, v, optimum))
+            spent.append(sum(t.cost_usd for t in state.trials[:k]))
+            continue
         if truth is not None:
             row = truth.lookup(best.config) if best is not None else None
             curve.append(float(row["value"]) if row is not None else 0.0)
@@ -137,7 +182,7 @@ def per_model(results: dict, trials: int) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, trials: int, path: Path) -> None:
+def plot(results: dict, trials: int, path: Path, ylabel: str = "mean best norm.(RPS/$) so far") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -149,7 +194,7 @@ def plot(results: dict, trials: int, path: Path) -> None:
                 lw=2.8 if strat == "falcon" else 1.2, color="black" if strat == "falcon" else None,
                 zorder=3 if strat == "falcon" else 2)
     ax.set_xlabel("trials")
-    ax.set_ylabel("mean best norm.(RPS/$) so far")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0.4, 1.005)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -171,11 +216,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", type=float, default=0.0, help="replay as a noisy live system (log-normal sigma)")
     p.add_argument("--cost-aware", action="store_true", help="acquisition: expected improvement per $")
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--objective", choices=OBJECTIVES, default=RPS_PER_USD, help="what every search optimises")
+    p.add_argument("--load", type=float, help="requests/s to carry (usd-for-load)")
+    p.add_argument("--max-usd-per-million", type=float, help="constraint: $ per million requests at most this")
+    p.add_argument("--slo-p99-ms", type=float, help="constraint: p99 latency at most this")
     a = p.parse_args(argv)
     if not 1 <= a.parallel <= a.trials:
         p.error(f"--parallel must be between 1 and --trials ({a.trials}), not {a.parallel}")
     if not 0 <= a.noise < 1:
         p.error(f"--noise must be in [0, 1), not {a.noise}")
+    try:
+        objective = Objective(a.objective, a.load)
+    except ObjectiveError as exc:
+        p.error(str(exc))
+    constraints = Constraints(a.slo_p99_ms, None, a.max_usd_per_million)
+    scored = not objective.is_default or constraints != Constraints()    # fractions of each table's optimum
+    if scored and a.truth is not None:
+        p.error("--truth scores RPS/$ without constraints only")
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -196,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[Run]] = {s: [] for s in strategies}
     spent: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
     rounds: dict[str, dict[str, list[list[int]]]] = {s: {} for s in strategies}
+    optima: dict[str, float | None] = {}
     t0 = time.monotonic()
     for name, path, folder in tables:
         model = path.stem.removeprefix("reg-")
@@ -212,22 +270,39 @@ def main(argv: list[str] | None = None) -> int:
             knowledge[table.space] = Knowledge.build(dataset, table.space)
         prof = folder / "models" / "operators" / model / "operators.csv"
         ops = read_operator_profile(prof) if prof.exists() else []
+        optimum = None
+        if scored:
+            optimum = table_optimum(table, objective, constraints)
+            if optimum is None:
+                p.error(f"{name}: no configuration of the table meets the constraints or has the objective's figure")
+            optima[name] = objective.natural(optimum)
         for strat in strategies:
             done = [run_one(strat, path, ops, knowledge[table.space], table.space, a.trials, seed, backend, truth,
-                            a.parallel, a.noise, a.cost_aware) for seed in range(a.seeds)]
+                            a.parallel, a.noise, a.cost_aware, objective, constraints, optimum)
+                    for seed in range(a.seeds)]
             runs[strat] += done
             results[strat][name] = [r.curve for r in done]
             spent[strat][name] = [r.spent for r in done]
             rounds[strat][name] = [r.rounds for r in done]
     out = {"trials": a.trials, "seeds": a.seeds, "parallel": a.parallel, "noise": a.noise,
            "cost_aware": a.cost_aware, "results": results, "spent_usd": spent, "rounds": rounds}
+    if scored:
+        out.update({"objective": objective.to_dict(), "constraints": constraints.to_dict(), "optima": optima,
+                    "score": "the recommendation's objective (meeting the constraints) as a fraction of the "
+                             "table's optimum"})
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out))
     png = a.json.with_suffix(".png")
-    plot(results, a.trials, png)
+    what = "mean best norm.(RPS/$)" if not scored else \
+        f"mean fraction of the optimum of {objective.describe('live')}" + \
+        (f" under {', '.join(f'{k}={v:g}' for k, v in constraints.to_dict().items() if v is not None)}"
+         if constraints != Constraints() else "")
+    plot(results, a.trials, png, "mean best norm.(RPS/$) so far" if not scored else "mean fraction of the optimum so far")
     print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {a.parallel} in parallel"
-          f"{f', noise {a.noise:g}' if a.noise else ''}, {time.monotonic() - t0:.0f}s; "
-          f"mean best norm.(RPS/$) after N trials:")
+          f"{f', noise {a.noise:g}' if a.noise else ''}, {time.monotonic() - t0:.0f}s; {what} after N trials:")
+    if scored:
+        print("optimum per table (" + objective.unit("live") + "): "
+              + ", ".join(f"{n} {v:.4g}" for n, v in optima.items()))
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))
     print("what the search cost (median over runs; a round = one trial's wall time):")

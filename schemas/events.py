@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
+from services.common.objectives import Objective, ParetoPoint
 from services.common.space import Config, Space
 from services.common.spec import SearchSpec
 
@@ -47,7 +48,7 @@ class Payload:
 def _wire(v: Any) -> Any:
     if isinstance(v, Payload):
         return v.to_data()
-    if isinstance(v, (SearchSpec, Space)):
+    if isinstance(v, (SearchSpec, Space, Objective, ParetoPoint)):
         return v.to_dict()
     if isinstance(v, Mapping):
         return {k: _wire(x) for k, x in v.items()}
@@ -95,7 +96,7 @@ class TrialRequested(Payload):
     def result(self, status: Literal["ok", "failed"], *, value: float | None = None, cost_usd: float = 0.0,
                duration_s: float = 0.0, **measured: Any) -> "TrialResult":
         """This trial's result (a backend's answer); ``measured``: rps, p50_ms, p99_ms,
-        stability_cv, reason, details."""
+        stability_cv, reason, details, energy_j_per_request, mean_power_w."""
         return TrialResult(self.trial_id, self.index, dict(self.config), status, value, cost_usd, duration_s,
                            **measured)
 
@@ -121,6 +122,8 @@ class TrialResult(Payload):
     reason: str | None = None
     stability_cv: float | None = None      # coefficient of variation of RPS over the measurement's time slices
     details: Mapping[str, Any] = field(default_factory=dict)   # backend-specific facts (compile time, threads)
+    energy_j_per_request: float | None = None   # joules per request over the measurement (NVML), where measured
+    mean_power_w: float | None = None           # the device's mean power during the measurement (NVML)
 
     @property
     def ok(self) -> bool:
@@ -130,7 +133,7 @@ class TrialResult(Payload):
 @dataclass(frozen=True)
 class SearchCompleted(Payload):
     type: ClassVar[str] = "search-completed"
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space", "estimate"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space", "estimate", "objective", "objective_value"})
     best: TrialResult
     stop_reason: str
     trials: list[TrialResult]
@@ -147,6 +150,11 @@ class SearchCompleted(Payload):
     # measurements behind it (a noisy runner's lucky measurement is not the estimate)
     estimate: Mapping[str, Any] | None = None
     parallel: int = 1                       # trials that ran at once
+    objective: Objective | None = None          # what was optimised (None: an older searcher's, RPS/$)
+    objective_value: float | None = None        # the recommendation's objective, in the objective's unit
+    best_per_objective: Mapping[str, str] = field(default_factory=dict)   # objective -> trial id recommended by it
+    pareto: list[ParetoPoint] = field(default_factory=list)   # p99 vs $ per million requests, cheapest first
+    notices: list[str] = field(default_factory=list)          # e.g. no offline knowledge for the objective
 
     @classmethod
     def from_data(cls, d: Mapping[str, Any]) -> "SearchCompleted":
@@ -155,7 +163,10 @@ class SearchCompleted(Payload):
                    [TrialResult.from_data(t) for t in d.get("runners_up", ())], dict(d.get("constraints") or {}),
                    d.get("model", ""), d.get("backend_kind", ""),
                    Space.from_dict(d["space"]) if d.get("space") else None, dict(d.get("infeasible") or {}),
-                   d.get("estimate"), int(d.get("parallel") or 1))
+                   d.get("estimate"), int(d.get("parallel") or 1),
+                   Objective.from_dict(d["objective"]) if d.get("objective") else None, d.get("objective_value"),
+                   dict(d.get("best_per_objective") or {}), [ParetoPoint.from_dict(p) for p in d.get("pareto", ())],
+                   list(d.get("notices") or ()))
 
 
 @dataclass(frozen=True)

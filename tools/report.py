@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,14 +20,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from schemas.events import TrialResult
+from services.common import objectives
 from services.common.falcon_data import DataError, read_model_table
+from services.common.objectives import HOURS_PER_MONTH, Objective
 from services.common.space import Space, SpaceError
 from services.knowledge import Knowledge
 from services.searcher.estimate import noisy
-from services.searcher.search import SearchState
+from services.searcher.search import SearchState, estimate_data, trade_offs
 from tools import units
-
-HOURS_PER_MONTH = 730.0
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,16 @@ class ServingFigures:
 
 
 def monthly_cost(rps: float | None, usd_per_hour: float, load_rps: float | None) -> tuple[int, float] | None:
-    """(replicas, $ per month) to carry ``load_rps`` with copies of a configuration serving ``rps``."""
-    if not rps or not load_rps:
-        return None
-    replicas = max(1, math.ceil(load_rps / rps - 1e-9))
-    return replicas, replicas * usd_per_hour * HOURS_PER_MONTH
+    """(replicas, $ per month) to carry ``load_rps`` with copies of a configuration serving ``rps``
+    (``services.common.objectives.monthly_cost``: the objective usd-for-load counts the same)."""
+    return objectives.monthly_cost(load_rps, rps, usd_per_hour)
+
+
+def stated_load(state: SearchState, baseline: "Baseline | None" = None) -> float | None:
+    """The load monthly costs are stated at: the objective's --load, else the baseline's
+    (--load-rps), else the --min-rps constraint."""
+    return state.spec.objective.load_rps or (baseline.load_rps if baseline is not None else None) \
+        or state.spec.constraints.min_rps
 
 
 def parse_config(text: str, space: Space) -> dict[str, Any]:
@@ -92,7 +96,7 @@ class Baseline:
            cache_dir: str | Path = ".falcon/cache") -> "Baseline":
         space = state.spec.space
         hourly = state.spec.prices.hourly(config)
-        load = load_rps or state.spec.constraints.min_rps
+        load = load_rps or state.spec.objective.load_rps or state.spec.constraints.min_rps
         for t in state.trials:
             if t.ok and space.key(t.config) == space.key(config):
                 return cls(config, t.value, t.rps, t.p50_ms, t.p99_ms, hourly, f"trial {t.index + 1} of this search",
@@ -161,21 +165,38 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
     ranked = state.ranked()
     best = ranked[0] if ranked else None
     kind = str(state.spec.backend.get("kind"))
+    obj = state.spec.objective
+    load = stated_load(state, baseline)
+    by_index = {t.trial_id: t.index + 1 for t in state.trials}
 
     def row(t: TrialResult) -> dict[str, Any]:
         f = ServingFigures.of(state, t)
+        natural = obj.natural(state.objective_value(t))
+        monthly = monthly_cost(f.rps, f.usd_per_hour, load)
         return {"trial": t.index + 1, "config": dict(t.config), "value": t.value, "rps": f.rps, "p50_ms": f.p50_ms,
                 "p99_ms": f.p99_ms, "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
-                "stability_cv": t.stability_cv, "duration_s": t.duration_s, "cost_usd": t.cost_usd}
+                "stability_cv": t.stability_cv, "duration_s": t.duration_s, "cost_usd": t.cost_usd,
+                "objective_value": natural, "objective_text": units.objective_text(obj, natural, kind),
+                "energy_j_per_request": t.energy_j_per_request, "mean_power_w": t.mean_power_w,
+                "monthly": None if monthly is None else {"replicas": monthly[0], "usd": monthly[1]}}
 
+    trade = trade_offs(state, best)
+    per_objective = {}
+    for name, tid in trade["best_per_objective"].items():
+        t = next(x for x in state.trials if x.trial_id == tid)
+        o = obj if name == obj.name else Objective(name, obj.load_rps)
+        per_objective[name] = {"trial": by_index[tid], "config": dict(t.config),
+                               "text": units.objective_text(o, o.natural(o.value(t, state.hourly(t))), kind)}
     return {
         "search_id": state.search_id, "model": state.spec.model["name"], "status": state.status,
         "stop_reason": state.stop_reason, "strategy": state.spec.strategy, "kops": list(state.kops),
-        "backend": kind, "objective": units.objective_name(kind), "hardware": _hardware(state),
-        "measurement": _measurement(state), "wall_s": wall_s,
+        "backend": kind, "objective": units.objective_title(obj, kind), "objective_spec": obj.to_dict(),
+        "load_rps": load, "notices": trade["notices"], "best_per_objective": per_objective,
+        "pareto": [{**p.to_dict(), "trial": p.index + 1} for p in trade["pareto"]],
+        "hardware": _hardware(state), "measurement": _measurement(state), "wall_s": wall_s,
         "constraints": state.spec.constraints.to_dict(), "trials": len(state.trials),
         "spent_usd": state.spent_usd, "recommended": row(best) if best else None, "parallel": state.parallel,
-        "estimate": state.recommendation.to_data() if state.recommendation else None,
+        "estimate": estimate_data(state) if state.recommendation else None,
         "runners_up": [row(t) for t in ranked[1:4]],
         "history": [{**row(t), "status": t.status, "reason": t.reason,
                      "violations": state.violations(t) if t.status == "ok" else []} for t in state.trials],
@@ -213,25 +234,47 @@ def _plt() -> Any:
     return plt
 
 
-def _value_formatter(kind: str) -> Any:
+def _value_formatter(kind: str, obj: Objective | None = None) -> Any:
     from matplotlib.ticker import FuncFormatter
+    if obj is not None and obj.name == objectives.USD_FOR_LOAD:
+        return FuncFormatter(lambda v, _: units.usd_per_hour(v))
+    if obj is not None and obj.name == objectives.P99:
+        return FuncFormatter(lambda v, _: units.ms(v))
+    if obj is not None and obj.name == objectives.ENERGY:
+        return FuncFormatter(lambda v, _: f"{units.sig(v, 3)} J")
     if units.is_normalised(kind):
         return FuncFormatter(lambda v, _: f"{v:.2f}")
     return FuncFormatter(lambda v, _: units.number(v, 3).replace(" million", "M").replace(" billion", "B"))
 
 
-def _value_label(kind: str) -> str:
+def _value_label(kind: str, obj: Objective | None = None) -> str:
+    if obj is not None and obj.name == objectives.USD_FOR_LOAD:
+        return f"$/hour for {units.rps(obj.load_rps)}"
+    if obj is not None and obj.name == objectives.P99:
+        return "p99 latency"
+    if obj is not None and obj.name == objectives.ENERGY:
+        return "energy per request"
     return "normalised RPS/$ (table's best = 1)" if units.is_normalised(kind) else "requests per $"
+
+
+def _natural(state: SearchState, t: TrialResult) -> float:
+    """Trial ``t``'s objective in its own unit (NaN: none)."""
+    v = state.spec.objective.natural(state.objective_value(t))
+    return np.nan if v is None else float(v)
 
 
 def plot_progress(state: SearchState, path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
     plt = _plt()
     kind = str(state.spec.backend.get("kind"))
+    obj = state.spec.objective
     fig, ax = plt.subplots(figsize=(10, 4.2))
     x = np.arange(1, len(state.trials) + 1)
-    vals = [t.value if state.feasible(t) else np.nan for t in state.trials]
-    best = np.fmax.accumulate(np.where(np.isnan(vals), -np.inf, vals)) if len(vals) else np.array([])
+    vals = [_natural(state, t) if state.feasible(t) else np.nan for t in state.trials]
+    if obj.maximise:
+        best = np.fmax.accumulate(np.where(np.isnan(vals), -np.inf, vals)) if len(vals) else np.array([])
+    else:
+        best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else np.array([])
     best = np.where(np.isinf(best), np.nan, best)
     if noisy(state.trials):       # the recommendation is the best estimate, not the best measurement
         recs = [replace(state, trials=state.trials[:k]).recommendation for k in range(1, len(state.trials) + 1)]
@@ -247,9 +290,9 @@ def plot_progress(state: SearchState, path: Path) -> None:
     elif len(best):
         ax.text(0.5, 0.5, "no trial met the constraints", transform=ax.transAxes, ha="center", va="center",
                 fontsize=13, color="tab:red", alpha=0.8)
-    ok = [(i + 1, t.value) for i, t in enumerate(state.trials) if t.status == "ok" and t.value is not None]
-    bad = [(i + 1, t.value) for i, t in enumerate(state.trials)
-           if t.status == "ok" and t.value is not None and not state.feasible(t)]
+    shown = [(i + 1, _natural(state, t), t) for i, t in enumerate(state.trials) if t.status == "ok"]
+    ok = [(i, v) for i, v, _ in shown if not np.isnan(v)]
+    bad = [(i, v) for i, v, t in shown if not np.isnan(v) and not state.feasible(t)]
     failed = [i + 1 for i, t in enumerate(state.trials) if not t.ok]
     if ok:
         ax.scatter(*zip(*ok), s=22, color="tab:blue", zorder=3, label="trial")
@@ -259,8 +302,8 @@ def plot_progress(state: SearchState, path: Path) -> None:
         for i, f in enumerate(failed):
             ax.axvline(f, color="tab:red", alpha=0.25, lw=6, label="failed trial" if i == 0 else None)
     ax.set_xlabel("trial")
-    ax.set_ylabel(_value_label(kind))
-    ax.yaxis.set_major_formatter(_value_formatter(kind))
+    ax.set_ylabel(_value_label(kind, obj) + ("" if obj.maximise else " (lower is better)"))
+    ax.yaxis.set_major_formatter(_value_formatter(kind, obj))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(state.trials):
         ax.set_xlim(0.5, len(state.trials) + 0.5)
@@ -319,9 +362,11 @@ def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
                     a = 2 * np.pi * j / len(members)
                     p[idx] += 0.16 * np.array([np.cos(a), np.sin(a)])
         ax.plot(p[:, 0], p[:, 1], "-", color="grey", lw=1, alpha=0.6)
-        vals = np.array([t.value if t.value is not None else np.nan for t in state.trials], float)
+        obj = state.spec.objective
+        vals = np.array([_natural(state, t) for t in state.trials], float)
         done = ~np.isnan(vals)
-        sc = ax.scatter(p[done, 0], p[done, 1], c=vals[done], cmap="viridis", s=110, zorder=3, edgecolors="black")
+        sc = ax.scatter(p[done, 0], p[done, 1], c=vals[done], cmap="viridis" if obj.maximise else "viridis_r",
+                        s=110, zorder=3, edgecolors="black")
         if (~done).any():
             ax.scatter(p[~done, 0], p[~done, 1], marker="x", s=70, color="tab:red", zorder=3, label="failed trial")
         missed = np.array([t.ok and not state.feasible(t) for t in state.trials])
@@ -331,13 +376,14 @@ def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
         # trial numbers inside the markers, dark on light colours and light on dark ones
         lo, hi = (np.nanmin(vals), np.nanmax(vals)) if done.any() else (0.0, 1.0)
         for i, (px, py) in enumerate(p):
-            light = done[i] and (hi == lo or (vals[i] - lo) / (hi - lo) > 0.55)
+            frac = 1.0 if hi == lo else (vals[i] - lo) / (hi - lo)
+            light = done[i] and (hi == lo or (frac > 0.55 if obj.maximise else frac < 0.45))
             ax.annotate(str(i + 1), (px, py), xytext=(0, 0), textcoords="offset points", fontsize=7, zorder=6,
                         ha="center", va="center", color="black" if light or not done[i] else "white",
                         fontweight="bold")
         if done.any():
-            cb = fig.colorbar(sc, ax=ax, format=_value_formatter(kind), pad=0.02)
-            cb.set_label(_value_label(kind))
+            cb = fig.colorbar(sc, ax=ax, format=_value_formatter(kind, obj), pad=0.02)
+            cb.set_label(_value_label(kind, obj))
         best = state.best
         if best is not None:
             bx, by = p[best.index]
@@ -360,18 +406,19 @@ def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
 
 
 def _measured_along(state: SearchState) -> tuple[str, list[Any], list[float]] | None:
-    """The knob whose levels the search's own trials tell apart most, with the best value seen at
-    each level (a resource curve measured for this model, where no offline curve covers the space)."""
-    ok = [t for t in state.trials if t.ok]
+    """The knob whose levels the search's own trials tell apart most, with the best objective
+    seen at each level (a resource curve measured for this model, where no offline curve covers
+    the space)."""
+    scored = [(t, v) for t in state.trials if t.ok and (v := state.objective_value(t)) is not None]
     best = None
     for k in state.spec.space.knobs:
-        levels = [v for v in k.values if any(t.config.get(k.name) == v for t in ok)]
+        levels = [v for v in k.values if any(t.config.get(k.name) == v for t, _ in scored)]
         if len(levels) < 2:
             continue
-        means = [max(t.value for t in ok if t.config.get(k.name) == v) for v in levels]   # type: ignore[type-var]
-        spread = max(means) - min(means)
+        tops = [max(x for t, x in scored if t.config.get(k.name) == v) for v in levels]
+        spread = max(tops) - min(tops)
         if best is None or spread > best[0]:
-            best = (spread, k.name, levels, means)
+            best = (spread, k.name, levels, [float(state.spec.objective.natural(x)) for x in tops])
     return None if best is None else best[1:]   # type: ignore[return-value]
 
 
@@ -422,8 +469,8 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> st
         ax = axes[0][1]
         ax.plot([str(v) for v in levels], means, "-o", color="tab:blue")
         ax.set_xlabel(knob)
-        ax.set_ylabel(f"best {_value_label(kind)} measured")
-        ax.yaxis.set_major_formatter(_value_formatter(kind))
+        ax.set_ylabel(f"best {_value_label(kind, state.spec.objective)} measured")
+        ax.yaxis.set_major_formatter(_value_formatter(kind, state.spec.objective))
         ax.set_title(f"Measured in this search along {knob}\n(no offline KOP curve covers this space)", fontsize=9)
         ax.grid(alpha=0.3)
         shown = "measured"
@@ -431,6 +478,114 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> st
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return shown
+
+
+PARETO_TITLE = "Latency vs cost: the Pareto front of the tried configurations"
+MARKERS = {objectives.RPS_PER_USD: ("s", "tab:green"), objectives.USD_FOR_LOAD: ("D", "tab:purple"),
+           objectives.P99: ("^", "tab:blue"), objectives.ENERGY: ("P", "tab:olive")}
+
+
+def objective_label(name: str, load_rps: float | None) -> str:
+    """How a recommendation under an objective is named for people."""
+    return {objectives.RPS_PER_USD: "best RPS/$",
+            objectives.USD_FOR_LOAD: f"cheapest for {units.rps(load_rps)}",
+            objectives.P99: "lowest p99",
+            objectives.ENERGY: "least energy per request"}[name]
+
+
+def plot_pareto(state: SearchState, s: Mapping[str, Any], path: Path) -> bool:
+    """p99 latency vs $ per million requests of every successful trial that measured both: the
+    front (no other trial is both faster and cheaper) joined, the rest grey, trials that miss a
+    constraint crossed, and the recommendation under each objective marked. False when no trial
+    measured RPS and p99 (nothing to draw)."""
+    rows = [r for r in s["history"] if r["status"] == "ok" and r["p99_ms"] is not None
+            and r["usd_per_million_requests"] is not None]
+    if not rows:
+        return False
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    front = {p["trial"] for p in s["pareto"]}
+    ok = [r for r in rows if not r["violations"] and r["trial"] not in front]
+    bad = [r for r in rows if r["violations"]]
+    if ok:
+        ax.scatter([r["usd_per_million_requests"] for r in ok], [r["p99_ms"] for r in ok], s=40, color="0.6",
+                   zorder=2, label="tried (dominated)")
+    if bad:
+        ax.scatter([r["usd_per_million_requests"] for r in bad], [r["p99_ms"] for r in bad], s=50, marker="x",
+                   color="tab:red", zorder=2, label="misses a constraint")
+    if s["pareto"]:
+        px = [p["usd_per_million"] for p in s["pareto"]]
+        py = [p["p99_ms"] for p in s["pareto"]]
+        ax.plot(px, py, "-", drawstyle="steps-post", color="black", lw=1.2, zorder=3)
+        ax.scatter(px, py, s=60, color="black", zorder=4, label="Pareto front")
+    chosen = s["objective_spec"]["name"]
+    at = {r["trial"]: r for r in rows}
+    for name, rec in s["best_per_objective"].items():
+        r = at.get(rec["trial"])
+        if r is None:
+            continue        # e.g. RPS/$ on a table without latency: not on these axes
+        marker, color = MARKERS[name]
+        big = name == chosen
+        ax.scatter([r["usd_per_million_requests"]], [r["p99_ms"]], s=260 if big else 150, marker=marker,
+                   facecolors="none", edgecolors="red" if big else color, lw=2.4 if big else 1.8, zorder=5,
+                   label=f"{objective_label(name, s.get('load_rps'))}" + (" (the objective)" if big else ""))
+    for r in rows:
+        ax.annotate(str(r["trial"]), (r["usd_per_million_requests"], r["p99_ms"]), xytext=(5, 4),
+                    textcoords="offset points", fontsize=7, color="0.25")
+    xs = [r["usd_per_million_requests"] for r in rows]
+    ys = [r["p99_ms"] for r in rows]
+    if max(xs) / max(min(xs), 1e-12) > 8:
+        ax.set_xscale("log")
+    if max(ys) / max(min(ys), 1e-12) > 8:
+        ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: units.usd(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: units.ms(v)))
+    ax.set_xlabel("$ per million requests (at the measured RPS and the configuration's price)")
+    ax.set_ylabel("p99 latency")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    ax.set_title("p99 latency vs cost per request (lower-left is better; numbers: trials)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _pareto_html(s: Mapping[str, Any], image: str | None, kind: str) -> str:
+    """The trade-off section: the recommendation per objective, the front as a plot and a table."""
+    load = s.get("load_rps")
+    chosen = s["objective_spec"]["name"]
+    per = s["best_per_objective"]
+    recs = "".join(
+        f'<li><span class="mark{" chosen" if name == chosen else ""}">{html.escape(objective_label(name, load))}'
+        f'</span> trial {r["trial"]}: {_cfg(r["config"])} ({html.escape(r["text"])})'
+        + (" <b>the recommendation</b>" if name == chosen else "") + "</li>" for name, r in per.items())
+    head = f"<h2>{html.escape(PARETO_TITLE)}</h2>"
+    intro = ("<p>Each objective's recommendation among the trials that met the constraints:</p><ul>" + recs + "</ul>"
+             if recs else "")
+    if not s["pareto"]:
+        return head + intro + ("<p>No trial measured both RPS and p99 latency, so there is no latency/cost front "
+                               "(a replay table without those columns measures neither).</p>")
+    hist = {r["trial"]: r for r in s["history"]}
+    rows = []
+    for p in s["pareto"]:
+        r = hist.get(p["trial"], {})
+        m = r.get("monthly")
+        marks = "".join(f'<span class="mark{" chosen" if n == chosen else ""}">{html.escape(objective_label(n, load))}'
+                        f'</span>' for n in p["best_for"])
+        rows.append(f'<tr><td>{p["trial"]}</td><td>{_cfg(p["config"])}</td><td>{html.escape(units.ms(p["p99_ms"]))}</td>'
+                    f'<td>{html.escape(units.usd(p["usd_per_million"]))}</td><td>{html.escape(units.rps(p["rps"]))}</td>'
+                    f'<td>{html.escape(units.usd_per_hour(r.get("usd_per_hour")))}</td>'
+                    + (f'<td>{html.escape(units.usd(m["usd"]))} ({m["replicas"]})</td>' if load else "")
+                    + f"<td>{marks}</td></tr>")
+    table = ("<table><tr><th>trial</th><th>configuration</th><th>p99</th><th>$ per 1M requests</th><th>RPS</th>"
+             "<th>$/hour</th>" + (f"<th>monthly at {html.escape(units.rps(load))} (replicas)</th>" if load else "")
+             + "<th>recommended for</th></tr>" + "".join(rows) + "</table>")
+    img = f'<img src="{html.escape(image)}" alt="{html.escape(PARETO_TITLE)}">' if image else ""
+    return (head + intro + img + "<p>The front, cheapest first: going down the table buys latency with money. "
+            "A configuration not on it is beaten on both by one that is." + ("" if load else
+            " (State a load, --load, to see the monthly cost of each.)") + "</p>" + table)
 
 
 # -- html --------------------------------------------------------------------------------------
@@ -451,13 +606,24 @@ def _objective_cell(v: float | None, kind: str) -> str:
     return f"{v:.3f}" if units.is_normalised(kind) else html.escape(units.req_per_usd(v))
 
 
-def _rows(rows: Sequence[Mapping[str, Any]], kind: str, extra: bool = False) -> str:
+def _rows(rows: Sequence[Mapping[str, Any]], kind: str, extra: bool = False,
+          columns: Sequence[str] = ()) -> str:
+    """Trial rows; ``columns``: optional ones, "objective" (the search's objective when it is not
+    RPS/$), "energy" (J per request, where measured)."""
     out = []
     for r in rows:
-        cells = [str(r["trial"]), _cfg(r["config"]), _objective_cell(r["value"], kind), _rps(r),
-                 html.escape(units.ms(r["p50_ms"])), html.escape(units.ms(r["p99_ms"])),
-                 html.escape(units.usd_per_hour(r["usd_per_hour"])),
-                 html.escape(units.usd(r["usd_per_million_requests"]))]
+        cells = [str(r["trial"]), _cfg(r["config"])]
+        if "objective" in columns:
+            cells.append(html.escape(r.get("objective_text") or "-"))
+        cells += [_objective_cell(r["value"], kind), _rps(r),
+                  html.escape(units.ms(r["p50_ms"])), html.escape(units.ms(r["p99_ms"])),
+                  html.escape(units.usd_per_hour(r["usd_per_hour"])),
+                  html.escape(units.usd(r["usd_per_million_requests"]))]
+        if "energy" in columns:
+            e, w = r.get("energy_j_per_request"), r.get("mean_power_w")
+            cells.append("not measured" if e is None else
+                         html.escape(f"{units.sig(e, 3)} J ({units.sig(w, 3)} W)" if w is not None else
+                                     f"{units.sig(e, 3)} J"))
         if extra:
             note = r["reason"] if r["status"] != "ok" else "; ".join(r["violations"])
             cells.append(html.escape(note or ""))
@@ -477,7 +643,10 @@ td.num,th.num{text-align:right}
 .big{font-size:20px;font-weight:600}.bad td{color:#a33}.muted{color:#666;font-size:13px}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;font-size:14px;margin:12px 0}
 dl.facts dt{color:#666}dl.facts dd{margin:0}
-img{width:100%;height:auto;border:1px solid #eee}"""
+img{width:100%;height:auto;border:1px solid #eee}
+.notice{background:#fdf5d8;border:1px solid #dcb84f;padding:8px 14px;border-radius:6px;font-size:14px}
+.mark{display:inline-block;background:#333;color:#fff;border-radius:4px;padding:0 6px;margin:0 4px 2px 0;font-size:12px}
+.mark.chosen{background:#c0392b}"""
 
 
 def _baseline_html(b: Mapping[str, Any], rec: Mapping[str, Any] | None, kind: str) -> str:
@@ -506,28 +675,40 @@ def _baseline_html(b: Mapping[str, Any], rec: Mapping[str, Any] | None, kind: st
         f'load needs at its measured RPS.</p></div>'
 
 
-def _estimate_html(e: Mapping[str, Any] | None, kind: str) -> str:
-    """What the search believes the recommendation is worth, when measurements were noisy."""
+def _estimate_html(e: Mapping[str, Any] | None, s: Mapping[str, Any]) -> str:
+    """What the search believes the recommendation is worth, when measurements were noisy (in the
+    objective's own unit)."""
     if not e or e["high"] <= e["low"]:
         return ""
+    obj = Objective.from_dict(s.get("objective_spec")) if s.get("objective_spec") else Objective()
+
+    def text(v: float) -> str:
+        return html.escape(units.objective_text(obj, v, s["backend"]))
     n = int(e["measurements"])
-    return (f'<p id="estimate">Estimated objective {html.escape(units.objective(e["value"], kind))} '
-            f'(95% interval {html.escape(units.objective(e["low"], kind))} to '
-            f'{html.escape(units.objective(e["high"], kind))}), from {n} measurement{"s" if n != 1 else ""} of this '
-            f'configuration, shrunk towards what the search expected of it. The runners reported measurement '
-            f'noise, so the recommendation and its runners-up are ranked by this estimate, not by their single '
-            f'luckiest measurement.</p>')
+    return (f'<p id="estimate">Estimated objective {text(e["value"])} (95% interval {text(e["low"])} to '
+            f'{text(e["high"])}), from {n} measurement{"s" if n != 1 else ""} of this configuration, shrunk '
+            f'towards what the search expected of it. The runners reported measurement noise, so the '
+            f'recommendation and its runners-up are ranked by this estimate, not by their single luckiest '
+            f'measurement.</p>')
 
 
 def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
     kind = s["backend"]
+    obj = Objective.from_dict(s.get("objective_spec"))
     obj_head = "norm. RPS/$" if units.is_normalised(kind) else "req/$"
-    head = (f"<tr><th>trial</th><th>configuration</th><th>{obj_head}</th><th>RPS</th><th>p50</th><th>p99</th>"
-            "<th>$/hour</th><th>$ per 1M requests</th>")
+    columns = (["objective"] if not obj.is_default and obj.name != objectives.RPS_PER_USD else []) + \
+        (["energy"] if any(r.get("energy_j_per_request") is not None for r in s["history"]) else [])
+    head = ("<tr><th>trial</th><th>configuration</th>"
+            + (f"<th>objective ({html.escape(obj.unit(kind))})</th>" if "objective" in columns else "")
+            + f"<th>{obj_head}</th><th>RPS</th><th>p50</th><th>p99</th><th>$/hour</th><th>$ per 1M requests</th>"
+            + ("<th>energy per request (mean power)</th>" if "energy" in columns else ""))
     rec = s["recommended"]
     c = s["constraints"]
+    load = s.get("load_rps")
     cons = ", ".join(x for x in (f"p99 latency at most {units.ms(c['slo_p99_ms'])}" if c.get("slo_p99_ms") else None,
-                                 f"at least {units.rps(c['min_rps'])}" if c.get("min_rps") else None) if x) or "none"
+                                 f"at least {units.rps(c['min_rps'])}" if c.get("min_rps") else None,
+                                 f"at most {units.usd(c['max_usd_per_million'])} per million requests"
+                                 if c.get("max_usd_per_million") else None) if x) or "none"
     if rec:
         figures = [_rps(rec) if rec["rps"] is not None else None,
                    f"p50 {units.ms(rec['p50_ms'])}" if rec["p50_ms"] is not None else None,
@@ -537,21 +718,29 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
                    if rec["usd_per_million_requests"] is not None else None]
         missing = "" if rec["rps"] is not None else \
             " (the replay table has no RPS or latency columns: only the normalised objective is known)"
+        m = rec.get("monthly")
+        monthly = "" if not load else (
+            f'<p class="big">{html.escape(units.usd(m["usd"]))} a month at {html.escape(units.rps(load))} '
+            f'({m["replicas"]} replica{"s" if m["replicas"] != 1 else ""} x '
+            f'{html.escape(units.usd_per_hour(rec["usd_per_hour"]))} x {HOURS_PER_MONTH:.0f} h)</p>' if m else
+            f'<p>Monthly cost at {html.escape(units.rps(load))}: unknown (RPS not measured)</p>')
         rec_html = (f'<div class="rec"><div class="big">{_cfg(rec["config"])}</div>'
                     f'<p>{", ".join(f for f in figures if f)}; objective '
-                    f'{html.escape(units.objective(rec["value"], kind))} (trial {rec["trial"]}){missing}</p>'
-                    f'{_estimate_html(s.get("estimate"), kind)}</div>')
+                    f'{html.escape(rec.get("objective_text") or units.objective(rec["value"], kind))} '
+                    f'(trial {rec["trial"]}){missing}</p>{monthly}{_estimate_html(s.get("estimate"), s)}</div>')
     else:
         closest = "".join(f"<p>{html.escape(c)}</p>" for c in s.get("closest", []))
         rec_html = f'<div class="none"><div class="big">No recommendation</div>' \
                    f'<p>{html.escape(str(s["stop_reason"]))}</p>{closest}</div>'
     ups = ("<p>Close alternatives, should the recommendation be unavailable or another trade-off be wanted "
            "(e.g. lower latency for a little more cost):</p><table>" + head + "</tr>" +
-           _rows(s["runners_up"], kind) + "</table>") if s["runners_up"] else "<p>No other trial met the constraints.</p>"
+           _rows(s["runners_up"], kind, columns=columns) + "</table>") if s["runners_up"] else \
+        "<p>No other trial met the constraints.</p>"
     imgs = "".join(f'<h2>{html.escape(title)}</h2><img src="{html.escape(src)}" alt="{html.escape(title)}">'
-                   for title, src in images.items())
+                   for title, src in images.items() if title != PARETO_TITLE)
     facts = [("search", s["search_id"]), ("status", f"{s['status']} ({s['stop_reason']})"),
              ("objective", s["objective"]),
+             *([("load", f"{units.rps(load)} (monthly costs are stated at it)")] if load else []),
              ("trials", f"{s['trials']} ({units.usd(s['spent_usd'])} spent on them)"
               + (f", {s['parallel']} at a time" if (s.get("parallel") or 1) > 1 else "")),
              ("hardware", s["hardware"]), ("measurement", s["measurement"]),
@@ -563,11 +752,13 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
 <style>{CSS}</style></head><body>
 <h1>Serving configuration for {html.escape(s['model'])}</h1>
 <dl class="facts">{facts_html}</dl>
+{"".join(f'<p class="notice">{html.escape(n)}</p>' for n in s.get("notices", []))}
 <h2>Recommended configuration</h2>{rec_html}
 {_baseline_html(s.get("baseline"), rec, kind)}
 <h2>Runners-up</h2>{ups}
+{_pareto_html(s, images.get(PARETO_TITLE), kind)}
 {imgs}
-<h2>Trial history</h2><table>{head}<th>note</th></tr>{_rows(s['history'], kind, extra=True)}</table>
+<h2>Trial history</h2><table>{head}<th>note</th></tr>{_rows(s['history'], kind, extra=True, columns=columns)}</table>
 <p class="muted">The objective is {html.escape(s['objective'])}{'' if units.is_normalised(kind) else ' (requests served per dollar)'}.
 $ per million requests assumes the configuration runs at its measured throughput. Rows in red failed or missed a
 constraint and are never recommended.</p>
@@ -581,11 +772,14 @@ def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None 
     s = summary(state, wall_s, baseline)
     images: dict[str, str] = {}
     plot_progress(state, out_dir / "progress.png")
-    images[f"Best {'normalised RPS/$' if units.is_normalised(s['backend']) else 'requests per $'} so far vs trial"] = \
-        "progress.png"
+    obj = state.spec.objective
+    images[f"Best {_value_label(s['backend'], obj if not obj.is_default else None)} so far vs trial"
+           .replace("normalised RPS/$ (table's best = 1)", "normalised RPS/$")] = "progress.png"
     if state.trials:
         kx, ky = plot_path(state, out_dir / "path.png")
         images[f"Search path ({kx} x {ky})"] = "path.png"
+    if plot_pareto(state, s, out_dir / "pareto.png"):
+        images[PARETO_TITLE] = "pareto.png"
     shown = plot_kops(state, knowledge, out_dir / "kops.png")
     images["KOPs and their resource curves" if shown != "measured" else
            "KOPs, and the resource curve measured in this search"] = "kops.png"

@@ -14,6 +14,8 @@ from typing import Any
 
 import humanize
 
+from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD, Objective
+
 
 def sig(x: float, digits: int = 3) -> str:
     """``x`` to ``digits`` significant digits, with thousands separators, no exponent."""
@@ -98,9 +100,29 @@ def objective_name(backend_kind: str | None) -> str:
     return "normalised RPS/$ (the table's best = 1)" if is_normalised(backend_kind) else "requests per $"
 
 
+def objective_text(obj: Objective | None, natural: float | None, backend_kind: str | None) -> str:
+    """A value of the search's objective in its unit: ``0.997 norm. RPS/$``, ``$0.17/h for 5,000
+    RPS``, ``p99 0.42 ms``, ``0.8 J/request``."""
+    if obj is None or obj.name == RPS_PER_USD:
+        return objective(natural, backend_kind)
+    if natural is None:
+        return "-"
+    if obj.name == USD_FOR_LOAD:
+        return f"{usd_per_hour(natural)} for {rps(obj.load_rps)}"
+    if obj.name == P99:
+        return f"p99 {ms(natural)}"
+    return f"{sig(natural, 3)} J/request"
+
+
+def objective_title(obj: Objective | None, backend_kind: str | None) -> str:
+    """What the search optimises, in words (the objective's unit and direction)."""
+    return objective_name(backend_kind) if obj is None else obj.describe(backend_kind)
+
+
 def config(c: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in c.items())
 
 
-__all__ = ["config", "is_normalised", "ms", "number", "objective", "objective_name", "req_per_usd", "rps",
+__all__ = ["config", "is_normalised", "ms", "number", "objective", "objective_name", "objective_text",
+           "objective_title", "req_per_usd", "rps",
            "seconds", "sig", "usd", "usd_per_hour"]

@@ -1,7 +1,8 @@
 """Readers for the Falcon measurement data layout (see shared/falcon-data/NOTICE.md).
 
 Model tables: csv with one column per knob and the objective column ``norm.(rps/budget)``
-(optionally raw ``rps``, ``p50_ms``, ``p99_ms`` columns, as our live-measured tables have).
+(optionally raw ``rps``, ``p50_ms``, ``p99_ms`` columns, as our live-measured tables have, and
+``energy_j_per_request``/``mean_power_w`` where a GPU's energy was measured).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from services.common.operators import normalise_op
 from services.common.space import Space, SpaceError
 
 VALUE_COLUMN = "norm.(rps/budget)"
-OPTIONAL_COLUMNS = ("rps", "p50_ms", "p99_ms", "usd_per_hour", "cv")
+OPTIONAL_COLUMNS = ("rps", "p50_ms", "p99_ms", "usd_per_hour", "cv", "energy_j_per_request", "mean_power_w")
 
 
 class DataError(ValueError):

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from services.common.falcon_data import ModelTable
+from services.common.objectives import ENERGY, FIGURES, RPS_PER_USD
 from services.common.runners import RunnerAdvert
 from services.common.spec import SearchSpec
 from services.common.topics import is_no_gpu, runner_class
 
 # the figure each constraint needs measured, and the replay-table column that holds it
 CONSTRAINT_FIGURES = {"slo_p99_ms": ("p99_ms", "--slo-p99-ms", "p99 latency"),
-                      "min_rps": ("rps", "--min-rps", "RPS")}
+                      "min_rps": ("rps", "--min-rps", "RPS"),
+                      "max_usd_per_million": ("rps", "--max-usd-per-million", "RPS")}
+ENERGY_FIGURE = FIGURES[ENERGY][0]
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Facts:
 
 def spec_problems(spec: SearchSpec, facts: Facts | None = None) -> list[str]:
     facts = facts or Facts()
-    problems = _numbers(spec) + _prices(spec)
+    problems = _numbers(spec) + _prices(spec) + energy_problems(spec)
     kind = str(spec.backend.get("kind"))
     if kind == "replay" and facts.table is not None:
         problems += table_problems(spec, facts.table)
@@ -61,6 +64,8 @@ def _numbers(spec: SearchSpec) -> list[str]:
         out.append(f"the p99 SLO must be a positive number of milliseconds, not {c.slo_p99_ms}")
     if c.min_rps is not None and not _positive(c.min_rps):
         out.append(f"the minimum RPS must be positive, not {c.min_rps}")
+    if c.max_usd_per_million is not None and not _positive(c.max_usd_per_million):
+        out.append(f"the cost ceiling must be a positive number of $ per million requests, not {c.max_usd_per_million}")
     b = spec.backend
     if "measure_s" in b and not _positive(b["measure_s"]):
         out.append(f"measure_s must be a positive number of seconds, not {b['measure_s']}")
@@ -120,6 +125,10 @@ def table_problems(spec: SearchSpec, table: ModelTable) -> list[str]:
         if not any(row.get(column) is not None for row in table.rows.values()):
             out.append(f"{flag}: replay table {table.name} has no {column} column, so no trial could be shown "
                        f"to meet it (the table does not measure {what})")
+    obj = spec.objective
+    if obj.name != RPS_PER_USD and not any(row.get(obj.figure) is not None for row in table.rows.values()):
+        out.append(f"--objective {obj.name}: replay table {table.name} has no {obj.figure} column, so no trial "
+                   f"could be ranked by it (the table does not measure {FIGURES[obj.name][1]})")
     return out
 
 
@@ -175,7 +184,39 @@ def runner_problems(spec: SearchSpec, runners: Sequence[RunnerAdvert]) -> list[s
         for name, (column, flag, what) in CONSTRAINT_FIGURES.items():
             if getattr(spec.constraints, name) is not None and column not in measured:
                 out.append(f"{flag}: no {kind} runner measures {what} (they measure {_listed(sorted(measured))})")
+        obj = spec.objective
+        if obj.name not in (RPS_PER_USD, ENERGY) and obj.figure not in measured:
+            out.append(f"--objective {obj.name}: no {kind} runner measures {FIGURES[obj.name][1]} (they measure "
+                       f"{_listed(sorted(measured))})")
+    if spec.objective.name == ENERGY:
+        for cls in sorted(trial_classes(spec)):
+            if cls.endswith("-cpu"):
+                continue        # said by energy_problems, with or without adverts
+            if not any(cls in r.classes and ENERGY_FIGURE in r.measures.get(kind, ()) for r in serving):
+                out.append(f"--objective {ENERGY}: no runner of trial class {cls} measures energy (a GPU runner "
+                           f"measures it with NVML: install the gpu extra, nvidia-ml-py)")
     return out
+
+
+def trial_classes(spec: SearchSpec) -> set[str]:
+    """The runner classes the space's configurations go to (live-cpu, live-<gpu>; replay)."""
+    kind, gpu_knob = str(spec.backend.get("kind")), spec.prices.gpu_knob
+    if gpu_knob not in spec.space.names:
+        return {runner_class(kind, {}, gpu_knob)}
+    return {runner_class(kind, {gpu_knob: v}, gpu_knob) for v in spec.space.knob(gpu_knob).values}
+
+
+def energy_problems(spec: SearchSpec) -> list[str]:
+    """Energy per request is measured by NVML on GPU runners only: a space with CPU-only
+    configurations cannot be searched for it (nothing reads a CPU's energy; never invented)."""
+    if spec.objective.name != ENERGY or str(spec.backend.get("kind")) == "replay":
+        return []
+    cpu = sorted(c for c in trial_classes(spec) if c.endswith("-cpu"))
+    if not cpu:
+        return []
+    return [f"--objective {ENERGY}: trial class {cpu[0]} cannot measure energy (CPU-only configurations: runners "
+            f"read a GPU's energy counter through NVML, and no CPU power meter; choose GPU types only, or another "
+            f"objective)"]
 
 
 __all__ = ["Facts", "runner_problems", "spec_problems", "table_problems"]

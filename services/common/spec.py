@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from services.common.objectives import Objective, usd_per_million
 from services.common.pricing import DEFAULT_PRICES, PriceCatalogue
 from services.common.space import PAPER_SPACE, Space
 
@@ -21,14 +22,16 @@ class StopRules:
 
 @dataclass(frozen=True)
 class Constraints:
-    """What a recommendation must satisfy, as the user states it: a p99 latency SLO and the peak
-    load (minimum RPS) it must carry. A trial that misses one is never recommended; one whose
-    backend did not measure the constrained figure cannot be shown to meet it, so it is not
-    recommended either."""
+    """What a recommendation must satisfy, as the user states it: a p99 latency SLO, the peak
+    load (minimum RPS) one copy must carry, and a cost ceiling in $ per million requests (at the
+    configuration's measured throughput and price). A trial that misses one is never recommended;
+    one whose backend did not measure the constrained figure cannot be shown to meet it, so it is
+    not recommended either."""
     slo_p99_ms: float | None = None
     min_rps: float | None = None
+    max_usd_per_million: float | None = None
 
-    def violations(self, rps: float | None, p99_ms: float | None) -> list[str]:
+    def violations(self, rps: float | None, p99_ms: float | None, usd_per_hour: float | None = None) -> list[str]:
         out = []
         if self.slo_p99_ms is not None:
             if p99_ms is None:
@@ -40,10 +43,19 @@ class Constraints:
                 out.append("RPS not measured")
             elif rps < self.min_rps:
                 out.append(f"{rps:.1f} RPS < required {self.min_rps:g}")
+        if self.max_usd_per_million is not None:
+            per_m = usd_per_million(rps, usd_per_hour)
+            if per_m is None:
+                out.append("RPS not measured, so the $ per million requests is unknown")
+            elif per_m > self.max_usd_per_million:
+                out.append(f"${per_m:.3g} per million requests > budget ${self.max_usd_per_million:g}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"slo_p99_ms": self.slo_p99_ms, "min_rps": self.min_rps}
+        out = {"slo_p99_ms": self.slo_p99_ms, "min_rps": self.min_rps}
+        if self.max_usd_per_million is not None:       # absent unless set: events of older clients unchanged
+            out["max_usd_per_million"] = self.max_usd_per_million
+        return out
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class SearchSpec:
     seed: int = 0
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
     constraints: Constraints = field(default_factory=Constraints)
+    objective: Objective = field(default_factory=Objective)
     parallel: int | None = None       # trials in flight at once (None: the live runners of its class)
     cost_aware: bool = False          # acquisition weighs expected improvement per $ of the trial
 
@@ -72,6 +85,8 @@ class SearchSpec:
                      "budget_usd": self.stop.budget_usd},
             "strategy": {"name": self.strategy, "seed": self.seed, "cost_aware": self.cost_aware},
             "kop_threshold": self.kop_threshold, "constraints": self.constraints.to_dict(), "parallel": self.parallel,
+            # absent for the default (RPS/$ with no stated load): such a spec reads as before
+            **({} if self.objective.is_default else {"objective": self.objective.to_dict()}),
         }
 
     @classmethod
@@ -84,4 +99,5 @@ class SearchSpec:
                    kop_threshold=float(d["kop_threshold"]),
                    constraints=Constraints(**(d.get("constraints") or {})),
                    parallel=None if d.get("parallel") is None else int(d["parallel"]),
-                   cost_aware=bool(d["strategy"].get("cost_aware", False)))
+                   cost_aware=bool(d["strategy"].get("cost_aware", False)),
+                   objective=Objective.from_dict(d.get("objective")))

@@ -27,6 +27,7 @@ Z95 = 1.96
 # re-measure the leader or its challenger while the challenger is this likely to be truly better
 REMEASURE_PROBABILITY = 0.2
 MAX_MEASUREMENTS = 3        # of one configuration
+NOISE_FLOOR = 0.02          # a median reported spread below this (e.g. a live CPU runner's ~0.5%) is exact
 REMEASURE_FROM = 0.5        # ... and only in the later part of the trial budget (explore first)
 
 
@@ -48,56 +49,76 @@ class Estimate:
                 "measurements": self.measurements}
 
 
-def noisy(trials: Sequence[TrialResult]) -> bool:
-    """Whether any successful measurement came with a spread (else they are taken as exact)."""
-    return any(t.ok and (t.stability_cv or 0.0) > 0 for t in trials)
+def noisy(trials: Sequence[TrialResult], spread: "Value | None" = None) -> bool:
+    """Whether the measurements are noisy enough to matter: their median reported spread is at
+    least NOISE_FLOOR (below it they are taken as exact, so ties of the objective stay ties)."""
+    spread = spread or _reported
+    cvs = [c for t in trials if t.ok and (c := spread(t)) is not None and np.isfinite(c)]
+    return bool(cvs) and float(np.median(cvs)) >= NOISE_FLOOR
+
+
+Value = Callable[[TrialResult], "float | None"]
+
+
+def _measured(t: TrialResult) -> float | None:
+    return t.value
+
+
+def _reported(t: TrialResult) -> float | None:
+    return t.stability_cv
 
 
 def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[TrialResult], bool],
-             predicted: Mapping[str, float] | None = None) -> list[Estimate]:
+             predicted: Mapping[str, float] | None = None, value: Value = _measured,
+             spread: Value = _reported) -> list[Estimate]:
     """The eligible configurations (e.g. those meeting the constraints), best first, each with
-    its estimate; every successful trial informs the model, eligible or not. ``predicted``: what
-    the search's model expects of each tried configuration (space key -> value, from the offline
-    knowledge fitted to the trials): the measurements are shrunk towards it rather than towards
-    their overall mean."""
-    ok = [t for t in trials if t.ok and t.value is not None]
-    groups: dict[str, list[TrialResult]] = {}
-    for t in ok:
-        groups.setdefault(space.key(t.config), []).append(t)
-    chosen = {k: ts for k, ts in groups.items() if any(eligible(t) for t in ts)}
+    its estimate; every successful trial informs the model, eligible or not. ``value``: the
+    search's objective of a trial (higher is better; default its RPS/$), ``spread``: its relative
+    measurement noise. ``predicted``: what the search's model expects of each tried
+    configuration (space key -> value, from the offline knowledge fitted to the trials): the
+    measurements are shrunk towards it rather than towards their overall mean. Ties: the higher
+    RPS/$ (more headroom), then the earlier trial."""
+    ok = [(t, y) for t in trials if t.ok and (y := value(t)) is not None]
+    groups: dict[str, list[tuple[TrialResult, float]]] = {}
+    for t, y in ok:
+        groups.setdefault(space.key(t.config), []).append((t, y))
+    chosen = {k: ts for k, ts in groups.items() if any(eligible(t) for t, _ in ts)}
     if not chosen:
         return []
-    if not noisy(ok):
-        out = [Estimate(_first_best(ts), v := float(np.mean([t.value for t in ts])), v, v, len(ts))
+
+    def order(e: Estimate) -> tuple[float, float, int]:
+        return -e.value, -(e.trial.value or 0.0), e.trial.index
+    cvs = [spread(t) for t, _ in ok]
+    if not noisy([t for t, _ in ok], spread):
+        out = [Estimate(_first_best(ts), v := float(np.mean([y for _, y in ts])), v, v, len(ts))
                for ts in chosen.values()]
-        return sorted(out, key=lambda e: (-e.value, e.trial.index))
+        return sorted(out, key=order)
     keys = list(chosen)
-    mean, sd = _posterior(space, ok, [chosen[k][0].config for k in keys], predicted or {})
+    mean, sd = _posterior(space, ok, cvs, [chosen[k][0][0].config for k in keys], predicted or {})
     out = [Estimate(_first_best(chosen[k]), float(m), float(m - Z95 * s), float(m + Z95 * s), len(chosen[k]))
            for k, m, s in zip(keys, mean, sd)]
-    return sorted(out, key=lambda e: (-e.value, e.trial.index))
+    return sorted(out, key=order)
 
 
-def _first_best(ts: list[TrialResult]) -> TrialResult:
-    return sorted(ts, key=lambda t: (-(t.value or 0.0), t.index))[0]
+def _first_best(ts: list[tuple[TrialResult, float]]) -> TrialResult:
+    return sorted(ts, key=lambda ty: (-ty[1], ty[0].index))[0][0]
 
 
-def _posterior(space: Space, ok: list[TrialResult], at: list,
+def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[float | None], at: list,
                predicted: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Empirical-Bayes posterior mean and sd of each configuration's noise-free value.
 
     Each configuration's measurements are averaged with their reported noise (precision-weighted)
     and shrunk towards what the model predicts there (else the mean of every measurement), by how
     far the truth strays from that target (the spread of the averages around it less the noise:
-    method of moments). One lucky measurement is
-    shrunk hard; three that agree are believed. (A Gaussian process over the knobs was tried
-    first: with a handful of 10%-noisy points its fitted length-scale smooths every configuration
-    to the same value, which ranks nothing.)"""
-    y = np.array([float(t.value) for t in ok])
-    cvs = np.array([t.stability_cv if t.stability_cv and np.isfinite(t.stability_cv) else np.nan for t in ok])
+    method of moments). One lucky measurement is shrunk hard; three that agree are believed. (A
+    Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its fitted
+    length-scale smooths every configuration to the same value, which ranks nothing.)"""
+    y = np.array([v for _, v in ok])
+    cvs = np.array([c if c is not None and np.isfinite(c) else np.nan for c in spreads], dtype=float)
     cvs = np.where(np.isnan(cvs), np.nanmedian(cvs) if np.isfinite(cvs).any() else 0.0, cvs)
     noise_var = np.maximum(cvs * np.abs(y), 1e-12) ** 2
-    keys = [space.key(t.config) for t in ok]
+    keys = [space.key(t.config) for t, _ in ok]
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         groups.setdefault(k, []).append(i)

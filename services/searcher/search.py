@@ -26,6 +26,7 @@ from schemas.events import (
     TrialRequested,
     TrialResult,
 )
+from services.common.objectives import best_per_objective, pareto_front
 from services.common.preflight import Facts, spec_problems
 from services.common.pricing import PricingError
 from services.common.space import SpaceError
@@ -33,7 +34,7 @@ from services.common.spec import SearchSpec
 from services.common.topics import runner_class
 from services.knowledge import Knowledge
 from services.searcher.estimate import Estimate, estimate, noisy, remeasure
-from services.searcher.strategies import SearchContext, Strategy, StrategyError, make_strategy
+from services.searcher.strategies import SearchContext, Strategy, StrategyError, knowledge_notice, make_strategy
 
 # cancelled: stopped on request (search-cancelled); final like completed/failed, but the trials that
 # were in flight then (``pending``) are still recorded when their results come
@@ -71,8 +72,22 @@ class SearchState:
         return self.spent_usd + sum(p.price_per_hour * self.spec.trial_seconds / 3600 for p in self.pending)
 
     def violations(self, t: TrialResult) -> list[str]:
-        """Why trial ``t`` cannot be recommended under the user's constraints (empty: it can)."""
-        return self.spec.constraints.violations(t.rps, t.p99_ms)
+        """Why trial ``t`` cannot be recommended under the user's constraints (empty: it can),
+        nor ranked by the objective (it did not measure what the objective needs)."""
+        hourly = self.hourly(t)
+        return self.spec.constraints.violations(t.rps, t.p99_ms, hourly) + self.spec.objective.violations(t, hourly)
+
+    def hourly(self, t: TrialResult) -> float | None:
+        """The trial's configuration's price, $/hour (None: the catalogue cannot price it)."""
+        try:
+            return self.spec.prices.hourly(t.config)
+        except PricingError:
+            return None
+
+    def objective_value(self, t: TrialResult) -> float | None:
+        """The search's objective for trial ``t``, higher is better (services/common/objectives.py):
+        derived here, once, from what the runner measured; strategies and rankings see this."""
+        return self.spec.objective.value(t, self.hourly(t))
 
     def feasible(self, t: TrialResult) -> bool:
         return t.ok and not self.violations(t)
@@ -82,7 +97,8 @@ class SearchState:
         """The feasible configurations tried, best first, with what the search believes each is
         worth (the measurement itself when measurements are exact; a posterior mean with an
         interval when runners report noise: see ``estimate``)."""
-        return estimate(self.spec.space, self.trials, self.feasible, self.predicted)
+        return estimate(self.spec.space, self.trials, self.feasible, self.predicted, value=self.objective_value,
+                        spread=self.spec.objective.spread)
 
     @property
     def recommendation(self) -> Estimate | None:
@@ -96,16 +112,19 @@ class SearchState:
 
     def ranked(self) -> list[TrialResult]:
         """Feasible configurations, best first (the recommendation, then the runners-up), one
-        trial each."""
+        trial each; on a tie of the objective (e.g. as many replicas for a load) the higher RPS/$
+        (more headroom), then the earlier."""
         return [e.trial for e in self.estimates]
 
     def observed_values(self) -> list[float | None]:
         """What the strategy is told per trial: the objective, but an infeasible trial counts as
         the worst value seen so far (it must not lure the search, yet its neighbourhood may still
         hold the constrained optimum)."""
-        seen = [t.value for t in self.trials if t.ok and t.value is not None]
+        values = [self.objective_value(t) for t in self.trials]
+        seen = [v for v in values if v is not None]
         floor = min(seen) if seen else 0.0
-        return [None if not t.ok else (t.value if not self.violations(t) else floor) for t in self.trials]
+        return [None if not t.ok else (v if v is not None and not self.violations(t) else floor)
+                for t, v in zip(self.trials, values)]
 
     def has_trial(self, trial_id: str) -> bool:
         return any(t.trial_id == trial_id for t in self.trials)
@@ -156,7 +175,7 @@ def validate_spec(spec: SearchSpec, facts: Facts | None = None) -> list[str]:
     constraints against the replay table and against what the runners apply and measure."""
     problems = []
     try:
-        make_strategy(spec.strategy, SearchContext(spec.space, spec.seed))
+        make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, objective=spec.objective))
     except StrategyError as exc:
         problems.append(str(exc))
     return problems + spec_problems(spec, facts)
@@ -253,10 +272,11 @@ def _fail(state: SearchState, reason: str) -> Decision:
 def _strategy(state: SearchState, knowledge: Knowledge | None) -> Strategy:
     """The search's strategy, told every trial so far."""
     spec = state.spec
-    strategy = make_strategy(spec.strategy, SearchContext(spec.space, spec.seed, state.kops, state.operators,
-                                                          knowledge, spec.prices.hourly, spec.cost_aware))
+    strategy = make_strategy(spec.strategy, SearchContext(
+        spec.space, spec.seed, state.kops, state.operators, knowledge, spec.prices.hourly, objective=spec.objective,
+        constraints=spec.constraints, cost_aware=spec.cost_aware))
     for t, value in zip(state.trials, state.observed_values()):
-        strategy.tell(t.config, value, stability_cv=t.stability_cv)
+        strategy.tell(t.config, value, stability_cv=spec.objective.spread(t), rps=t.rps)
     return strategy
 
 
@@ -280,8 +300,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     if state.winding_down:
         return _stop(state, state.stop_reason or "")
     best = state.best
-    if stop.target_value is not None and best is not None and best.value is not None \
-            and best.value >= stop.target_value:
+    if stop.target_value is not None and best is not None \
+            and spec.objective.reached(state.objective_value(best), stop.target_value):
         return _stop(state, "target")
     slots = min(state.parallel - len(state.pending), stop.max_trials - len(state.trials) - len(state.pending))
     if len(state.trials) + len(state.pending) >= stop.max_trials:
@@ -300,7 +320,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         return _fail(state, str(exc))
     if not configs:
         return _stop(state, "space-exhausted")
-    if strategy.converged and again is None:
+    if strategy.converged and again is None and state.best is not None:   # nothing met the constraints yet: go on
         return _stop(state, "converged")
     requests: list[TrialRequested] = []
     committed = state.committed_usd
@@ -472,7 +492,38 @@ def completed(state: SearchState) -> SearchCompleted:
         constraints=state.spec.constraints.to_dict(), model=state.spec.model["name"],
         backend_kind=str(state.spec.backend.get("kind")), space=state.spec.space,
         infeasible={t.trial_id: "; ".join(why) for t in state.trials if t.ok and (why := state.violations(t))},
-        estimate=state.recommendation.to_data() if state.recommendation else None, parallel=state.parallel)
+        estimate=None if state.recommendation is None else estimate_data(state), parallel=state.parallel,
+        **trade_offs(state, best))
+
+
+def estimate_data(state: SearchState) -> dict[str, Any]:
+    """The recommendation's estimate for search-completed, in the objective's own unit (a cost or a
+    latency: its interval's ends swap, lower is better)."""
+    rec = state.recommendation
+    assert rec is not None
+    natural = state.spec.objective.natural
+    low, high = sorted((natural(rec.low), natural(rec.high)))
+    return {"trial_id": rec.trial.trial_id, "value": natural(rec.value), "low": low, "high": high,
+            "measurements": rec.measurements}
+
+
+def trade_offs(state: SearchState, best: TrialResult | None) -> dict[str, Any]:
+    """The objective, the recommendation under each objective the trials can be ranked by, the
+    Pareto front of p99 vs $ per million requests, and what the user should know (no offline
+    knowledge behind the objective)."""
+    spec = state.spec
+
+    def meets(t: TrialResult) -> bool:
+        return t.ok and not spec.constraints.violations(t.rps, t.p99_ms, state.hourly(t))
+    per = {name: t.trial_id for name, t in best_per_objective(spec.objective, state.trials, state.hourly,
+                                                               meets).items()}
+    if best is not None:
+        per[spec.objective.name] = best.trial_id          # the recommendation, however the search chose it
+    notice = knowledge_notice(spec.strategy, spec.objective)
+    value = None if best is None else spec.objective.natural(state.objective_value(best))
+    return {"objective": spec.objective, "objective_value": value,
+            "best_per_objective": per, "pareto": pareto_front(state.trials, state.hourly, meets, per),
+            "notices": [notice] if notice else []}
 
 
 def failed(state: SearchState) -> SearchFailed:
@@ -480,4 +531,5 @@ def failed(state: SearchState) -> SearchFailed:
 
 
 __all__ = ["Decision", "SearchState", "accept_trial", "cancel_reason", "cancel_search", "completed", "decision_events",
-           "failed", "rebuild_states", "record_trial", "resolve_parallel", "result_payload", "start_search", "validate_spec", "with_outbox"]
+           "failed", "rebuild_states", "record_trial", "resolve_parallel", "result_payload", "start_search",
+           "trade_offs", "validate_spec", "with_outbox"]

@@ -109,7 +109,9 @@ def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float
            windows: int = 5, cache_dir: Path | None = None, gpu_mem_gb: float | None = None) -> dict[str, Any]:
     """Closed loop, one request batch in flight: RPS = requests done / time; a request's latency
     is its batch's latency. ``windows`` equal slices of the measurement give the stability (CV of
-    RPS across slices)."""
+    RPS across slices). On a GPU with NVML, the device's energy over the measurement window
+    (``services.trial_runner.energy``) gives joules per request and the mean power."""
+    from services.trial_runner.energy import EnergyMeter
     used = pin_cores(cores)
     sess, compile_s, hit = _session(model, cores, graph_opt, cache_dir, gpu_mem_gb)
     feeds = _inputs(sess, batch)
@@ -119,6 +121,9 @@ def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float
         sess.run(None, feeds)
     lat: list[float] = []
     stamps: list[float] = []
+    meter = EnergyMeter.open() if gpu_mem_gb is not None else None
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     end = t0 + measure_s
     while True:
@@ -129,6 +134,7 @@ def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float
         stamps.append(b)
         if b >= end and len(lat) >= windows:
             break
+    energy = meter.stop() if meter is not None else None
     elapsed = stamps[-1] - t0
     rps = batch * len(lat) / elapsed
     per_window = []
@@ -142,7 +148,10 @@ def stress(model: Path, batch: int, cores: int, graph_opt: str, measure_s: float
             "p99_ms": 1000 * srt[min(len(srt) - 1, int(round(0.99 * (len(srt) - 1))))],
             "cv": statistics.pstdev(per_window) / mean if mean > 0 else None, "batches": len(lat),
             "measured_s": elapsed, "compile_s": compile_s, "compile_cached": hit, "cores": used,
-            "threads": cores, "graph_opt": graph_opt, "providers": list(sess.get_providers())}
+            "threads": cores, "graph_opt": graph_opt, "providers": list(sess.get_providers()),
+            "energy_j_per_request": None if energy is None else energy.joules / (batch * len(lat)),
+            "mean_power_w": None if energy is None else energy.mean_power_w,
+            "energy_source": None if energy is None else energy.source}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from schemas.events import (
 from services.common.bus import KafkaPublisher, LoggedEvent, read_events
 from services.common.connections import redis_client
 from services.common.falcon_data import DataError, read_model_table, read_operator_profile
+from services.common.objectives import OBJECTIVES, Objective
 from services.common.preflight import Facts
 from services.common.pricing import PriceCatalogue
 from services.common.runners import RunnerAdvert, read_adverts
@@ -67,6 +68,9 @@ class SubmitOptions:
     budget_usd: float | None = None
     slo_p99_ms: float | None = None
     min_rps: float | None = None
+    max_usd_per_million: float | None = None
+    objective: str = "rps-per-usd"
+    load: float | None = None
     strategy: str = "falcon"
     seed: int = 0
     kop_threshold: float = DEFAULT_KOP_THRESHOLD
@@ -100,6 +104,7 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     replay table, the prices, the numbers, the constraints against what the table or the runners
     measure, and a live space against the runners' advertised capabilities (``runners``; None:
     not known). SubmissionError/DataError/SpaceError (exit 2) say what is wrong, in one line."""
+    objective = Objective(o.objective, o.load)          # ObjectiveError: before anything is exported or read
     kind = o.backend or ("replay" if o.replay_table else "live")
     model_file, fmt = o.model_file, o.format
     if o.zoo:
@@ -135,7 +140,8 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
             raise DataError(f"model file {model_file} does not exist")
     spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
                       stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
-                      seed=o.seed, kop_threshold=o.kop_threshold, constraints=Constraints(o.slo_p99_ms, o.min_rps),
+                      seed=o.seed, kop_threshold=o.kop_threshold,
+                      constraints=Constraints(o.slo_p99_ms, o.min_rps, o.max_usd_per_million), objective=objective,
                       **({"space": space} if space else {}), **({"prices": prices} if prices else {}),
                       parallel=o.parallel, cost_aware=o.cost_aware)
     if spec.parallel is None and runners is not None:       # fixed now: the runners on hand at submission
@@ -180,17 +186,28 @@ async def wait_result(s: Settings, search_id: str, timeout_s: float) -> Event | 
 def result_summary(event: Event) -> dict[str, Any]:
     r = event.payload
     if isinstance(r, SearchCompleted):
-        return {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
-                "value": r.best.value, "objective": units.objective_name(r.backend_kind),
-                "value_text": units.objective(r.best.value, r.backend_kind), "rps": r.best.rps,
-                "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
-                "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
+        obj = r.objective
+        natural = r.objective_value if obj is not None else r.best.value
+        out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
+               "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
+               "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
+               "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
+               "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
+        if obj is not None and not obj.is_default:
+            out["objective_value"] = natural
+        if r.pareto:
+            out["pareto"] = [{"config": p.config, "p99_ms": p.p99_ms, "usd_per_million": p.usd_per_million,
+                              "best_for": list(p.best_for)} for p in r.pareto]
+        if r.notices:
+            out["notices"] = list(r.notices)
+        return out
     assert isinstance(r, SearchFailed)
     return {"search_id": event.search_id, "status": "failed", "stage": r.stage, "reason": r.reason}
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
     o = SubmitOptions.from_args(a)
+    Objective(o.objective, o.load)           # ObjectiveError (one line, exit 2) before the stack is asked anything
     s = settings()
     runners = None
     if (o.backend or ("replay" if o.replay_table else "live")) == "live":
@@ -213,10 +230,13 @@ def cmd_submit(a: argparse.Namespace) -> int:
 def state_summary(st: SearchState) -> dict[str, Any]:
     best = st.best
     kind = str(st.spec.backend.get("kind"))
+    obj = st.spec.objective
+    natural = obj.natural(st.objective_value(best)) if best else None
     return {"search_id": st.search_id, "model": st.spec.model["name"], "status": st.status,
             "trials": len(st.trials), "max_trials": st.spec.stop.max_trials, "backend": kind,
-            "objective": units.objective_name(kind),
-            "best_value": best.value if best else None, "best_config": best.config if best else None,
+            "objective": units.objective_title(obj, kind), "best_text": units.objective_text(obj, natural, kind),
+            "best_value": best.value if best else None, "best_objective": natural,
+            "best_config": best.config if best else None,
             "best_rps": best.rps if best else None, "best_p99_ms": best.p99_ms if best else None,
             "spent_usd": round(st.spent_usd, 6), "stop_reason": st.stop_reason,
             "pending": [p.trial_id for p in st.pending], "parallel": st.parallel, "kops": list(st.kops)}
@@ -224,7 +244,7 @@ def state_summary(st: SearchState) -> dict[str, Any]:
 
 def status_line(r: dict[str, Any]) -> str:
     """One search for people: its status, trials, best objective with its unit, RPS and cost."""
-    best = units.objective(r["best_value"], r["backend"]) if r["best_value"] is not None else \
+    best = r["best_text"] if r["best_value"] is not None else \
         ("no result yet" if r["status"] == "running" else "no recommendation")
     extra = "".join(f", {x}" for x in (units.rps(r["best_rps"]) if r["best_rps"] is not None else None,
                                         f"p99 {units.ms(r['best_p99_ms'])}" if r["best_p99_ms"] is not None else None)
@@ -290,7 +310,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
             if r["trials"] != seen:
                 seen = r["trials"]
                 bar = "#" * r["trials"] + "." * max(0, r["max_trials"] - r["trials"])
-                best = units.objective(r["best_value"], r["backend"]) if r["best_value"] is not None else "-"
+                best = r["best_text"] if r["best_value"] is not None else "-"
                 rps = f" ({units.rps(r['best_rps'])})" if r["best_rps"] is not None else ""
                 print(f"[{bar}] {r['trials']}/{r['max_trials']} best {best}{rps} "
                       f"{units.config(r['best_config'] or {})}", flush=True)
@@ -343,6 +363,9 @@ def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
         figures.append(f"p50 {units.ms(p.p50_ms)}")
     if p.p99_ms is not None:
         figures.append(f"p99 {units.ms(p.p99_ms)}")
+    if p.energy_j_per_request is not None:
+        figures.append(f"{units.sig(p.energy_j_per_request, 3)} J/request"
+                       + (f" at {units.sig(p.mean_power_w, 3)} W" if p.mean_power_w is not None else ""))
     figures.append(f"cost {units.usd(p.cost_usd)} for {units.seconds(p.duration_s)}")
     return f"{head} " + ", ".join(figures)
 
@@ -364,7 +387,9 @@ def _summary(e: Event, normalised: bool | None = None) -> str:
     if isinstance(p, TrialResult):
         return _trial_summary(p, normalised)
     if isinstance(p, SearchCompleted):
-        return (f"best {p.best.config} {units.objective(p.best.value, p.backend_kind)} after {len(p.trials)} "
+        shown = units.objective_text(p.objective, p.objective_value if p.objective is not None else p.best.value,
+                                     p.backend_kind)
+        return (f"best {p.best.config} {shown} after {len(p.trials)} "
                 f"trials ({p.stop_reason}), {units.usd(p.spent_usd)} spent")
     if isinstance(p, SearchFailed):
         return f"{p.stage}: {p.reason}"
@@ -428,13 +453,18 @@ def cmd_report(a: argparse.Namespace) -> int:
     s = write_report(st, out_dir, loaded.knowledge, wall_s=loaded.wall_s, baseline=baseline)
     rec = s["recommended"]
     kind = s["backend"]
-    figures = [] if not rec else [units.objective(rec["value"], kind),
+    figures = [] if not rec else [rec.get("objective_text") or units.objective(rec["value"], kind),
                                   units.rps(rec["rps"]) if rec["rps"] is not None else None,
                                   f"p99 {units.ms(rec['p99_ms'])}" if rec["p99_ms"] is not None else None,
                                   units.usd_per_hour(rec["usd_per_hour"])]
     text = f"report: {s['files']['html']}\n" + (
         f"recommended {units.config(rec['config'])}: {', '.join(f for f in figures if f)}"
         if rec else f"no recommendation ({s['stop_reason']})")
+    if rec and rec.get("monthly") and s.get("load_rps"):
+        m = rec["monthly"]
+        text += (f"\n{units.usd(m['usd'])} a month at {units.rps(s['load_rps'])} ({m['replicas']} "
+                 f"replica{'s' if m['replicas'] != 1 else ''})")
+    text += "".join(f"\n{n}" for n in s.get("notices", []))
     if s.get("baseline"):
         text += f"\nagainst the baseline {units.config(s['baseline']['config'])}: {s['baseline']['verdict']}"
     text += "".join(f"\n{c}" for c in s.get("closest", []))
@@ -504,12 +534,22 @@ def register(sub: Any) -> None:
                    "(replay) or deploy/config/live-cpu-space.yaml (live)")
     c.add_argument("--prices", help="price catalogue file (.yaml/.toml); default: EC2 on-demand")
     c.add_argument("--max-trials", type=positive_int, default=15)
-    c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value")
+    c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value, in the "
+                   "objective's unit (at least this many RPS/$; at most this many $/h, ms or J per request)")
     c.add_argument("--budget-usd", type=positive, help="stop before the trials' cost would exceed this")
     c.add_argument("--slo-p99-ms", type=positive, help="latency SLO: never recommend a configuration whose p99 "
                    "latency is above this")
     c.add_argument("--min-rps", type=positive, help="peak load: never recommend a configuration serving fewer "
                    "requests per second")
+    c.add_argument("--max-usd-per-million", type=positive, help="cost ceiling: never recommend a configuration "
+                   "costing more than this many $ per million requests at its measured RPS (e.g. with --objective "
+                   "p99: the fastest configuration within a budget)")
+    c.add_argument("--objective", choices=OBJECTIVES, default="rps-per-usd",
+                   help="what to optimise: rps-per-usd (requests per $, default), usd-for-load (the cheapest "
+                        "deployment carrying --load requests/s: replicas x price), energy-per-request (joules, "
+                        "GPU runners with NVML), p99 (latency); the constraints hold for each")
+    c.add_argument("--load", type=positive, help="the load to carry, requests/s: required by usd-for-load; with "
+                   "any objective, the load the report states monthly costs at")
     c.add_argument("--strategy", default="falcon", help="falcon (default), random, gp-ei, tpe, morphling, prior")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--kop-threshold", type=float, default=DEFAULT_KOP_THRESHOLD)
@@ -536,5 +576,5 @@ def register(sub: Any) -> None:
     c.add_argument("--baseline", help="the configuration you run today, e.g. 'cpus=2,batchsize=8,graph_opt=all': "
                    "the report compares the recommendation with it (RPS/$, $ per million requests, monthly cost)")
     c.add_argument("--load-rps", type=positive, help="the load the monthly costs are stated at (default: the "
-                   "--min-rps constraint, else the baseline's measured RPS)")
+                   "search's --load, else the --min-rps constraint, else the baseline's measured RPS)")
     cmd("rebuild", cmd_rebuild, "rebuild the searches and trial results in Redis from the event log")

@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from services.common.redis_keys import RUNNER_ADVERT
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
+from services.common.objectives import RPS_PER_USD
+from tools import units
 from tools.report import summary as report_summary
 from tools.ui.logindex import LogIndex, SearchLog
 
@@ -68,6 +70,7 @@ class Views:
                 return None
             return {**log_only_row(search_id, s), "history": [], "best_so_far": [], "operators": [], "kops": [],
                     "pending": [], "recommendation": None, "runners_up": [], "constraints": {},
+                    "notices": [], "pareto": [], "best_per_objective": {}, "load_rps": None, "value_label": "RPS/$",
                     "timeline": s.timeline(), "report_url": None, "can_cancel": False, "stored": False}
         (created,) = await self.store.created([search_id])
         return detail(st, created or time.time(), s)
@@ -96,9 +99,14 @@ class Views:
 
 def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
     best = st.best
+    obj, kind = st.spec.objective, str(st.spec.backend.get("kind"))
+    natural = obj.natural(st.objective_value(best)) if best else None
     return {"search_id": st.search_id, "model": str(st.spec.model.get("name")), "status": st.status,
             "strategy": st.spec.strategy, "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
             "best_value": best.value if best else None, "spent_usd": round(st.spent_usd, 4),
+            # what the search optimises and its best, in the objective's unit (best_value stays RPS/$)
+            "objective": obj.name, "objective_title": units.objective_title(obj, kind),
+            "best_objective": natural, "best_text": units.objective_text(obj, natural, kind) if best else None,
             "created": created, "age_s": round(max(0.0, time.time() - created), 1), "stop_reason": st.stop_reason,
             "in_flight": ", ".join(p.trial_id for p in st.pending) or None, "parallel": st.parallel,
             "running_text": running_text([p.index for p in st.pending]),
@@ -118,6 +126,7 @@ def log_only_row(search_id: str, s: SearchLog) -> dict[str, Any]:
     created = s.submitted or time.time()
     return {"search_id": search_id, "model": s.model, "status": "failed" if failed else "submitted",
             "strategy": s.strategy, "trials": 0, "max_trials": s.max_trials, "best_value": None, "spent_usd": 0.0,
+            "objective": None, "objective_title": None, "best_objective": None, "best_text": None,
             "created": created, "age_s": round(max(0.0, time.time() - created), 1),
             "stop_reason": s.result["reason"] if failed else None, "in_flight": None, "backend": None,
             "running_text": None}
@@ -129,11 +138,13 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
     for t, r in zip(st.trials, rep["history"]):
         history.append({**r, "trial_id": t.trial_id, "runner": t.runner, "cost_usd": t.cost_usd,
                         "duration_s": t.duration_s, "feasible": st.feasible(t)})
-    best, series = None, []
+    obj = st.spec.objective
+    best, series = None, []           # the objective in its own unit (RPS/$ by default)
     for i, t in enumerate(st.trials, start=1):
-        if st.feasible(t) and (best is None or (t.value or 0.0) > best):
-            best = t.value
-        series.append([i, best, t.value if t.status == "ok" else None])
+        v = st.objective_value(t)
+        if st.feasible(t) and v is not None and (best is None or v > best):
+            best = v
+        series.append([i, obj.natural(best), obj.natural(v) if t.status == "ok" else None])
     kops = set(st.kops)
     operators = sorted(({"op": str(o.get("op")), "time_share": float(o.get("time_share") or 0.0),
                          "memory_share": o.get("memory_share"), "kop": o.get("op") in kops} for o in st.operators),
@@ -157,5 +168,8 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
                          # its result is in the log, the searcher is recording it
                          "arrived": s.trials.get(p.trial_id) if s else None} for p in st.pending],
             "recommendation": recommendation, "runners_up": rep["runners_up"],
+            "value_label": "RPS/$" if obj.name == RPS_PER_USD else f"{obj.name} ({obj.unit()})",
+            "pareto": rep["pareto"], "best_per_objective": rep["best_per_objective"], "notices": rep["notices"],
+            "load_rps": rep["load_rps"],
             "timeline": s.timeline() if s is not None else [],
             "report_url": f"/searches/{st.search_id}/report/", "can_cancel": st.status == "running", "stored": True}

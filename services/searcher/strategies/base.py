@@ -13,8 +13,10 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from services.common.objectives import RPS_PER_USD, Objective
 from services.common.pricing import PricingError
 from services.common.space import Config, Space
+from services.common.spec import Constraints
 from services.knowledge import Knowledge
 
 
@@ -30,6 +32,8 @@ class SearchContext:
     operators: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     knowledge: Knowledge | None = None     # what the offline data says about this space, when anything
     hourly: Callable[[Mapping[str, Any]], float] | None = None   # $ per hour of a configuration (the spec's prices)
+    objective: Objective = field(default_factory=Objective)       # what the told values are (higher is better)
+    constraints: Constraints | None = None       # what a recommendation must meet (told values already count them)
     cost_aware: bool = False      # weigh the acquisition per $ of the trial (strategies with an acquisition)
 
     def kop_shares(self) -> list[tuple[str, float]]:
@@ -51,6 +55,7 @@ LOCAL_SEEDS = 8               # ... plus the neighbours of this many of the best
 FEASIBLE_PRIOR = 0.95         # chance that an untried configuration far from any trial runs
 FEASIBLE_PSEUDO = 0.5         # weight of that prior against the trials nearby
 FEASIBLE_WIDTH = 0.25         # Gaussian kernel width (encoding units) of "nearby" for failures
+BATCH_KNOB = "batchsize"      # the knob a configuration's batch size is read from (as the cost model does)
 FAILURE_WEIGHT = 4.0          # a failure's vote against the ones that ran: a neighbour of a lone failure ~0.2
 
 
@@ -60,23 +65,31 @@ class Strategy(ABC):
     configurations, so a decision costs the same in a space of 10^3 or 10^6."""
     name: ClassVar[str]
     converged: bool = False   # set by ask() when the strategy's model says further trials are unlikely to help
+    # the objectives whose values this strategy takes from the offline knowledge (KOP curves, source
+    # tables, the cost model: they predict RPS/$); for any other objective it searches without it
+    offline: ClassVar[frozenset[str]] = frozenset()
+    needs_offline: ClassVar[bool] = False     # nothing to search with for an objective outside ``offline``
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
         self.history: list[tuple[Config, float | None]] = []
         self.stability_cv: list[float | None] = []    # per trial: the measurement's relative spread, if known
+        self.rps: list[float | None] = []             # per trial: the measured RPS, if known
         self.tried: set[str] = set()
         self.in_flight: list[Config] = []   # proposed, not measured yet, no fantasy value (see ask_batch)
         self.n_fantasies = 0                 # history entries that are fantasised values, not measurements
 
-    def tell(self, config: Mapping[str, Any], value: float | None, stability_cv: float | None = None) -> None:
-        """Record a finished trial (value None: the trial failed). ``stability_cv``: the
-        measurement's relative spread (coefficient of variation) when the runner reported one."""
+    def tell(self, config: Mapping[str, Any], value: float | None, stability_cv: float | None = None,
+             rps: float | None = None) -> None:
+        """Record a finished trial (value None: the trial failed): ``value`` is the search's
+        objective, higher is better. ``stability_cv``: the objective's relative measurement spread
+        when known; ``rps``: the measured throughput (what a cost model calibrates on)."""
         c = self.ctx.space.canonical(config)
         self.history.append((c, value))
         cv = stability_cv
         self.stability_cv.append(None if cv is None or not np.isfinite(cv) else max(float(cv), 0.0))
         self.tried.add(self.ctx.space.key(c))
+        self.rps.append(None if rps is None or not np.isfinite(rps) else float(rps))
 
     @abstractmethod
     def ask(self) -> Config | None:
@@ -141,6 +154,36 @@ class Strategy(ABC):
     def n_measured(self) -> int:
         """Successful real measurements (fantasies excluded)."""
         return sum(1 for (_, v), real in zip(self.history, self._is_real()) if real and v is not None)
+    def expected(self, f: np.ndarray, indices: np.ndarray) -> np.ndarray | None:
+        """Offline predictions of RPS/$ at configurations ``indices`` (the columns of ``f``) as
+        predictions of the search's objective, up to scale (``Objective.from_rps_per_usd``); None
+        when the objective cannot be had from RPS/$."""
+        obj = self.ctx.objective
+        if obj.name == RPS_PER_USD:
+            return f
+        batch, price = self.batch_and_price(indices)
+        return obj.from_rps_per_usd(f, batch, price)
+
+    def batch_and_price(self, indices: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per configuration: its batch size (None without a batch knob) and $/hour (None without
+        prices; a configuration the catalogue cannot price gets the median price)."""
+        space = self.ctx.space
+        cache = self.__dict__.setdefault("_batch_price", {})
+        todo = [int(i) for i in indices if int(i) not in cache]
+        for i in todo:
+            c = space.config_at(i)
+            b = c.get(BATCH_KNOB)
+            try:
+                p = float(self.ctx.hourly(c)) if self.ctx.hourly is not None else np.nan
+            except PricingError:
+                p = np.nan
+            cache[i] = (float(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else 1.0, p)
+        pairs = np.array([cache[int(i)] for i in indices], dtype=float).reshape(-1, 2)
+        batch = pairs[:, 0] if BATCH_KNOB in space.names else None
+        if self.ctx.hourly is None or np.isnan(pairs[:, 1]).all():
+            return batch, None
+        price = pairs[:, 1]
+        return batch, np.where(np.isnan(price), np.nanmedian(price), price)
 
     def observed(self) -> Observed:
         """The trials that succeeded: indices, values and spreads."""

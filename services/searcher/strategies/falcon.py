@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import norm
 
+from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
 from services.common.pricing import PricingError
 from services.common.space import Config
 from services.knowledge.cost_model import CostModelError
@@ -48,10 +50,13 @@ CONVERGED_MIN_TRIALS = 6
 NULL_EXPERT = True       # a flat expert: wins the average when every offline expert is wrong
 OBSERVED_NOISE = 1.0     # 1: the next trial's EI includes the measurement noise; 0: EI of the noise-free value
 SMOOTHING: tuple[float, ...] = (0.0, 0.15, 0.3)   # Gaussian-kernel widths the offline experts are smoothed at
+CONSTRAINT_SIGMA_PRIOR = 0.35   # log-space error of the experts' scaled RPS/$ before 3 trials measured it
+CONSTRAINT_SIGMA_MIN = 0.1
 
 
 class Falcon(Strategy):
     name = "falcon"
+    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD, P99})
 
     def __init__(self, ctx: SearchContext, *, use_trees: bool = True, use_bo: bool = True,
                  prune: bool = True) -> None:
@@ -64,6 +69,8 @@ class Falcon(Strategy):
         k = self.ctx.knowledge
         if k is None:
             return None
+        if self.expected(np.ones((1, 1)), np.zeros(1, dtype=np.int64)) is None:
+            return None         # the objective cannot be read off RPS/$ here (e.g. a latency without prices)
         rows = list(k.sources.values())
         kop = k.kop_prior(self.ctx.kop_shares())
         if kop is not None:
@@ -145,6 +152,12 @@ class Falcon(Strategy):
         if experts is not None and k is not None:
             F, prior = experts
             F = F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :]
+            F = self.expected(F, cols.indices)      # the experts' RPS/$ as the objective (up to scale)
+            if self.ctx.objective.knowledge == "transformed" and len(y):
+                # put each expert on the trials' scale first (a cost per hour is no 0-1 table value), so
+                # the surrogate's ridge towards a scale of 1 is a prior, not a pull off the data
+                fo = F[:, at]
+                F = F * np.clip((fo @ y) / np.maximum((fo * fo).sum(1), 1e-300), 1e-12, None)[:, None]
             mean, null_weight = self.surrogate(F, prior, at, y, cv)
         else:
             mean, null_weight = np.full(len(cols.indices), y.mean()), 1.0
@@ -207,10 +220,42 @@ class Falcon(Strategy):
                                            float(np.max(np.where(cols.candidate, score, 0.0))))
         else:
             score = belief.mean
-        feasible = self.feasibility(cols.indices)
-        if feasible is not None:
-            score = score * feasible if belief.bo else score - (1.0 - feasible) * float(np.ptp(score) or 1.0)
+        for chance in (self.feasibility(cols.indices), self.constraint_chance(experts, obs, cols)):
+            if chance is not None:
+                score = score * chance if belief.bo else score - (1.0 - chance) * float(np.ptp(score) or 1.0)
         return score, belief
+
+    def constraint_chance(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed,
+                          cols: "Columns") -> np.ndarray | None:
+        """Chance that each configuration meets the constraints that are a matter of throughput
+        (a ceiling on $ per million requests, a minimum RPS), from the offline experts' RPS/$
+        (their consensus, scaled to the requests per $ the trials measured; log-normal error of
+        the trials' spread around it). None without such a constraint, experts, prices or a
+        trial that measured RPS (the offline data's scale is unknown until then)."""
+        c, k = self.ctx.constraints, self.ctx.knowledge
+        if c is None or (c.max_usd_per_million is None and c.min_rps is None) or experts is None or k is None:
+            return None
+        _, price = self.batch_and_price(cols.indices)
+        rps = np.array([r if r is not None else np.nan
+                        for (_, v), r in zip(self.history, self.rps) if v is not None], dtype=float)
+        if price is None or not np.isfinite(rps).any():
+            return None
+        F, prior = experts
+        f = (prior @ F)[k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)
+        at = cols.observed
+        measured = rps * 3600.0 / price[at]
+        use = np.isfinite(measured) & (measured > 0) & (f[at] > 0)
+        if not use.any():
+            return None
+        resid = np.log(measured[use]) - np.log(f[at][use])
+        sigma = max(CONSTRAINT_SIGMA_MIN, float(resid.std())) if use.sum() >= 3 else CONSTRAINT_SIGMA_PRIOR
+        log_pred = np.log(np.maximum(f, 1e-300)) + float(resid.mean())       # requests per $
+        chance = np.ones(len(cols.indices))
+        if c.max_usd_per_million is not None:    # $ per million = 1e6 / (requests per $)
+            chance *= norm.cdf((log_pred - np.log(1e6 / c.max_usd_per_million)) / sigma)
+        if c.min_rps is not None:                # RPS = requests per $ x $/h / 3600
+            chance *= norm.cdf((log_pred + np.log(price / 3600.0) - np.log(c.min_rps)) / sigma)
+        return chance
 
     def _decide(self, experts: tuple[np.ndarray, np.ndarray] | None, obs: Observed, cols: "Columns") -> Config:
         score, belief = self._score(experts, obs, cols)
@@ -241,7 +286,10 @@ class Falcon(Strategy):
         idx = np.array([self.ctx.space.index(c) for c in configs], dtype=np.int64)
         cols = Columns.of(obs, idx)
         F, prior = experts
-        consensus = prior @ (F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :])
+        F = self.expected(F[:, k.on_grid(cols.indices)] * self._uncovered_ratio(cols.indices)[None, :], cols.indices)
+        if F is None:                  # the objective cannot be read off the offline RPS/$
+            return None
+        consensus = prior @ F
         at = consensus[cols.observed]
         scale = float(at @ obs.values / max(float(at @ at), 1e-12))
         return [float(v) for v in scale * consensus[len(obs.indices):]]

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
+from services.common.objectives import RPS_PER_USD
 from services.common.space import Config
 from services.knowledge import Knowledge
 from services.searcher.strategies.base import LOCAL_SEEDS, Strategy
@@ -47,6 +48,7 @@ def meta_train(X: np.ndarray, sources: np.ndarray, seed: int = 0) -> list[MLPReg
 
 class Morphling(Strategy):
     name = "morphling"
+    offline = frozenset({RPS_PER_USD})        # its nets are meta-trained on RPS/$ tables
 
     def _nets(self) -> list[MLPRegressor] | None:
         k = self.ctx.knowledge

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
 from services.common.space import Config
 from services.searcher.strategies.base import Strategy, StrategyError
 
 
 class PriorOrder(Strategy):
+    """Under another objective than RPS/$, the curves' RPS/$ read as that objective
+    (``Objective.from_rps_per_usd``: the same order for a load's cost; latency = batch / RPS)."""
     name = "prior"
+    offline = frozenset({RPS_PER_USD, USD_FOR_LOAD, P99})
+    needs_offline = True
 
     def ask(self) -> Config | None:
         k = self.ctx.knowledge
@@ -22,4 +27,8 @@ class PriorOrder(Strategy):
         if not len(cand):
             return None
         score = np.zeros(len(cand)) if grid_score is None else grid_score[k.on_grid(cand)]
+        if grid_score is not None:
+            score = self.expected(score, cand)
+            if score is None:
+                raise StrategyError(f"the prior strategy cannot rank by {self.ctx.objective.name} without prices")
         return self.ctx.space.config_at(int(cand[int(np.argsort(-score, kind="stable")[0])]))

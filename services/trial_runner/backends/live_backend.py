@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from services.common.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
 from services.common.model_files import ModelFileError, model_path
+from services.trial_runner import energy
 from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
 
@@ -42,6 +43,7 @@ class LiveBackend(TrialBackend):
         self.max_cores = max_cores or len(os.sched_getaffinity(0))
         self.timeout_s = timeout_s
         self.gpus = detect_gpus() if gpus is None else gpus      # e.g. ["NVIDIA H100 80GB HBM3"]
+        self._energy: bool | None = None                          # NVML present (asked once)
 
     def capabilities(self) -> dict[str, Any]:
         caps: dict[str, Any] = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
@@ -51,7 +53,16 @@ class LiveBackend(TrialBackend):
         return caps
 
     def measures(self) -> list[str]:
-        return ["rps", "p50_ms", "p99_ms", "stability_cv"]
+        """What its trials report; energy per request and mean power on a GPU runner with NVML
+        (for its GPU trials only: a CPU-only trial has no power meter here)."""
+        base = ["rps", "p50_ms", "p99_ms", "stability_cv"]
+        return base + ["energy_j_per_request", "mean_power_w"] if self.measures_energy else base
+
+    @property
+    def measures_energy(self) -> bool:
+        if self._energy is None:
+            self._energy = bool(self.gpus) and energy.available()
+        return self._energy
 
     def gpu_present(self, gpu: str) -> bool:
         """'H100' names this machine's GPU if it appears in the driver's name for it."""
@@ -119,8 +130,11 @@ class LiveBackend(TrialBackend):
         value = requests_per_dollar(out["rps"], trial.price_per_hour)
         return trial.result("ok", value=value, duration_s=duration, cost_usd=cost, rps=out["rps"],
                             p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], stability_cv=out["cv"],
+                            energy_j_per_request=out.get("energy_j_per_request"),
+                            mean_power_w=out.get("mean_power_w"),
                             details={k: out[k] for k in ("compile_s", "compile_cached", "batches", "measured_s",
-                                                         "threads", "providers")})
+                                                         "threads", "providers", "energy_source")
+                                     if out.get(k) is not None or k != "energy_source"})
 
 
 def detect_gpus() -> list[str]:

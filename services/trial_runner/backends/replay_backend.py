@@ -41,7 +41,7 @@ class ReplayBackend(TrialBackend):
             return self._tables[key]
 
     def measures(self) -> list[str]:
-        return ["depends on the table: its rps, p50_ms, p99_ms and cv columns"]
+        return ["depends on the table: its rps, p50_ms, p99_ms, cv and energy_j_per_request columns"]
 
     def capabilities(self) -> dict[str, Any]:
         return {"any": "every configuration of the requested table"}
@@ -67,7 +67,11 @@ class ReplayBackend(TrialBackend):
             rng = np.random.default_rng(zlib.crc32(trial.trial_id.encode()))
             factor = float(np.exp(rng.normal(0.0, noise)))
             cv = float(np.hypot(cv or 0.0, noise))
-        rps = row.get("rps")
+
+        def scaled(name: str, power: int) -> float | None:      # throughput x factor, times / factor
+            v = row.get(name)
+            return None if v is None else float(v) * factor ** power
         return trial.result("ok", value=float(row["value"]) * factor, cost_usd=cost, duration_s=duration,
-                            rps=None if rps is None else rps * factor, p50_ms=row.get("p50_ms"),
-                            p99_ms=row.get("p99_ms"), stability_cv=cv)
+                            rps=scaled("rps", 1), p50_ms=scaled("p50_ms", -1), p99_ms=scaled("p99_ms", -1),
+                            stability_cv=cv, energy_j_per_request=scaled("energy_j_per_request", -1),
+                            mean_power_w=row.get("mean_power_w"))

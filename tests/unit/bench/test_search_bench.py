@@ -39,3 +39,25 @@ def test_noisy_realisations_are_benchmarked_together_and_scored_by_what_the_user
     assert {truth.rows[k]["value"] for k in recommended} >= set(scored)
     assert scored != best_measured          # the luckiest measurement is not what the user gets
     assert "mean best" in capsys.readouterr().out
+
+
+def test_an_objective_is_scored_as_a_fraction_of_each_tables_optimum(tmp_path, capsys):
+    import pytest
+    from tests.helpers import REPO
+    live = REPO / "bench" / "live"
+    root = tmp_path / "t"
+    (root / "models" / "targets").mkdir(parents=True)
+    shutil.copy(live / "models" / "targets" / "reg-gru.csv", root / "models" / "targets")
+    out = tmp_path / "o.json"
+    assert search.main(["--offline", str(REPO / "bench" / "live-offline"), "--targets", str(root), "--trials", "42",
+                        "--seeds", "1", "--strategies", "random", "--objective", "usd-for-load", "--load", "3000",
+                        "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    curve = res["results"]["random"]["gru"][0]
+    assert res["optima"] == {"gru": pytest.approx(0.085)} and res["objective"]["name"] == "usd-for-load"
+    assert all(0 < a <= b <= 1 for a, b in zip(curve, curve[1:])) and curve[-1] == 1.0     # the whole space
+    assert "mean fraction of the optimum of $ per hour to carry 3,000 RPS" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        search.main(["--offline", str(DATA), "--targets", str(root), "--objective", "usd-for-load", "--json",
+                     str(out)])
+    assert e.value.code == 2 and "needs --load" in capsys.readouterr().err

@@ -79,3 +79,45 @@ def test_falcon_up_publishes_the_shipped_datasets_unless_told_otherwise(tmp_path
     assert all((p / "models").is_dir() or (p / "kop-curves").is_dir() for p in shipped)
     assert offline_datasets([str(tmp_path)]) == [tmp_path]
     assert offline_datasets(None, none=True) == []
+
+
+def test_objectives_stated_wrongly_are_one_line_before_anything_runs(capsys, monkeypatch):
+    import tools.zoo
+    monkeypatch.setattr(tools.zoo, "export_onnx", lambda *a, **k: pytest.fail("exported a model before refusing"))
+    for argv, expected in (
+            (["submit", "m", "--zoo", "resnet8", "--objective", "usd-for-load"],
+             "falcon submit: --objective usd-for-load needs --load RPS (the requests per second to carry)"),
+            (["submit", "m", "--objective", "usd-for-load", "--load", "-5"],
+             "argument --load: must be a positive number, not -5"),
+            (["submit", "m", "--objective", "usd-for-load", "--load", "0"],
+             "argument --load: must be a positive number, not 0"),
+            (["submit", "m", "--objective", "fastest"], "argument --objective: invalid choice: 'fastest'"),
+            (["submit", "m", "--max-usd-per-million", "0"], "argument --max-usd-per-million: must be a positive")):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_a_replay_table_without_rps_refuses_a_cost_objective_in_one_line(capsys):
+    assert main(["submit", "gru", "--profile", str(PROFILES / "gru" / "operators.csv"), "--replay-table",
+                 str(TARGETS / "reg-gru.csv"), "--objective", "usd-for-load", "--load", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "--objective usd-for-load: replay table gru has no rps column" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_objective_travels_in_the_spec(tmp_path):
+    from tests.helpers import REPO
+    live = REPO / "bench" / "live" / "models"
+    sid, submitted = build_submission(SubmitOptions.from_args(parser().parse_args(
+        ["submit", "gru", "--profile", str(live / "operators" / "gru" / "operators.csv"), "--replay-table",
+         str(live / "targets" / "reg-gru.csv"), "--space", str(REPO / "deploy" / "config" / "live-cpu-space.yaml"),
+         "--objective", "p99", "--load", "5000", "--max-usd-per-million", "0.006"])))
+    ev = schemas.decode(schemas.encode(Event.new(submitted, sid, "cli")))
+    assert ev.data["spec"]["objective"] == {"name": "p99", "load_rps": 5000.0}
+    assert ev.data["spec"]["constraints"]["max_usd_per_million"] == 0.006
+    assert ev.payload.spec.objective.name == "p99"
+    _, default = build_submission(SubmitOptions.from_args(args()))
+    assert "objective" not in default.to_data()["spec"]          # the default reads as before

@@ -144,3 +144,33 @@ def test_the_path_is_drawn_over_the_knobs_that_tell_the_trials_apart_best():
     def cells(a, b):
         return len({(str(t.config[a]), str(t.config[b])) for t in st.trials})
     assert kx != ky and cells(kx, ky) == max(cells(a, b) for a in names for b in names if a != b)
+
+
+def test_a_report_under_another_objective_shows_it_the_front_and_the_monthly_cost_at_the_load(tmp_path):
+    from services.common.falcon_data import read_operator_profile
+    from services.common.objectives import Objective
+    from services.trial_runner.backends import ReplayBackend
+    from tools.harness import profiled, run_search
+    live = REPO / "bench" / "live" / "models"
+    backend = ReplayBackend()
+    table = backend.table(str(live / "targets" / "reg-resnet8.csv"))
+    s = SearchSpec(model={"name": "resnet8", "format": "falcon-profile", "uri": None},
+                   backend={"kind": "replay", "table": str(live / "targets" / "reg-resnet8.csv"), "trial_seconds": 900.0},
+                   space=table.space, stop=StopRules(10), strategy="falcon",
+                   objective=Objective("usd-for-load", 20000))
+    kops, ops = profiled(read_operator_profile(live / "operators" / "resnet8" / "operators.csv"), 0.05)
+    st = run_search("rep-obj", s, kops, ops, backend)
+    out = write_report(st, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert (tmp_path / "pareto.png").stat().st_size > 5000 and "pareto.png" in page
+    assert out["objective"].startswith("$ per hour to carry 20,000 RPS") and out["load_rps"] == 20000
+    rec = out["recommended"]
+    replicas = -(-20000 // rec["rps"])
+    assert rec["monthly"] == {"replicas": replicas, "usd": pytest.approx(replicas * rec["usd_per_hour"] * 730)}
+    assert html.escape(f"{units.usd(rec['monthly']['usd'])} a month at 20,000 RPS") in page
+    assert rec["objective_text"] == f"{units.usd_per_hour(rec['objective_value'])} for 20,000 RPS"
+    assert "objective ($/h)" in page and "Latency vs cost: the Pareto front" in page
+    assert out["pareto"] and out["best_per_objective"]["usd-for-load"]["trial"] == rec["trial"]
+    assert "cheapest for 20,000 RPS" in page and "lowest p99" in page
+    assert "read as the cost of 20,000 RPS before replicas are rounded up" in page      # how the knowledge is read
+    assert not SCIENTIFIC.search(re.sub(r"<[^>]+>", " ", page))

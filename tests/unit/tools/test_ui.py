@@ -203,3 +203,24 @@ def test_trial_results_of_the_log_and_the_state_are_one_type(state):
     t = state.trials[0]
     assert isinstance(t, TrialResult) and {"runner", "rps", "p50_ms", "p99_ms", "stability_cv"} <= set(vars(t))
     assert isinstance(DeadLetter.type, str)
+
+
+def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
+    from services.common.objectives import Objective
+    from tests.helpers import REPO
+    live = REPO / "bench" / "live" / "models" / "targets" / "reg-gru.csv"
+    backend = ReplayBackend()
+    sp = replace(spec("gru", 6), backend={"kind": "replay", "table": str(live), "trial_seconds": 900.0},
+                 space=backend.table(str(live)).space, objective=Objective("usd-for-load", 5000))
+    st = replace(run_search("ui-obj", sp, ["dense"], OPS, backend), status="completed")
+    data = detail(st, 1.0e9, None)
+    natural = st.spec.objective.natural(st.objective_value(st.best))
+    assert data["best_text"] == f"${natural:.3g}/h for 5,000 RPS" and data["value_label"] == "usd-for-load ($/h)"
+    assert data["best_so_far"][-1][1] == pytest.approx(natural)          # the chart plots the objective
+    html = str(parts.summary(data)) + str(parts.recommendation(data)) + str(parts.trials(data)) + \
+        str(parts.search_row(row(st, 1.0e9, None)))
+    assert "best (usd-for-load)" in html and f"${natural:.3g}/h for 5,000 RPS" in html
+    assert "a month at 5,000 RPS" in html and "no offline knowledge" not in html       # random reads none
+    o = submit_options({"model": "gru", "replay_table": "t.csv", "objective": "usd-for-load", "load": "5000",
+                        "max_usd_per_million": "0.01"})
+    assert (o.objective, o.load, o.max_usd_per_million) == ("usd-for-load", 5000.0, 0.01)

@@ -177,6 +177,8 @@ function chartData(series) {
   return [series.map((p) => p[0]), series.map((p) => p[1]), series.map((p) => p[2])];
 }
 
+let valueLabel = "RPS/$";     // the search's objective and its unit (from the page's JSON island)
+
 function drawChart(series) {
   const box = document.getElementById("chart");
   if (!box || typeof uPlot === "undefined") return;
@@ -188,12 +190,12 @@ function drawChart(series) {
     scales: { x: { time: false } },
     axes: [
       { label: "trial", size: 40, incrs: [1, 2, 5, 10, 20, 50, 100], values: (u, v) => v.map((x) => String(x)) },
-      { label: "RPS/$", size: 56 },
+      { label: valueLabel, size: 56 },
     ],
     series: [
       { label: "trial" },
       { label: "best so far", stroke: "#1f6feb", width: 2, spanGaps: true, points: { show: true, size: 5 } },
-      { label: "trial RPS/$", stroke: "#8a8f98", width: 0, paths: () => null,
+      { label: "trial " + valueLabel, stroke: "#8a8f98", width: 0, paths: () => null,
         points: { show: true, size: 6, stroke: "#8a8f98", fill: "#ffffff" } },
     ],
     legend: { live: false },
@@ -203,6 +205,7 @@ function drawChart(series) {
 function initSearch() {
   const sid = document.body.dataset.searchId;
   const initial = JSON.parse(document.getElementById("initial").textContent);
+  if (initial.value_label) valueLabel = initial.value_label;
   drawChart(initial.best_so_far);
   const cancelForm = document.getElementById("cancel-form");
 

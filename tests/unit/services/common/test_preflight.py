@@ -4,6 +4,7 @@ what would be right, from the spec alone or with the facts the caller read (tabl
 from dataclasses import replace
 
 from services.common.falcon_data import load_model_table
+from services.common.objectives import Objective
 from services.common.preflight import Facts, spec_problems
 from services.common.runners import RunnerAdvert
 from services.common.space import Space
@@ -83,3 +84,48 @@ def test_what_cannot_be_known_is_not_refused():
     no_p99 = replace(RUNNER, measures={"live": ("rps",)})
     assert any("no live runner measures p99 latency" in p
                for p in spec_problems(live(constraints=Constraints(slo_p99_ms=5)), Facts(None, [no_p99])))
+
+
+# -- objectives: refused before the first trial when nothing could measure them -------------------
+LIVE_TABLE = load_model_table(REPO / "bench" / "live" / "models" / "targets" / "reg-gru.csv")
+GPU_RUNNER = RunnerAdvert("gpu-0", ("live-t4",),
+                          {"live": {"cpus": [1, 2], "batchsize": "any positive integer",
+                                    "graph_opt": ["disabled", "basic", "extended", "all"], "gputype": ["none", "T4"],
+                                    "gpumem": "any size within the GPU's memory"}},
+                          {"live": ("rps", "p50_ms", "p99_ms", "stability_cv", "energy_j_per_request",
+                                    "mean_power_w")})
+
+
+def test_an_objective_a_replay_table_cannot_measure_is_refused_in_one_line():
+    s = replace(spec("gru"), objective=Objective("usd-for-load", 500))
+    assert spec_problems(s, Facts(GRU)) == [
+        "--objective usd-for-load: replay table gru has no rps column, so no trial could be ranked by it (the "
+        "table does not measure RPS)"]
+    assert any("no p99_ms column" in p for p in spec_problems(replace(spec("gru"), objective=Objective("p99")),
+                                                              Facts(GRU)))
+    live_table = replace(spec("gru"), space=LIVE_TABLE.space, prices=spec("gru").prices)
+    assert spec_problems(replace(live_table, objective=Objective("usd-for-load", 500)), Facts(LIVE_TABLE)) == []
+    assert spec_problems(replace(live_table, objective=Objective("p99")), Facts(LIVE_TABLE)) == []
+    energy = spec_problems(replace(live_table, objective=Objective("energy-per-request")), Facts(LIVE_TABLE))
+    assert energy == ["--objective energy-per-request: replay table gru has no energy_j_per_request column, so no "
+                      "trial could be ranked by it (the table does not measure energy per request)"]
+
+
+def test_energy_on_a_class_that_cannot_measure_it_is_refused_at_submission():
+    cpu_only = spec_problems(live(objective=Objective("energy-per-request")))        # no adverts needed
+    assert len(cpu_only) == 1 and cpu_only[0].startswith(
+        "--objective energy-per-request: trial class live-cpu cannot measure energy")
+    gpus = Space.from_dict({"knobs": {"cpus": [1, 2], "batchsize": [1, 8], "gputype": ["T4"], "gpumem": [4]}})
+    assert spec_problems(live(gpus, objective=Objective("energy-per-request")), Facts(None, [GPU_RUNNER])) == []
+    no_nvml = replace(GPU_RUNNER, measures={"live": ("rps", "p50_ms", "p99_ms", "stability_cv")})
+    problems = spec_problems(live(gpus, objective=Objective("energy-per-request")), Facts(None, [no_nvml]))
+    assert problems == ["--objective energy-per-request: no runner of trial class live-t4 measures energy (a GPU "
+                        "runner measures it with NVML: install the gpu extra, nvidia-ml-py)"]
+
+
+def test_a_cost_ceiling_needs_rps_and_a_positive_number():
+    assert any(p.startswith("--max-usd-per-million: replay table gru has no rps column")
+               for p in spec_problems(replace(spec("gru"), constraints=Constraints(max_usd_per_million=0.01)),
+                                      Facts(GRU)))
+    assert "the cost ceiling must be a positive number of $ per million requests, not -1" in spec_problems(
+        replace(spec("gru"), constraints=Constraints(max_usd_per_million=-1)))
