@@ -52,6 +52,7 @@ from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec,
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.strategies import STRATEGIES
 from services.trial_runner.backends import ReplayBackend
+from services.searcher.search import with_predictions
 from tools.harness import profiled, simulate
 
 CHECKPOINTS = (1, 3, 6, 8, 15, 16, 30)
@@ -65,6 +66,12 @@ class Run:
     rounds: list[int]           # round (in trial durations) in which each trial finished
 
 
+def table_trial(row: dict) -> SimpleNamespace:
+    """A table row as the objectives read a trial."""
+    return SimpleNamespace(ok=True, value=row["value"], rps=row.get("rps"), p99_ms=row.get("p99_ms"),
+                           energy_j_per_request=row.get("energy_j_per_request"), stability_cv=row.get("cv"))
+
+
 def table_optimum(table: ModelTable, objective: Objective, constraints: Constraints) -> float | None:
     """The best objective value (higher is better) of any configuration of the table that meets
     the constraints, priced as the searches price it (the default catalogue); None when none does."""
@@ -74,8 +81,7 @@ def table_optimum(table: ModelTable, objective: Objective, constraints: Constrai
         if row is None:
             continue
         price = DEFAULT_PRICES.hourly(cfg)
-        trial = SimpleNamespace(ok=True, value=row["value"], rps=row.get("rps"), p99_ms=row.get("p99_ms"),
-                                energy_j_per_request=row.get("energy_j_per_request"), stability_cv=row.get("cv"))
+        trial = table_trial(row)
         if constraints.violations(trial.rps, trial.p99_ms, price) or objective.violations(trial, price):
             continue
         v = objective.value(trial, price)
@@ -111,9 +117,14 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
     state = sim.state
     curve, spent = [], []
     for k in range(1, len(state.trials) + 1):
-        best = replace(state, trials=state.trials[:k]).best       # what the search recommends then
+        # what the search recommends then (a noisy search: with what its model expected then)
+        best = with_predictions(replace(state, trials=state.trials[:k]), knowledge).best
         if optimum is not None:
-            v = None if best is None else state.objective_value(best)
+            if best is not None and truth is not None:           # scored by the clean value, not the measured
+                row = truth.lookup(best.config)
+                v = None if row is None else objective.value(table_trial(row), DEFAULT_PRICES.hourly(best.config))
+            else:
+                v = None if best is None else state.objective_value(best)
             curve.append(0.0 if v is None else fraction(objective, v, optimum))
             spent.append(sum(t.cost_usd for t in state.trials[:k]))
             continue

@@ -85,6 +85,7 @@ class KopsIdentified(Payload):
 class TrialRequested(Payload):
     """A trial the searcher asks for; also what a backend is given to run."""
     type: ClassVar[str] = "trial-requested"
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"parallel", "predicted"})
     trial_id: str
     index: int
     config: Config
@@ -92,6 +93,8 @@ class TrialRequested(Payload):
     backend: Mapping[str, Any]
     price_per_hour: float
     runner_class: str = "replay"
+    parallel: int | None = None                     # the searcher's record: its trials in flight at once
+    predicted: Mapping[str, float] | None = None     # the searcher's record (noisy searches): see SearchState
 
     def result(self, status: Literal["ok", "failed"], *, value: float | None = None, cost_usd: float = 0.0,
                duration_s: float = 0.0, **measured: Any) -> "TrialResult":
@@ -133,7 +136,8 @@ class TrialResult(Payload):
 @dataclass(frozen=True)
 class SearchCompleted(Payload):
     type: ClassVar[str] = "search-completed"
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space", "estimate", "objective", "objective_value"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"space", "estimate", "objective", "objective_value",
+                                                        "predicted"})
     best: TrialResult
     stop_reason: str
     trials: list[TrialResult]
@@ -150,6 +154,7 @@ class SearchCompleted(Payload):
     # measurements behind it (a noisy runner's lucky measurement is not the estimate)
     estimate: Mapping[str, Any] | None = None
     parallel: int = 1                       # trials that ran at once
+    predicted: Mapping[str, float] | None = None   # noisy searches: the model's expectations (SearchState)
     objective: Objective | None = None          # what was optimised (None: an older searcher's, RPS/$)
     objective_value: float | None = None        # the recommendation's objective, in the objective's unit
     best_per_objective: Mapping[str, str] = field(default_factory=dict)   # objective -> trial id recommended by it
@@ -163,7 +168,7 @@ class SearchCompleted(Payload):
                    [TrialResult.from_data(t) for t in d.get("runners_up", ())], dict(d.get("constraints") or {}),
                    d.get("model", ""), d.get("backend_kind", ""),
                    Space.from_dict(d["space"]) if d.get("space") else None, dict(d.get("infeasible") or {}),
-                   d.get("estimate"), int(d.get("parallel") or 1),
+                   d.get("estimate"), int(d.get("parallel") or 1), d.get("predicted"),
                    Objective.from_dict(d["objective"]) if d.get("objective") else None, d.get("objective_value"),
                    dict(d.get("best_per_objective") or {}), [ParetoPoint.from_dict(p) for p in d.get("pareto", ())],
                    list(d.get("notices") or ()))

@@ -26,7 +26,7 @@ from services.common.objectives import HOURS_PER_MONTH, Objective
 from services.common.space import Space, SpaceError
 from services.knowledge import Knowledge
 from services.searcher.estimate import noisy
-from services.searcher.search import SearchState, estimate_data, trade_offs
+from services.searcher.search import SearchState, estimate_data, trade_offs, with_predictions
 from tools import units
 
 
@@ -263,7 +263,7 @@ def _natural(state: SearchState, t: TrialResult) -> float:
     return np.nan if v is None else float(v)
 
 
-def plot_progress(state: SearchState, path: Path) -> None:
+def plot_progress(state: SearchState, path: Path, knowledge: Knowledge | None = None) -> None:
     from matplotlib.ticker import MaxNLocator
     plt = _plt()
     kind = str(state.spec.backend.get("kind"))
@@ -276,11 +276,13 @@ def plot_progress(state: SearchState, path: Path) -> None:
     else:
         best = np.fmin.accumulate(np.where(np.isnan(vals), np.inf, vals)) if len(vals) else np.array([])
     best = np.where(np.isinf(best), np.nan, best)
-    if noisy(state.trials):       # the recommendation is the best estimate, not the best measurement
-        recs = [replace(state, trials=state.trials[:k]).recommendation for k in range(1, len(state.trials) + 1)]
-        est = np.array([np.nan if r is None else r.value for r in recs])
-        low = np.array([np.nan if r is None else r.low for r in recs])
-        high = np.array([np.nan if r is None else r.high for r in recs])
+    if noisy(state.trials, state.spec.objective.spread):   # the recommendation is the best estimate
+        recs = [(with_predictions(replace(state, trials=state.trials[:k]), knowledge) if knowledge is not None
+                 else replace(state, trials=state.trials[:k])).recommendation for k in range(1, len(state.trials) + 1)]
+        natural = state.spec.objective.natural
+        est = np.array([np.nan if r is None else natural(r.value) for r in recs])
+        ends = np.array([[np.nan, np.nan] if r is None else sorted((natural(r.low), natural(r.high))) for r in recs])
+        low, high = ends[:, 0], ends[:, 1]
         if not np.isnan(est).all():
             ax.fill_between(x, low, high, color="black", alpha=0.08, label="its 95% interval")
             ax.plot(x, est, "-o", color="black", lw=2, ms=4, label="recommendation's estimate")
@@ -771,7 +773,7 @@ def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     s = summary(state, wall_s, baseline)
     images: dict[str, str] = {}
-    plot_progress(state, out_dir / "progress.png")
+    plot_progress(state, out_dir / "progress.png", knowledge)
     obj = state.spec.objective
     images[f"Best {_value_label(s['backend'], obj if not obj.is_default else None)} so far vs trial"
            .replace("normalised RPS/$ (table's best = 1)", "normalised RPS/$")] = "progress.png"

@@ -42,12 +42,17 @@ class RunnerAdvert:
                    {str(k): tuple(int(p) for p in v) for k, v in (d.get("partitions") or {}).items()})
 
 
+STALE_ADVERT_S = 12.0      # a runner re-advertises every 5 s: an older advert is likely a dead runner's
+
+
 def pick_partition(adverts: Sequence[RunnerAdvert], topic: str, routed: Mapping[str, int]) -> tuple[str, int] | None:
     """(runner, partition) for a new trial on ``topic``: a partition of the runner of that topic
     with the fewest trials running now plus routed to it and not started yet (``routed``; ties by
     name), so the trials of a batch land on distinct idle runners instead of queueing behind each
     other in one partition. None when no runner says which partitions it owns (then: by key)."""
-    owners = [(a, a.partitions[topic]) for a in adverts if a.partitions.get(topic)]
+    now = time.time()
+    owners = [(a, a.partitions[topic]) for a in adverts if a.partitions.get(topic)
+              and (a.heartbeat is None or now - a.heartbeat <= STALE_ADVERT_S)]     # a dead runner's advert lingers
     if not owners:
         return None
     runner, parts = min(owners, key=lambda o: (len(o[0].current) + routed.get(o[0].runner, 0), o[0].runner))

@@ -90,18 +90,20 @@ def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[Tr
         return -e.value, -(e.trial.value or 0.0), e.trial.index
     cvs = [spread(t) for t, _ in ok]
     if not noisy([t for t, _ in ok], spread):
-        out = [Estimate(_first_best(ts), v := float(np.mean([y for _, y in ts])), v, v, len(ts))
+        out = [Estimate(_first_best(ts, eligible), v := float(np.mean([y for _, y in ts])), v, v, len(ts))
                for ts in chosen.values()]
         return sorted(out, key=order)
     keys = list(chosen)
     mean, sd = _posterior(space, ok, cvs, [chosen[k][0][0].config for k in keys], predicted or {})
-    out = [Estimate(_first_best(chosen[k]), float(m), float(m - Z95 * s), float(m + Z95 * s), len(chosen[k]))
-           for k, m, s in zip(keys, mean, sd)]
+    out = [Estimate(_first_best(chosen[k], eligible), float(m), float(m - Z95 * s), float(m + Z95 * s),
+                    len(chosen[k])) for k, m, s in zip(keys, mean, sd)]
     return sorted(out, key=order)
 
 
-def _first_best(ts: list[tuple[TrialResult, float]]) -> TrialResult:
-    return sorted(ts, key=lambda ty: (-ty[1], ty[0].index))[0][0]
+def _first_best(ts: list[tuple[TrialResult, float]], eligible: Callable[[TrialResult], bool]) -> TrialResult:
+    """The configuration's best measurement that may be recommended (a re-measurement may miss a
+    constraint another measurement of it met: the one that met it is the trial shown)."""
+    return sorted(((t, y) for t, y in ts if eligible(t)), key=lambda ty: (-ty[1], ty[0].index))[0][0]
 
 
 def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[float | None], at: list,
@@ -116,8 +118,10 @@ def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[
     length-scale smooths every configuration to the same value, which ranks nothing.)"""
     y = np.array([v for _, v in ok])
     cvs = np.array([c if c is not None and np.isfinite(c) else np.nan for c in spreads], dtype=float)
-    cvs = np.where(np.isnan(cvs), np.nanmedian(cvs) if np.isfinite(cvs).any() else 0.0, cvs)
-    noise_var = np.maximum(cvs * np.abs(y), 1e-12) ** 2
+    median = float(np.nanmedian(cvs)) if np.isfinite(cvs).any() else 0.0
+    cvs = np.maximum(np.where(np.isnan(cvs), median, cvs), median)    # a lone "exact" report is no exception
+    scale = float(np.median(np.abs(y))) or 1.0
+    noise_var = (cvs * np.maximum(np.abs(y), 1e-3 * scale)) ** 2       # a value of 0 still has noise
     keys = [space.key(t.config) for t, _ in ok]
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
@@ -144,11 +148,13 @@ def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[
 
 
 def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
-              in_flight: set[str], space: Space) -> Estimate | None:
+              in_flight: set[str], space: Space, attempts: Mapping[str, int] | None = None,
+              failed: set[str] | None = None) -> Estimate | None:
     """Which leading configuration to measure again, if any: while its challenger is within the
     noise of the leader (P[challenger truly better] >= REMEASURE_PROBABILITY), in the later part
     of the budget, the one of the two with the wider interval (fewer measurements), at most
-    MAX_MEASUREMENTS times, never one already in flight."""
+    MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones included), never one
+    already in flight nor one that failed to run (``failed``)."""
     if len(estimates) < 2 or trials_done < REMEASURE_FROM * max_trials:
         return None
     lead, challenger = estimates[0], estimates[1]
@@ -159,7 +165,9 @@ def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
     if p_better < REMEASURE_PROBABILITY:
         return None
     for e in sorted((lead, challenger), key=lambda e: (-e.sd, e is not lead)):
-        if e.measurements < MAX_MEASUREMENTS and space.key(e.trial.config) not in in_flight:
+        key = space.key(e.trial.config)
+        tried = (attempts or {}).get(key, e.measurements)      # failed attempts count too
+        if tried < MAX_MEASUREMENTS and key not in in_flight and key not in (failed or set()):
             return e
     return None
 

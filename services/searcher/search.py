@@ -13,6 +13,7 @@ the same in all three.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -151,7 +152,10 @@ class SearchState:
                    pending=tuple(TrialRequested.from_data({"model": spec.model, "backend": spec.backend, **x})
                                  for x in pending),
                    status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())),
-                   parallel=int(d.get("parallel") or 1), pending_events=tuple(d.get("pending_events", ())),
+                   parallel=int(d.get("parallel") or 1),
+                   # stored before several trials could be pending: the request is in the outbox
+                   pending_events=tuple(d["pending_events"] if "pending_events" in d else
+                                        (e for e in d.get("outbox", ()) if e.get("type") == "trial-requested")),
                    predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()})
 
 
@@ -280,10 +284,17 @@ def _strategy(state: SearchState, knowledge: Knowledge | None) -> Strategy:
     return strategy
 
 
+def fresh_measurements(spec: SearchSpec) -> bool:
+    """Whether measuring a configuration again measures it anew (re-measurement can settle which of
+    two leaders is better): live trials, and replay with simulated noise; a plain replay answers
+    the same row again, whatever spread its table reports."""
+    return spec.backend.get("kind") != "replay" or float(spec.backend.get("noise") or 0.0) > 0
+
+
 def with_predictions(state: SearchState, knowledge: Knowledge | None) -> SearchState:
     """A noisy search's state with the model's expectation of each tried configuration (what its
     recommendation shrinks the measurements towards); unchanged when measurements are exact."""
-    if not noisy(state.trials):
+    if not noisy(state.trials, state.spec.objective.spread):
         return state
     tried = list({state.spec.space.key(t.config): t.config for t in state.trials if t.ok}.items())
     try:
@@ -311,7 +322,9 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     strategy = _strategy(state, knowledge)
     configs = []
     again = remeasure(state.estimates, len(state.trials), stop.max_trials,
-                      {spec.space.key(p.config) for p in state.pending}, spec.space)
+                      {spec.space.key(p.config) for p in state.pending}, spec.space,
+                      Counter(spec.space.key(t.config) for t in state.trials),
+                      {spec.space.key(t.config) for t in state.trials if not t.ok}) if fresh_measurements(spec) else None
     if again is not None:          # a real trial: it counts against every budget
         configs.append(spec.space.canonical(again.trial.config))
     try:
@@ -335,8 +348,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         committed += cost
         index = len(state.trials) + len(state.pending) + len(requests)
         requests.append(TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend,
-                                       hourly, runner_class(str(spec.backend["kind"]), config,
-                                                            spec.prices.gpu_knob)))
+                                       hourly, runner_class(str(spec.backend["kind"]), config, spec.prices.gpu_knob),
+                                       parallel=state.parallel, predicted=dict(state.predicted) or None))
     if not requests:
         return _stop(state, "budget")
     return Decision(replace(state, pending=state.pending + tuple(requests)), requests=tuple(requests))
@@ -403,10 +416,12 @@ def rebuild_states(events: Iterable[Event],
             continue                      # the searcher answered it with search-failed, no state
         assert isinstance(begun, KopsIdentified)
         spec = begun.spec
-        started = [e for e in effects.get(start.event_id, ()) if e.type == "trial-requested"]
-        # the start decision logged one request per trial it set running: that is the search's
-        # parallelism when the spec left it to the runners on hand then
-        parallel = resolve_parallel(spec) if spec.parallel is not None or not started else len(started)
+        started = [e.payload for e in effects.get(start.event_id, ()) if e.type == "trial-requested"]
+        # the searcher records its parallelism in every request (resolved from the runners on hand
+        # when the spec left it open); older logs: one request per trial the start set running
+        recorded = next((p.parallel for p in started if isinstance(p, TrialRequested) and p.parallel), None)
+        parallel = resolve_parallel(spec) if spec.parallel is not None or not started else \
+            recorded or len(started)
         state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators), parallel=parallel)
         cancel = cancels.get(sid)
         # the cancel took effect when the search had as many trials as its logged result lists
@@ -429,7 +444,7 @@ def rebuild_states(events: Iterable[Event],
                     continue
             logged = effects.get(cause.event_id)
             if logged:
-                state = _replay(with_predictions(state, knowledge(spec)), logged)
+                state = _replay(state, logged)
             else:
                 d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
                     start_search(sid, spec, begun.kops, begun.operators, knowledge(spec))
@@ -450,6 +465,8 @@ def _replay(state: SearchState, logged: list[Event]) -> SearchState:
     """Apply a decision as the log recorded it."""
     for e in logged:
         p = e.payload
+        if isinstance(p, (TrialRequested, SearchCompleted)):     # what the model expected when it decided
+            state = replace(state, predicted=dict(p.predicted or {}))
         if isinstance(p, TrialRequested):
             if all(q.trial_id != p.trial_id for q in state.pending):
                 state = replace(state, pending=state.pending + (p,))
@@ -493,6 +510,7 @@ def completed(state: SearchState) -> SearchCompleted:
         backend_kind=str(state.spec.backend.get("kind")), space=state.spec.space,
         infeasible={t.trial_id: "; ".join(why) for t in state.trials if t.ok and (why := state.violations(t))},
         estimate=None if state.recommendation is None else estimate_data(state), parallel=state.parallel,
+        predicted=dict(state.predicted) or None,
         **trade_offs(state, best))
 
 

@@ -163,7 +163,7 @@ def test_history_survives_down_and_up(stack, tmp_path):
     async def learnt():
         redis = Redis.from_url(settings.redis_url)
         try:
-            for _ in range(150):
+            for _ in range(450):          # the live space's knowledge is rebuilt with it (calibrated tables too)
                 k = await KnowledgeStore(redis).load(space)
                 if k is not None and any(s.startswith("observed-resnet8-") for s in k.sources):
                     return k

@@ -25,7 +25,7 @@ from tools.harness import run_search
 
 pytestmark = pytest.mark.integration
 MODEL, TRIALS, Q = "gru", 6, 3
-TRIAL_REAL_S = 2.0
+TRIAL_REAL_S = 3.0
 
 
 @pytest.fixture(scope="module")

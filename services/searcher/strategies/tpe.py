@@ -42,7 +42,8 @@ class Tpe(Strategy):
         if len(self.tried) >= space.size:
             return None
         dists = self._distributions()
-        sampler = TPESampler(seed=self.ctx.seed * 1000 + len(self.history), multivariate=True,
+        sampler = TPESampler(seed=self.ctx.seed * 1000 + len(self.history) + 100 * len(self.in_flight),
+                             multivariate=True,
                              n_startup_trials=N_STARTUP)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         known: dict[str, float] = {}
@@ -60,6 +61,6 @@ class Tpe(Strategy):
                 continue
             if key not in self.tried:
                 return config
-            study.tell(trial, known[key])
+            study.tell(trial, known.get(key, worst))     # in flight (a batch): no value yet
         cand = self.pool()                             # TPE keeps repeating itself: first untried one
         return space.config_at(int(cand.min())) if len(cand) else None

@@ -68,8 +68,9 @@ def test_re_measure_the_less_certain_of_two_leaders_within_the_noise():
 
 
 def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_estimate():
+    # replay with simulated fresh noise: measuring again measures anew (a plain replay would not)
     s = replace(spec(max_trials=6, parallel=1, strategy="random"), space=LINE,
-                backend={"kind": "replay", "table": "unused.csv", "trial_seconds": 900.0})
+                backend={"kind": "replay", "table": "unused.csv", "trial_seconds": 900.0, "noise": 0.1})
     measured = [trial(0, 1, 0.5, .1), trial(1, 4, 0.9, .1), trial(2, 8, 0.91, .1), trial(3, 64, 0.5, .1)]
     request = TrialRequested("s/t4", 4, {"batchsize": 128}, s.model, s.backend, 0.4)
     state = SearchState("s", s, (), (), trials=tuple(measured), pending=(request,))
@@ -85,3 +86,31 @@ def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_e
     assert done.estimate["trial_id"] == st.best.trial_id
     assert done.estimate["low"] <= done.estimate["value"] <= done.estimate["high"]
     assert done.estimate["measurements"] == st.recommendation.measurements
+
+
+def test_a_plain_replay_never_spends_a_trial_re_measuring_the_same_row():
+    s = replace(spec(max_trials=6, parallel=1, strategy="random"), space=LINE,
+                backend={"kind": "replay", "table": "unused.csv", "trial_seconds": 900.0})
+    measured = [trial(0, 1, 0.5, .1), trial(1, 4, 0.9, .1), trial(2, 8, 0.91, .1), trial(3, 64, 0.5, .1)]
+    request = TrialRequested("s/t4", 4, {"batchsize": 128}, s.model, s.backend, 0.4)
+    state = SearchState("s", s, (), (), trials=tuple(measured), pending=(request,))
+    d = record_trial(state, request.result("ok", value=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    assert d.request.config["batchsize"] not in (1, 4, 8, 64, 128)
+
+
+def test_a_configuration_that_failed_is_not_re_measured_and_failures_count_as_attempts():
+    lead, challenger = est(0.95, 0.03, 1, 8), est(0.94, 0.05, 1, 16)
+    k8, k16 = LINE.key(lead.trial.config), LINE.key(challenger.trial.config)
+    assert remeasure([lead, challenger], 8, 10, set(), LINE, failed={k16}) is lead
+    assert remeasure([lead, challenger], 8, 10, set(), LINE, attempts={k8: 3, k16: 3}) is None
+
+
+def test_the_recommended_trial_is_a_measurement_that_met_the_constraints():
+    """One configuration measured twice: p99 300 ms once, 90 ms once; the SLO is 100 ms."""
+    t0 = replace(trial(0, 8, 0.95, .1), p99_ms=300.0)
+    t1 = replace(trial(1, 8, 0.90, .1), p99_ms=90.0)
+    others = [replace(trial(2, 2, 0.5, .1), p99_ms=50.0), replace(trial(3, 4, 0.6, .1), p99_ms=50.0)]
+    for exact in (False, True):
+        ts = [replace(t, stability_cv=None if exact else t.stability_cv) for t in (t0, t1, *others)]
+        est8 = next(e for e in estimate(LINE, ts, lambda t: t.p99_ms <= 100) if e.trial.config["batchsize"] == 8)
+        assert est8.trial.trial_id == "s/t1"

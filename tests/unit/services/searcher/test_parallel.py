@@ -52,21 +52,16 @@ def test_a_batch_is_distinct_inside_the_space_and_avoids_what_is_in_flight(name)
     assert [TABLE.space.key(c) for c in again.ask_batch(4, in_flight)] == keys
 
 
-def test_a_falcon_batch_spreads_out_instead_of_repeating_one_idea():
-    """Kriging believer: after fantasising the first proposal, the next ones go elsewhere."""
-    ctx = SearchContext(TABLE.space, seed=0, kops=("conv2d", "relu"), operators=OPS, knowledge=knowledge())
-    s = make_strategy("falcon", ctx)
-    for i in (5, 400, 900, 1300):
-        c = TABLE.space.config_at(i)
-        s.tell(c, TABLE.lookup(c)["value"])
-    batch = s.ask_batch(4)
-    X = TABLE.space.encode_indices([TABLE.space.index(c) for c in batch])
-    gaps = [abs(X[i] - X[j]).sum() for i in range(4) for j in range(i + 1, 4)]
-    assert min(gaps) > 0 and len({TABLE.space.key(c) for c in batch}) == 4
-
-
-def test_every_strategy_has_a_batch():
-    assert all(callable(getattr(cls, "ask_batch")) for cls in STRATEGIES.values())
+@pytest.mark.parametrize("name", sorted(set(STRATEGIES) - {"prior", "design", "cost-model"}))
+def test_every_strategy_runs_a_search_with_three_trials_in_flight_from_the_start(name):
+    """Before any result, a batch is proposed with nothing measured (no fantasy values yet)."""
+    d = start_search("s1", spec(max_trials=6, parallel=3, strategy=name), ["conv2d", "relu"], OPS, knowledge())
+    assert len(d.requests) == 3, d.state.stop_reason
+    while d.state.pending:
+        d = record_trial(d.state, answer(d.state.pending[-1]), knowledge())
+    st = d.state
+    assert st.status == "completed" and len(st.trials) == 6
+    assert len({TABLE.space.key(t.config) for t in st.trials}) == 6
 
 
 def test_the_batch_is_topped_up_as_each_result_arrives():
@@ -160,3 +155,51 @@ def test_parallelism_below_one_or_above_the_trial_budget_is_refused(q):
     assert any("parallel must be between 1 and the trial budget (6 trials)" in p for p in problems)
     d = start_search("s1", spec(max_trials=6, parallel=q), ["conv2d"], OPS)
     assert d.finished and d.state.status == "failed" and not d.requests
+
+
+def drive(sp, knowledge_=None, facts=None, noise=0.0, steps=99):
+    """Drive a search as the searcher does (results in request order), keeping every stored state
+    and the event log."""
+    import numpy as np
+    start = Event("kops-identified", "s9", {"spec": sp.to_dict(), "kops": ["conv2d", "relu"], "operators": OPS,
+                                            "threshold": 0.05}, "profiler")
+    d = start_search("s9", sp, ["conv2d", "relu"], OPS, knowledge_, facts)
+    state = with_outbox(d, decision_events(start, d))
+    states, log = [state], [start, *(Event(**e) for e in state.outbox)]
+    rng = np.random.default_rng(0)
+    while state.pending and steps:
+        steps -= 1
+        r = state.pending[0]
+        v = TABLE.lookup(r.config)["value"] * (float(np.exp(rng.normal(0, noise))) if noise else 1.0)
+        done = Event.new(answer(r, value=v, cv=noise or None), "s9", "runner")
+        d = record_trial(state, done.payload, knowledge_)
+        state = with_outbox(d, decision_events(done, d))
+        states.append(state)
+        log += [done, *(Event(**e) for e in state.outbox)]
+    return states, log
+
+
+def test_a_noisy_search_rebuilt_without_its_knowledge_recommends_what_it_recommended():
+    """The model's expectations travel in the searcher's logged decisions, so a rebuild (Redis
+    wiped: the knowledge is gone too) recommends exactly what the stored search did."""
+    sp = replace(spec(max_trials=8, parallel=2, strategy="falcon"),
+                 backend={**spec().backend, "noise": 0.1})
+    states, log = drive(sp, knowledge(), noise=0.1)
+    final = states[-1]
+    assert final.status == "completed" and final.predicted          # noisy: it shrank towards its model
+    rebuilt = rebuild_states(log)["s9"]                              # no knowledge at hand
+    assert rebuilt == final and rebuilt.best == final.best
+
+
+def test_the_rebuild_keeps_the_parallelism_resolved_from_the_runners_when_the_budget_cut_the_start():
+    live = replace(spec(max_trials=6), backend={"kind": "live", "measure_s": 1, "trial_seconds": 7})
+    applies = {"live": {k.name: list(k.values) for k in live.space.knobs if k.name != "gputype"}}
+    adverts = [RunnerAdvert(f"r{i}", ("live-t4", "live-k80", "live-m60", "live-v100"), applies) for i in range(3)]
+    uncut, _ = drive(live, facts=Facts(None, adverts), steps=0)
+    first = uncut[0].pending
+    assert uncut[0].parallel == 3 and len(first) == 3
+    two = sum(p.price_per_hour * 7 / 3600 for p in first[:2])
+    cut = replace(live, stop=replace(live.stop, budget_usd=two * 1.0001))    # room for two trials only
+    states, log = drive(cut, facts=Facts(None, adverts), steps=0)
+    assert states[0].parallel == 3 and len(states[0].pending) == 2
+    assert rebuild_states(log)["s9"] == states[0]
