@@ -27,7 +27,7 @@ Z95 = 1.96
 # re-measure the leader or its challenger while the challenger is this likely to be truly better
 REMEASURE_PROBABILITY = 0.2
 MAX_MEASUREMENTS = 3        # of one configuration
-NOISE_FLOOR = 0.02          # a median reported spread below this (e.g. a live CPU runner's ~0.5%) is exact
+NOISE_FLOOR = 0.05          # a median reported spread below this (live CPU runners here: 0.5-4.5%) is exact
 REMEASURE_FROM = 0.5        # ... and only in the later part of the trial budget (explore first)
 
 
@@ -133,7 +133,9 @@ def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[
         mean_of[k] = float((w * y[idx]).sum() / w.sum())
         var_of[k] = float(1.0 / w.sum())
     grand = float(np.mean(list(mean_of.values())))
-    target = {k: float(predicted.get(k, grand)) for k in mean_of}
+    # only ever discount luck, never add hope: a measurement is believed worse than it came out when
+    # the model expected less, but not better than it came out when the model expected more
+    target = {k: min(float(predicted.get(k, grand)), mean_of[k]) for k in mean_of}
     gaps = np.array([mean_of[k] - target[k] for k in mean_of])
     noise = float(np.mean(list(var_of.values())))
     between = max(float(np.mean(gaps ** 2)) - noise, 0.05 * noise, 1e-18)
