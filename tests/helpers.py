@@ -40,3 +40,16 @@ def run_falcon(home: Path, *args: str, timeout: float) -> subprocess.CompletedPr
     env["FALCON_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+async def trial_runs(settings: Any, search_id: str) -> dict[str, int]:
+    """How many times a backend ran each trial of a search (the runners' count in Redis)."""
+    from redis.asyncio import Redis
+
+    from services.common.redis_keys import TRIAL_RUNS
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        return {k.decode(): int(v) for k, v in (await redis.hgetall(TRIAL_RUNS)).items()
+                if k.decode().startswith(search_id + "/")}
+    finally:
+        await redis.aclose()

@@ -16,10 +16,9 @@ from services.common.bus import KafkaPublisher, read_events
 from services.common.falcon_data import read_operator_profile
 from services.profiler.kops import identify_kops
 from services.searcher.store import SearchStore
-from services.common.redis_keys import TRIAL_RUNS as RUNS
 from services.trial_runner.backends import ReplayBackend
 from tests.conftest import INFRA_PROCS
-from tests.helpers import PROFILES, spec
+from tests.helpers import PROFILES, spec, trial_runs
 from tools.cli.search_cmds import wait_result
 from tools.harness import run_search
 
@@ -68,15 +67,6 @@ async def wait_trials(fs, search_id, n, timeout_s=60):
         await redis.aclose()
 
 
-async def runs_of(fs, search_id):
-    redis = Redis.from_url(fs.redis_url)
-    try:
-        return {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()
-                if k.decode().startswith(search_id + "/")}
-    finally:
-        await redis.aclose()
-
-
 async def assert_same_as_reference(fs, search_id, seed):
     result = await wait_result(fs, search_id, timeout_s=120)
     assert result is not None and result.type == "search-completed", result
@@ -92,7 +82,7 @@ async def assert_same_as_reference(fs, search_id, seed):
 async def test_fault_free_run_equals_the_in_process_reference(fs, cluster):
     await submit(fs, "ff-1", seed=1)
     await assert_same_as_reference(fs, "ff-1", seed=1)
-    assert set((await runs_of(fs, "ff-1")).values()) == {1}
+    assert set((await trial_runs(fs, "ff-1")).values()) == {1}
 
 
 async def test_runner_killed_mid_trial_is_rerun_elsewhere(fs, cluster, start_services):
@@ -117,7 +107,7 @@ async def test_runner_killed_mid_trial_is_rerun_elsewhere(fs, cluster, start_ser
     cluster["runners"] = [p for p in cluster["runners"] if p.pid != victim[1]] + start_services(
         "trial_runner", settings=fs)
     await assert_same_as_reference(fs, "kill-runner", seed=2)
-    runs = await runs_of(fs, "kill-runner")
+    runs = await trial_runs(fs, "kill-runner")
     assert runs[victim[0]] == 2 and all(v == 1 for k, v in runs.items() if k != victim[0])
 
 
@@ -127,7 +117,7 @@ async def test_searcher_killed_mid_search_resumes_from_redis(fs, cluster, start_
     cluster["searcher"][0].send_signal(signal.SIGKILL)
     cluster["searcher"] = start_services("searcher", settings=fs)
     await assert_same_as_reference(fs, "kill-searcher", seed=3)
-    assert set((await runs_of(fs, "kill-searcher")).values()) == {1}
+    assert set((await trial_runs(fs, "kill-searcher")).values()) == {1}
 
 
 async def test_redis_flushall_mid_search_is_rebuilt_from_the_log(fs, cluster):
@@ -137,7 +127,7 @@ async def test_redis_flushall_mid_search_is_rebuilt_from_the_log(fs, cluster):
     await redis.flushall()
     await redis.aclose()
     await assert_same_as_reference(fs, "flush", seed=4)
-    assert all(v == 1 for v in (await runs_of(fs, "flush")).values()), "a trial was paid for twice"
+    assert all(v == 1 for v in (await trial_runs(fs, "flush")).values()), "a trial was paid for twice"
 
 
 async def test_poison_messages_mid_search_change_nothing(fs, cluster):
@@ -174,7 +164,7 @@ async def test_two_searchers_share_searches_without_double_decisions(fs, cluster
             await pub.publish(submission(sid, seed))
     for sid, seed in ids.items():
         await assert_same_as_reference(fs, sid, seed)
-        assert set((await runs_of(fs, sid)).values()) == {1}
+        assert set((await trial_runs(fs, sid)).values()) == {1}
     deciders = set()
     async for item in read_events(fs, ("trial-requested",)):
         if item.event and item.event.search_id in ids:

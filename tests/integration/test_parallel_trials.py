@@ -15,11 +15,10 @@ from schemas import Event
 from services.common.bus import KafkaPublisher, read_events
 from services.common.falcon_data import read_operator_profile
 from services.common.runners import read_adverts
-from services.common.redis_keys import TRIAL_RUNS as RUNS
 from services.common.topics import trial_topic
 from services.profiler.kops import identify_kops
 from services.trial_runner.backends import ReplayBackend
-from tests.helpers import PROFILES, spec
+from tests.helpers import PROFILES, spec, trial_runs
 from tools.cli.search_cmds import wait_result
 from tools.harness import run_search
 
@@ -66,15 +65,6 @@ def reference(seed):
     return run_search("ref", spec(MODEL, TRIALS, seed=seed, parallel=Q), identify_kops(ops), ops, ReplayBackend())
 
 
-async def runs_of(fs, search_id):
-    redis = Redis.from_url(fs.redis_url)
-    try:
-        return {k.decode(): int(v) for k, v in (await redis.hgetall(RUNS)).items()
-                if k.decode().startswith(search_id + "/")}
-    finally:
-        await redis.aclose()
-
-
 async def completions(fs, search_id):
     return [i.event async for i in read_events(fs, ("trial-completed",))
             if i.event is not None and i.event.search_id == search_id]
@@ -95,7 +85,7 @@ async def test_three_trials_of_one_search_run_at_once_on_three_runners(fs, clust
     assert result.data["parallel"] == Q
     # the random strategy's choices do not depend on the order results arrive: same as in-process
     assert by_index(trials) == by_index(reference(1).trials)
-    assert set((await runs_of(fs, "par-1")).values()) == {1}            # each exactly once
+    assert set((await trial_runs(fs, "par-1")).values()) == {1}            # each exactly once
     done = {e.data["index"]: e for e in await completions(fs, "par-1")}
     first = [done[i] for i in range(Q)]
     assert len({e.data["runner"] for e in first}) == Q, "the first batch must run on three runners"
@@ -131,5 +121,5 @@ async def test_a_runner_killed_with_three_trials_in_flight_loses_none(fs, cluste
     trials = result.data["trials"]
     assert len(trials) == TRIALS == len({t["trial_id"] for t in trials})          # none lost, none twice
     assert by_index(trials) == by_index(reference(2).trials)
-    runs = await runs_of(fs, "par-kill")
+    runs = await trial_runs(fs, "par-kill")
     assert runs[victim[0]] == 2 and all(v == 1 for k, v in runs.items() if k != victim[0])
