@@ -38,21 +38,22 @@ import json
 import sys
 import time
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from types import SimpleNamespace
-
+from schemas.events import TrialResult
 from services.common.falcon_data import ModelTable, read_operator_profile
 from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
 from services.common.pricing import DEFAULT_PRICES
 from services.common.space import Space
 from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
+from services.searcher.search import with_predictions
 from services.searcher.strategies import STRATEGIES
 from services.trial_runner.backends import ReplayBackend
-from services.searcher.search import with_predictions
 from tools.harness import profiled, simulate
 
 CHECKPOINTS = (1, 3, 6, 8, 15, 16, 30)
@@ -115,25 +116,24 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
     # the search id seeds the simulated noise: every strategy meets the same k-th measurement error
     sim = simulate(f"bench-{table_path.stem}-{seed}", spec, kops, operators, backend, knowledge)
     state = sim.state
-    curve, spent = [], []
-    for k in range(1, len(state.trials) + 1):
-        # what the search recommends then (a noisy search: with what its model expected then)
-        best = with_predictions(replace(state, trials=state.trials[:k]), knowledge).best
+
+    def score(best: TrialResult | None) -> float:
+        """The recommendation's value: its objective as a fraction of the optimum (``optimum``),
+        else its RPS/$; the clean one from ``truth`` when given, not the (noisy) measurement."""
+        if best is None:
+            return 0.0
+        row = truth.lookup(best.config) if truth is not None else None
         if optimum is not None:
-            if best is not None and truth is not None:           # scored by the clean value, not the measured
-                row = truth.lookup(best.config)
-                v = None if row is None else objective.value(table_trial(row), DEFAULT_PRICES.hourly(best.config))
-            else:
-                v = None if best is None else state.objective_value(best)
-            curve.append(0.0 if v is None else fraction(objective, v, optimum))
-            spent.append(sum(t.cost_usd for t in state.trials[:k]))
-            continue
+            v = state.objective_value(best) if truth is None else \
+                None if row is None else objective.value(table_trial(row), DEFAULT_PRICES.hourly(best.config))
+            return 0.0 if v is None else fraction(objective, v, optimum)
         if truth is not None:
-            row = truth.lookup(best.config) if best is not None else None
-            curve.append(float(row["value"]) if row is not None else 0.0)
-        else:
-            curve.append(float(best.value) if best is not None and best.value is not None else 0.0)
-        spent.append(sum(t.cost_usd for t in state.trials[:k]))
+            return float(row["value"]) if row is not None else 0.0
+        return float(best.value) if best.value is not None else 0.0
+    # what the search recommends after each trial (a noisy search: with what its model expected then)
+    curve = [score(with_predictions(replace(state, trials=state.trials[:k]), knowledge).best)
+             for k in range(1, len(state.trials) + 1)]
+    spent = list(accumulate(t.cost_usd for t in state.trials))
     rounds = [int(np.ceil(t / TRIAL_SECONDS - 1e-9)) for t in sim.finished_at]
     pad = trials - len(curve)
     return Run(curve + [curve[-1] if curve else 0.0] * pad, spent + [spent[-1] if spent else 0.0] * pad,

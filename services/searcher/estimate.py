@@ -44,10 +44,6 @@ class Estimate:
     def sd(self) -> float:
         return (self.high - self.low) / (2 * Z95)
 
-    def to_data(self) -> dict[str, float | int | str]:
-        return {"trial_id": self.trial.trial_id, "value": self.value, "low": self.low, "high": self.high,
-                "measurements": self.measurements}
-
 
 def noisy(trials: Sequence[TrialResult], spread: "Value | None" = None) -> bool:
     """Whether the measurements are noisy enough to matter: their median reported spread is at
@@ -88,15 +84,13 @@ def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[Tr
 
     def order(e: Estimate) -> tuple[float, float, int]:
         return -e.value, -(e.trial.value or 0.0), e.trial.index
-    cvs = [spread(t) for t, _ in ok]
     if not noisy([t for t, _ in ok], spread):
         out = [Estimate(_first_best(ts, eligible), v := float(np.mean([y for _, y in ts])), v, v, len(ts))
                for ts in chosen.values()]
         return sorted(out, key=order)
-    keys = list(chosen)
-    mean, sd = _posterior(space, ok, cvs, [chosen[k][0][0].config for k in keys], predicted or {})
-    out = [Estimate(_first_best(chosen[k], eligible), float(m), float(m - Z95 * s), float(m + Z95 * s),
-                    len(chosen[k])) for k, m, s in zip(keys, mean, sd)]
+    posterior = _posterior({k: [(y, spread(t)) for t, y in ts] for k, ts in groups.items()}, predicted or {})
+    out = [Estimate(_first_best(ts, eligible), m, m - Z95 * sd, m + Z95 * sd, len(ts))
+           for k, ts in chosen.items() for m, sd in [posterior[k]]]
     return sorted(out, key=order)
 
 
@@ -106,9 +100,10 @@ def _first_best(ts: list[tuple[TrialResult, float]], eligible: Callable[[TrialRe
     return sorted(((t, y) for t, y in ts if eligible(t)), key=lambda ty: (-ty[1], ty[0].index))[0][0]
 
 
-def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[float | None], at: list,
-               predicted: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical-Bayes posterior mean and sd of each configuration's noise-free value.
+def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
+               predicted: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Empirical-Bayes posterior (mean, sd) of each configuration's noise-free value, from its
+    measurements (``measured``: configuration key -> (value, reported relative spread) each).
 
     Each configuration's measurements are averaged with their reported noise (precision-weighted)
     and shrunk towards what the model predicts there (else the mean of every measurement), by how
@@ -116,21 +111,17 @@ def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[
     method of moments). One lucky measurement is shrunk hard; three that agree are believed. (A
     Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its fitted
     length-scale smooths every configuration to the same value, which ranks nothing.)"""
-    y = np.array([v for _, v in ok])
-    cvs = np.array([c if c is not None and np.isfinite(c) else np.nan for c in spreads], dtype=float)
-    median = float(np.nanmedian(cvs)) if np.isfinite(cvs).any() else 0.0
-    cvs = np.maximum(np.where(np.isnan(cvs), median, cvs), median)    # a lone "exact" report is no exception
-    scale = float(np.median(np.abs(y))) or 1.0
-    noise_var = (cvs * np.maximum(np.abs(y), 1e-3 * scale)) ** 2       # a value of 0 still has noise
-    keys = [space.key(t.config) for t, _ in ok]
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    mean_of = {}
-    var_of = {}
-    for k, idx in groups.items():
-        w = 1.0 / noise_var[idx]
-        mean_of[k] = float((w * y[idx]).sum() / w.sum())
+    spreads = np.array([np.nan if c is None or not np.isfinite(c) else c
+                        for ms in measured.values() for _, c in ms], dtype=float)
+    median = float(np.nanmedian(spreads)) if np.isfinite(spreads).any() else 0.0
+    scale = float(np.median(np.abs([y for ms in measured.values() for y, _ in ms]))) or 1.0
+    mean_of, var_of = {}, {}
+    for k, ms in measured.items():
+        y = np.array([v for v, _ in ms])
+        cv = np.array([np.nan if c is None or not np.isfinite(c) else c for _, c in ms], dtype=float)
+        cv = np.maximum(np.where(np.isnan(cv), median, cv), median)    # a lone "exact" report is no exception
+        w = 1.0 / (cv * np.maximum(np.abs(y), 1e-3 * scale)) ** 2       # a value of 0 still has noise
+        mean_of[k] = float((w * y).sum() / w.sum())
         var_of[k] = float(1.0 / w.sum())
     grand = float(np.mean(list(mean_of.values())))
     # only ever discount luck, never add hope: a measurement is believed worse than it came out when
@@ -139,14 +130,11 @@ def _posterior(space: Space, ok: list[tuple[TrialResult, float]], spreads: list[
     gaps = np.array([mean_of[k] - target[k] for k in mean_of])
     noise = float(np.mean(list(var_of.values())))
     between = max(float(np.mean(gaps ** 2)) - noise, 0.05 * noise, 1e-18)
-    out_mu, out_sd = [], []
-    for c in at:
-        k = space.key(c)
-        v = var_of[k]
+    out = {}
+    for k, v in var_of.items():
         shrink = between / (between + v)
-        out_mu.append(target[k] + shrink * (mean_of[k] - target[k]))
-        out_sd.append(float(np.sqrt(shrink * v)))
-    return np.array(out_mu), np.array(out_sd)
+        out[k] = (target[k] + shrink * (mean_of[k] - target[k]), float(np.sqrt(shrink * v)))
+    return out
 
 
 def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,

@@ -200,10 +200,10 @@ def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
 
 def resolve_parallel(spec: SearchSpec, facts: Facts | None = None) -> int:
     """Trials in flight at once: the spec's ``parallel``, else the number of live runners that
-    serve the search's trial classes (1 for replay, and when nobody advertises)."""
-    if spec.parallel is not None:
-        return max(1, min(spec.parallel, spec.stop.max_trials))
-    return max(1, min(serving_runners(spec, facts), spec.stop.max_trials))
+    serve the search's trial classes (1 for replay, and when nobody advertises); at most the
+    trial budget."""
+    wanted = spec.parallel if spec.parallel is not None else serving_runners(spec, facts)
+    return max(1, min(wanted, spec.stop.max_trials))
 
 
 def serving_runners(spec: SearchSpec, facts: Facts | None) -> int:
@@ -291,14 +291,16 @@ def fresh_measurements(spec: SearchSpec) -> bool:
     return spec.backend.get("kind") != "replay" or float(spec.backend.get("noise") or 0.0) > 0
 
 
-def with_predictions(state: SearchState, knowledge: Knowledge | None) -> SearchState:
+def with_predictions(state: SearchState, knowledge: Knowledge | None,
+                     strategy: Strategy | None = None) -> SearchState:
     """A noisy search's state with the model's expectation of each tried configuration (what its
-    recommendation shrinks the measurements towards); unchanged when measurements are exact."""
+    recommendation shrinks the measurements towards); unchanged when measurements are exact.
+    ``strategy``: the search's strategy already told its trials, when the caller has it."""
     if not noisy(state.trials, state.spec.objective.spread):
         return state
     tried = list({state.spec.space.key(t.config): t.config for t in state.trials if t.ok}.items())
     try:
-        values = _strategy(state, knowledge).predict([c for _, c in tried])
+        values = (strategy or _strategy(state, knowledge)).predict([c for _, c in tried])
     except StrategyError:
         values = None
     return replace(state, predicted={} if values is None else {k: float(v) for (k, _), v in zip(tried, values)})
@@ -307,7 +309,8 @@ def with_predictions(state: SearchState, knowledge: Knowledge | None) -> SearchS
 def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     """Top the trials in flight up to ``parallel``: the decision after the start and after each result."""
     spec, stop = state.spec, state.spec.stop
-    state = with_predictions(state, knowledge)
+    strategy = _strategy(state, knowledge)
+    state = with_predictions(state, knowledge, strategy)
     if state.winding_down:
         return _stop(state, state.stop_reason or "")
     best = state.best
@@ -319,7 +322,6 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         return _stop(state, "max-trials")
     if slots <= 0:
         return Decision(state)
-    strategy = _strategy(state, knowledge)
     configs = []
     again = remeasure(state.estimates, len(state.trials), stop.max_trials,
                       {spec.space.key(p.config) for p in state.pending}, spec.space,

@@ -132,7 +132,8 @@ class Strategy(ABC):
         """What each in-flight configuration is believed to measure; the default is the
         "constant liar" (the mean of the measurements so far; None before any), for strategies
         without a model of their own."""
-        vals = [v for (_, v), real in zip(self.history, self._is_real()) if real and v is not None]
+        measured = self.history[:len(self.history) - self.n_fantasies]     # fantasies are told last
+        vals = [v for _, v in measured if v is not None]
         lie = float(np.mean(vals)) if vals else None
         return [lie] * len(configs)
 
@@ -145,15 +146,6 @@ class Strategy(ABC):
         self.tell(config, value, stability_cv=0.0)
         self.n_fantasies += 1
 
-    def _is_real(self) -> list[bool]:
-        """Per history entry: a measurement (fantasies are appended after every real tell)."""
-        n = len(self.history)
-        return [i < n - self.n_fantasies for i in range(n)]
-
-    @property
-    def n_measured(self) -> int:
-        """Successful real measurements (fantasies excluded)."""
-        return sum(1 for (_, v), real in zip(self.history, self._is_real()) if real and v is not None)
     def expected(self, f: np.ndarray, indices: np.ndarray) -> np.ndarray | None:
         """Offline predictions of RPS/$ at configurations ``indices`` (the columns of ``f``) as
         predictions of the search's objective, up to scale (``Objective.from_rps_per_usd``); None
