@@ -15,7 +15,10 @@ model, of the configuration the search would recommend then (its best posterior 
 measurements are noisy, else the best measured so far) - with noisy targets this is what the user
 actually gets, not the luckiest measurement. --noise SIGMA: replay the (clean) targets as a noisy
 live system, a fresh log-normal error per trial (a re-measurement differs), scored against the
-clean table.
+clean table. With --truth or --noise the JSON also keeps the true value of every trial's
+configuration (``tried_truth``), and the truly best tried so far is printed: the ceiling of any
+recommendation rule on those trials (``python -m bench.noise_ceiling OUT`` asks how accurate an
+estimate of each tried configuration must be to come near it).
 
 --parallel Q: Q trials in flight at once, the batch topped up as each result arrives (equal trial
 durations, so trial k finishes in round ceil(k/Q) or later); the curves are best-so-far after
@@ -65,6 +68,7 @@ class Run:
     curve: list[float]          # best (recommended) value after each trial, completion order
     spent: list[float]          # $ spent after each trial
     rounds: list[int]           # round (in trial durations) in which each trial finished
+    tried: list[float]          # true value of each trial's configuration (with a truth; else empty)
 
 
 def table_trial(row: dict) -> SimpleNamespace:
@@ -135,9 +139,10 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
              for k in range(1, len(state.trials) + 1)]
     spent = list(accumulate(t.cost_usd for t in state.trials))
     rounds = [int(np.ceil(t / TRIAL_SECONDS - 1e-9)) for t in sim.finished_at]
+    tried = [score(t) if t.ok else 0.0 for t in state.trials] if truth is not None and optimum is None else []
     pad = trials - len(curve)
     return Run(curve + [curve[-1] if curve else 0.0] * pad, spent + [spent[-1] if spent else 0.0] * pad,
-               rounds + [rounds[-1] if rounds else 0] * pad)
+               rounds + [rounds[-1] if rounds else 0] * pad, tried)
 
 
 def rounds_to(runs: list[Run], level: float) -> float:
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[Run]] = {s: [] for s in strategies}
     spent: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
     rounds: dict[str, dict[str, list[list[int]]]] = {s: {} for s in strategies}
+    tried: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
     optima: dict[str, float | None] = {}
     t0 = time.monotonic()
     for name, path, folder in tables:
@@ -295,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
             results[strat][name] = [r.curve for r in done]
             spent[strat][name] = [r.spent for r in done]
             rounds[strat][name] = [r.rounds for r in done]
+            if any(r.tried for r in done):
+                tried[strat][name] = [r.tried for r in done]
     out = {"trials": a.trials, "seeds": a.seeds, "parallel": a.parallel, "noise": a.noise,
            "cost_aware": a.cost_aware, "results": results, "spent_usd": spent, "rounds": rounds}
+    if any(tried.values()):     # what a perfect recommender would make of the same trials (bench.noise_ceiling)
+        out["tried_truth"] = tried
     if scored:
         out.update({"objective": objective.to_dict(), "constraints": constraints.to_dict(), "optima": optima,
                     "score": "the recommendation's objective (meeting the constraints) as a fraction of the "
@@ -316,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{n} {v:.4g}" for n, v in optima.items()))
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))
+    if any(tried.values()):
+        best_tried = {s: {m: [list(accumulate(r, max)) + [max(r, default=0.0)] * (a.trials - len(r)) for r in runs_]
+                          for m, runs_ in models.items()} for s, models in tried.items() if models}
+        print("the truly best configuration tried so far (what a perfect recommender would make of the same "
+              "trials; see bench.noise_ceiling):")
+        print(summarise(best_tried, a.trials))
     print("what the search cost (median over runs; a round = one trial's wall time):")
     print(cost_table(runs))
     print(f"wrote {a.json} and {png}")

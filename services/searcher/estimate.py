@@ -5,8 +5,11 @@ worth what it measured, and the recommendation is the best measurement. With noi
 runner reports a relative spread, ``stability_cv``) the best *measurement* is a winner's curse:
 the more configurations a search tries, the likelier a mediocre one measured lucky tops the list.
 So the recommendation is the best *posterior mean* (empirical Bayes over every successful
-measurement, each with its own reported noise): a lucky measurement is shrunk towards the rest,
-a configuration measured three times alike is believed. The interval is the posterior's 95%.
+measurement, each with its own reported noise, around what the search's model expects): a lucky
+measurement is believed only in part, a configuration measured three times alike is believed.
+The interval is the posterior's 95%. While the runner-up is within the noise of the leader, the
+tried configuration whose next measurement is worth most to the recommendation (knowledge
+gradient) is measured again.
 
 Pure and deterministic: the search state, the report and a state rebuilt from the log all
 compute the same recommendation from the same trials.
@@ -24,11 +27,19 @@ from schemas.events import TrialResult
 from services.common.space import Space
 
 Z95 = 1.96
-# re-measure the leader or its challenger while the challenger is this likely to be truly better
+# re-measure while the runner-up is this likely to be truly better than the leader ...
 REMEASURE_PROBABILITY = 0.2
-MAX_MEASUREMENTS = 3        # of one configuration
+REMEASURE_FROM = 0.2        # ... once this share of the trial budget has explored (a model's
+REMEASURE_FROM_BLIND = 0.5  # expectations point at the few worth confirming; without them, explore longer)
+MAX_MEASUREMENTS = 5        # of one configuration
 NOISE_FLOOR = 0.05          # a median reported spread below this (live CPU runners here: 0.5-4.5%) is exact
-REMEASURE_FROM = 0.5        # ... and only in the later part of the trial budget (explore first)
+# How far the truth strays from the model's expectation before any trial says so: the offline
+# consensus's relative error at the configurations a search tries (leave-one-source-out on the
+# public source tables: 3% over each model's 5 best-predicted configurations, 7% over its 15
+# best), held as firmly as this many configurations' evidence; the trials' own misfit takes over
+# as they accumulate (a model that misleads is soon trusted less).
+PRIOR_MISFIT = 0.05
+PRIOR_WEIGHT = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class Estimate:
     low: float                  # 95% interval
     high: float
     measurements: int           # successful trials of this configuration
+    noise: float = 0.0          # sd of one more measurement of it (0: measurements are exact)
 
     @property
     def sd(self) -> float:
@@ -89,8 +101,8 @@ def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[Tr
                for ts in chosen.values()]
         return sorted(out, key=order)
     posterior = _posterior({k: [(y, spread(t)) for t, y in ts] for k, ts in groups.items()}, predicted or {})
-    out = [Estimate(_first_best(ts, eligible), m, m - Z95 * sd, m + Z95 * sd, len(ts))
-           for k, ts in chosen.items() for m, sd in [posterior[k]]]
+    out = [Estimate(_first_best(ts, eligible), m, m - Z95 * sd, m + Z95 * sd, len(ts), noise)
+           for k, ts in chosen.items() for m, sd, noise in [posterior[k]]]
     return sorted(out, key=order)
 
 
@@ -101,21 +113,23 @@ def _first_best(ts: list[tuple[TrialResult, float]], eligible: Callable[[TrialRe
 
 
 def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
-               predicted: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    """Empirical-Bayes posterior (mean, sd) of each configuration's noise-free value, from its
-    measurements (``measured``: configuration key -> (value, reported relative spread) each).
+               predicted: Mapping[str, float]) -> dict[str, tuple[float, float, float]]:
+    """Empirical-Bayes posterior (mean, sd, sd of one more measurement) of each configuration's
+    noise-free value, from its measurements (``measured``: configuration key -> (value, reported
+    relative spread) each).
 
     Each configuration's measurements are averaged with their reported noise (precision-weighted)
     and shrunk towards what the model predicts there (else the mean of every measurement), by how
-    far the truth strays from that target (the spread of the averages around it less the noise:
-    method of moments). One lucky measurement is shrunk hard; three that agree are believed. (A
-    Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its fitted
-    length-scale smooths every configuration to the same value, which ranks nothing.)"""
+    far the truth strays from that target: with a model, its offline misfit (PRIOR_MISFIT) pooled
+    with the trials' misfit beyond the noise; without one, the spread of the averages less the
+    noise (method of moments). One lucky measurement is shrunk hard; three that agree are believed.
+    (A Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its
+    fitted length-scale smooths every configuration to the same value, which ranks nothing.)"""
     spreads = np.array([np.nan if c is None or not np.isfinite(c) else c
                         for ms in measured.values() for _, c in ms], dtype=float)
     median = float(np.nanmedian(spreads)) if np.isfinite(spreads).any() else 0.0
     scale = float(np.median(np.abs([y for ms in measured.values() for y, _ in ms]))) or 1.0
-    mean_of, var_of = {}, {}
+    mean_of, var_of, cv_of = {}, {}, {}
     for k, ms in measured.items():
         y = np.array([v for v, _ in ms])
         cv = np.array([np.nan if c is None or not np.isfinite(c) else c for _, c in ms], dtype=float)
@@ -123,43 +137,69 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
         w = 1.0 / (cv * np.maximum(np.abs(y), 1e-3 * scale)) ** 2       # a value of 0 still has noise
         mean_of[k] = float((w * y).sum() / w.sum())
         var_of[k] = float(1.0 / w.sum())
+        cv_of[k] = float(np.median(cv))
     grand = float(np.mean(list(mean_of.values())))
-    # only ever discount luck, never add hope: a measurement is believed worse than it came out when
-    # the model expected less, but not better than it came out when the model expected more
-    target = {k: min(float(predicted.get(k, grand)), mean_of[k]) for k in mean_of}
+    target = {k: float(predicted.get(k, grand)) for k in mean_of}
     gaps = np.array([mean_of[k] - target[k] for k in mean_of])
     noise = float(np.mean(list(var_of.values())))
-    between = max(float(np.mean(gaps ** 2)) - noise, 0.05 * noise, 1e-18)
+    misfit = max(float(np.mean(gaps ** 2)) - noise, 0.0)       # of the target, beyond the noise
+    n = len(mean_of)
     out = {}
     for k, v in var_of.items():
+        if predicted:
+            between = (PRIOR_WEIGHT * (PRIOR_MISFIT * target[k]) ** 2 + n * misfit) / (PRIOR_WEIGHT + n)
+        else:
+            between = misfit
+        between = max(between, 0.05 * noise, 1e-18)
         shrink = between / (between + v)
-        out[k] = (target[k] + shrink * (mean_of[k] - target[k]), float(np.sqrt(shrink * v)))
+        mean = target[k] + shrink * (mean_of[k] - target[k])
+        out[k] = (mean, float(np.sqrt(shrink * v)), cv_of[k] * max(abs(mean), 1e-3 * scale))
     return out
 
 
 def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
               in_flight: set[str], space: Space, attempts: Mapping[str, int] | None = None,
-              failed: set[str] | None = None) -> Estimate | None:
-    """Which leading configuration to measure again, if any: while its challenger is within the
-    noise of the leader (P[challenger truly better] >= REMEASURE_PROBABILITY), in the later part
-    of the budget, the one of the two with the wider interval (fewer measurements), at most
+              failed: set[str] | None = None, modelled: bool = True) -> Estimate | None:
+    """Which tried configuration to measure again, if any. Only while the runner-up is within the
+    noise of the leader (P[runner-up truly better] >= REMEASURE_PROBABILITY) and once
+    REMEASURE_FROM of the trial budget has explored (REMEASURE_FROM_BLIND when the search has no
+    model's expectations, ``modelled`` False: it has more to gain from exploring); then the one whose next measurement is
+    expected to raise the recommendation's true value most (knowledge gradient: a leader that may
+    be lucky, or a configuration measured unlucky once that may be the best), at most
     MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones included), never one
     already in flight nor one that failed to run (``failed``)."""
-    if len(estimates) < 2 or trials_done < REMEASURE_FROM * max_trials:
+    if len(estimates) < 2 or trials_done < (REMEASURE_FROM if modelled else REMEASURE_FROM_BLIND) * max_trials:
         return None
     lead, challenger = estimates[0], estimates[1]
     spread = np.hypot(lead.sd, challenger.sd)
-    if spread <= 0:
+    if spread <= 0 or norm.cdf((challenger.value - lead.value) / spread) < REMEASURE_PROBABILITY:
         return None
-    p_better = float(norm.cdf((challenger.value - lead.value) / spread))
-    if p_better < REMEASURE_PROBABILITY:
-        return None
-    for e in sorted((lead, challenger), key=lambda e: (-e.sd, e is not lead)):
+    best: tuple[float, Estimate] | None = None
+    for e, gain in zip(estimates, knowledge_gradients(estimates)):
         key = space.key(e.trial.config)
         tried = (attempts or {}).get(key, e.measurements)      # failed attempts count too
-        if tried < MAX_MEASUREMENTS and key not in in_flight and key not in (failed or set()):
-            return e
-    return None
+        if tried < MAX_MEASUREMENTS and key not in in_flight and key not in (failed or set()) \
+                and (best is None or gain > best[0]):
+            best = (gain, e)
+    return best[1] if best is not None and best[0] > 0 else None
 
 
-__all__ = ["Estimate", "estimate", "noisy", "remeasure"]
+def knowledge_gradients(estimates: Sequence[Estimate]) -> list[float]:
+    """For each estimate, the expected rise of the best posterior mean if it were measured once
+    more (independent normal beliefs; Frazier, Powell & Dayanik 2008): its posterior mean moves by
+    a normal step of sd s^2 / sqrt(s^2 + noise^2), and that matters as far as it can cross the
+    best of the others."""
+    means = np.array([e.value for e in estimates])
+    sd = np.array([e.sd for e in estimates])
+    step = sd ** 2 / np.sqrt(np.maximum(sd ** 2 + np.array([e.noise for e in estimates]) ** 2, 1e-300))
+    out = []
+    for i, s in enumerate(step):
+        if s <= 0 or len(means) < 2:
+            out.append(0.0)
+            continue
+        z = -abs(means[i] - float(np.max(np.delete(means, i)))) / s
+        out.append(float(s * (z * norm.cdf(z) + norm.pdf(z))))
+    return out
+
+
+__all__ = ["Estimate", "estimate", "knowledge_gradients", "noisy", "remeasure"]

@@ -326,7 +326,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     again = remeasure(state.estimates, len(state.trials), stop.max_trials,
                       {spec.space.key(p.config) for p in state.pending}, spec.space,
                       Counter(spec.space.key(t.config) for t in state.trials),
-                      {spec.space.key(t.config) for t in state.trials if not t.ok}) if fresh_measurements(spec) else None
+                      {spec.space.key(t.config) for t in state.trials if not t.ok},
+                      modelled=bool(state.predicted)) if fresh_measurements(spec) else None
     if again is not None:          # a real trial: it counts against every budget
         configs.append(spec.space.canonical(again.trial.config))
     try:

@@ -155,9 +155,9 @@ def test_history_survives_down_and_up(stack, tmp_path):
     ops = tmp_path / "operators.csv"
     ops.write_text("op_name,running time percentage\nconv2d,90\nrelu,10\n")
     r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--profile", str(ops), "--backend", "live",
-               # 12: its first 6 trials are distinct configurations (a noisy search may re-measure its
-               # leaders only in the second half of its budget), what a partly measured source needs
-               "--max-trials", "12", "--measure-s", "0.2", "--search-id", "keep-live", "--wait", "--json", timeout=400)
+               # 30: its first 6 trials are distinct configurations (a noisy search re-measures only
+               # after a fifth of its budget), what a partly measured source needs; it stops when converged
+               "--max-trials", "30", "--measure-s", "0.2", "--search-id", "keep-live", "--wait", "--json", timeout=400)
     assert r.returncode == 0, r.stdout + r.stderr
     live = json.loads(r.stdout)
     space = Space.from_file(LIVE_SPACE)

@@ -1,11 +1,11 @@
 """Recommendations that survive noise: the posterior mean, not the luckiest measurement, and
-re-measurements of leaders that are within the noise of each other."""
+re-measurements (chosen by knowledge gradient) while the leaders are within the noise of each other."""
 
 from dataclasses import replace
 
 from schemas.events import TrialRequested, TrialResult
 from services.common.space import Space
-from services.searcher.estimate import Estimate, estimate, remeasure
+from services.searcher.estimate import MAX_MEASUREMENTS, Estimate, estimate, knowledge_gradients, remeasure
 from services.searcher.search import SearchState, completed, record_trial
 from tests.helpers import spec
 
@@ -31,7 +31,7 @@ def test_a_lucky_measurement_is_believed_less_than_it_measured_and_repeats_are_t
     est = estimate(LINE, trials, lambda t: True)
     e64 = next(e for e in est if e.trial.config["batchsize"] == 64)
     e8 = next(e for e in est if e.trial.config["batchsize"] == 8)
-    assert e64.low < e64.value < 1.0          # believed worse than it came out (never better)
+    assert e64.low < e64.value < 1.0          # believed worse than it came out
     assert e8.measurements == 2 and e8.high - e8.low < e64.high - e64.low
     # and a re-measurement settles which of the two leads
     assert remeasure(est, trials_done=7, max_trials=10, in_flight=set(), space=LINE) in (est[0], est[1])
@@ -59,12 +59,24 @@ def test_re_measure_the_less_certain_of_two_leaders_within_the_noise():
     lead, challenger, far = est(0.95, 0.03, 2, 8), est(0.94, 0.05, 1, 16), est(0.6, 0.05, 1, 64)
     pick = remeasure([lead, challenger, far], trials_done=8, max_trials=10, in_flight=set(), space=LINE)
     assert pick is challenger
-    # not while exploring (early in the budget), not when clearly apart, not twice at once
-    assert remeasure([lead, challenger], 2, 10, set(), LINE) is None
+    # not while exploring (the first trials of the budget), not when clearly apart, not twice at once
+    assert remeasure([lead, challenger], 1, 10, set(), LINE) is None
     assert remeasure([est(0.95, 0.01, 1, 8), est(0.7, 0.01, 1, 16)], 8, 10, set(), LINE) is None
     key = LINE.key(challenger.trial.config)
     assert remeasure([lead, challenger], 8, 10, {key}, LINE) is lead
-    assert remeasure([est(0.95, 0.03, 3, 8), est(0.94, 0.03, 3, 16)], 8, 10, set(), LINE) is None
+    assert remeasure([est(0.95, 0.03, 3, 8), est(0.94, 0.03, 3, 16)], 8, 10, set(), LINE,
+                     attempts={"batchsize=8": MAX_MEASUREMENTS, "batchsize=16": MAX_MEASUREMENTS}) is None
+
+
+def test_a_configuration_measured_unlucky_once_is_re_measured_before_the_settled_leaders():
+    """The two leaders are measured well and close; a third, measured once, may truly be the best:
+    its next measurement is worth the most (knowledge gradient), not another of the leaders'."""
+    lead, challenger, unlucky = est(0.95, 0.01, 4, 8), est(0.945, 0.01, 4, 16), est(0.92, 0.05, 1, 32)
+    gains = knowledge_gradients([lead, challenger, unlucky])
+    assert gains[2] > max(gains[:2]) > 0
+    assert remeasure([lead, challenger, unlucky], 8, 10, set(), LINE) is unlucky
+    # one that cannot reach the leaders is worth nothing
+    assert knowledge_gradients([lead, est(0.5, 0.01, 1, 32)])[1] < 1e-6
 
 
 def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_estimate():
@@ -102,7 +114,8 @@ def test_a_configuration_that_failed_is_not_re_measured_and_failures_count_as_at
     lead, challenger = est(0.95, 0.03, 1, 8), est(0.94, 0.05, 1, 16)
     k8, k16 = LINE.key(lead.trial.config), LINE.key(challenger.trial.config)
     assert remeasure([lead, challenger], 8, 10, set(), LINE, failed={k16}) is lead
-    assert remeasure([lead, challenger], 8, 10, set(), LINE, attempts={k8: 3, k16: 3}) is None
+    assert remeasure([lead, challenger], 8, 10, set(), LINE,
+                     attempts={k8: MAX_MEASUREMENTS, k16: MAX_MEASUREMENTS}) is None
 
 
 def test_the_recommended_trial_is_a_measurement_that_met_the_constraints():
@@ -114,3 +127,17 @@ def test_the_recommended_trial_is_a_measurement_that_met_the_constraints():
         ts = [replace(t, stability_cv=None if exact else t.stability_cv) for t in (t0, t1, *others)]
         est8 = next(e for e in estimate(LINE, ts, lambda t: t.p99_ms <= 100) if e.trial.config["batchsize"] == 8)
         assert est8.trial.trial_id == "s/t1"
+
+
+def test_the_models_expectation_is_a_prior_that_misleading_trials_outweigh():
+    """Where the model expected more than one noisy measurement showed, the estimate lies between
+    the two; when the trials show the model is wrong everywhere, the measurements are believed."""
+    batches = [1, 2, 4, 8, 16, 32, 64, 128]
+    measured = [trial(i, b, v, .1) for i, (b, v) in enumerate(zip(batches, [.5, .55, .6, .8, .7, .65, .6, .55]))]
+    keys = [LINE.key({"batchsize": b}) for b in batches]
+    fair = dict(zip(keys, [.5, .55, .6, .9, .7, .65, .6, .55]))        # right but at batch 8
+    e8 = next(e for e in estimate(LINE, measured, lambda t: True, fair) if e.trial.config["batchsize"] == 8)
+    assert 0.8 < e8.value < 0.9 and e8.low < e8.value < e8.high
+    wrong = dict(zip(keys, [.9, .2, .95, .3, .1, .95, .2, .9]))      # off by far more than the noise
+    believed = {e.trial.config["batchsize"]: e.value for e in estimate(LINE, measured, lambda t: True, wrong)}
+    assert all(abs(believed[t.config["batchsize"]] - t.value) < 0.05 for t in measured)
