@@ -1,10 +1,11 @@
 """How accurate must a search's estimate of each tried configuration be for its recommendation
 to reach a given level? Under noise the recommendation can only be as good as the estimates it
 ranks: this asks, on the very trials a benchmark ran (``tried_truth`` in a ``bench.search``
-JSON written with --truth or --noise), what the recommendation would be worth if every distinct
-configuration tried so far were known to within a relative error s (log-normal, independent) and
-the best estimate recommended - from s = 0 (the truly best tried) to s = the measurement noise
-(one measurement each, no model).
+JSON written with --truth or --noise under the default objective), what the recommendation would
+be worth if every distinct configuration tried so far were known to within a relative error s
+(log-normal, independent) and the best estimate recommended: s = 0 is the truly best tried; s =
+the measurement noise is one measurement of each and no model (with --noise a search that
+re-measured could average below that).
 
     python -m bench.noise_ceiling OUT.json [--errors 0,0.02,0.035,0.05,0.07,0.1,0.15] [--draws 200]
 """
@@ -21,14 +22,18 @@ import numpy as np
 CHECKPOINTS = (1, 3, 6, 8, 15, 30)
 
 
-def recommended(tried: list[float], error: float, trials: int, rng: np.random.Generator) -> np.ndarray:
-    """True value of the best-estimated configuration after each trial, for one error draw."""
-    out, seen, est = [], [], []
-    for v in tried:
-        if v not in seen:           # a configuration measured again is still one configuration
-            seen.append(v)
+def recommended(tried: list[float], error: float, trials: int, rng: np.random.Generator,
+                configs: list[str] | None = None) -> np.ndarray:
+    """True value of the best-estimated configuration after each trial, for one error draw
+    (``configs``: each trial's configuration; a configuration measured again is still one)."""
+    out, seen, values, est = [], [], [], []
+    for i, v in enumerate(tried):
+        key = configs[i] if configs else v
+        if key not in seen:
+            seen.append(key)
+            values.append(v)
             est.append(v * float(np.exp(rng.normal(0.0, error))) if error > 0 else v)
-        out.append(seen[int(np.argmax(est))])
+        out.append(values[int(np.argmax(est))])
     return np.array(out + [out[-1] if out else 0.0] * (trials - len(out)))
 
 
@@ -40,18 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     data = json.loads(a.json.read_text())
     if "tried_truth" not in data:
-        p.error(f"{a.json} has no tried_truth: write it with bench.search --truth DIR or --noise SIGMA")
+        p.error(f"{a.json} has no tried_truth: write it with bench.search --truth DIR or --noise SIGMA "
+                "(default objective, no constraints)")
     trials = int(data["trials"])
     errors = [float(e) for e in a.errors.split(",")]
     rng = np.random.default_rng(0)
     cps = [c for c in CHECKPOINTS if c <= trials]
     print(f"mean true value of the recommendation if each tried configuration were known to within s ({a.json.name}):")
-    print(f"{'strategy':12}{'s':>7}" + "".join(f"{'@' + str(c):>7}" for c in cps) + "   search itself")
+    print(f"{'strategy':12}{'s':>7}" + "".join(f"{'@' + str(c):>7}" for c in cps))
     for strat, models in data["tried_truth"].items():
         runs = [r for seeds in models.values() for r in seeds]
+        keys = [c for seeds in data.get("tried_configs", {}).get(strat, {}).values() for c in seeds] or [None] * len(runs)
         actual = np.array([r for seeds in data["results"][strat].values() for r in seeds])
         for e in errors:
-            curves = np.array([recommended(r, e, trials, rng) for r in runs for _ in range(1 if e == 0 else a.draws)])
+            curves = np.array([recommended(r, e, trials, rng, k) for r, k in zip(runs, keys)
+                               for _ in range(1 if e == 0 else a.draws)])
             print(f"{strat:12}{e:7.3f}" + "".join(f"{curves[:, c - 1].mean():7.3f}" for c in cps))
         print(f"{strat:12}{'':7}" + "".join(f"{actual[:, c - 1].mean():7.3f}" for c in cps) + "   <- its recommendation")
     return 0

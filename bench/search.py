@@ -15,10 +15,11 @@ model, of the configuration the search would recommend then (its best posterior 
 measurements are noisy, else the best measured so far) - with noisy targets this is what the user
 actually gets, not the luckiest measurement. --noise SIGMA: replay the (clean) targets as a noisy
 live system, a fresh log-normal error per trial (a re-measurement differs), scored against the
-clean table. With --truth or --noise the JSON also keeps the true value of every trial's
-configuration (``tried_truth``), and the truly best tried so far is printed: the ceiling of any
-recommendation rule on those trials (``python -m bench.noise_ceiling OUT`` asks how accurate an
-estimate of each tried configuration must be to come near it).
+clean table. With --truth or --noise (and the default objective, no constraints) the JSON also
+keeps the true value and the key of every trial's configuration (``tried_truth``,
+``tried_configs``), and the truly best tried so far is printed: the ceiling of any recommendation
+rule on those trials (``python -m bench.noise_ceiling OUT`` asks how accurate an estimate of each
+tried configuration must be to come near it).
 
 --parallel Q: Q trials in flight at once, the batch topped up as each result arrives (equal trial
 durations, so trial k finishes in round ceil(k/Q) or later); the curves are best-so-far after
@@ -69,6 +70,7 @@ class Run:
     spent: list[float]          # $ spent after each trial
     rounds: list[int]           # round (in trial durations) in which each trial finished
     tried: list[float]          # true value of each trial's configuration (with a truth; else empty)
+    tried_configs: list[str]    # ... and its key
 
 
 def table_trial(row: dict) -> SimpleNamespace:
@@ -139,10 +141,12 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
              for k in range(1, len(state.trials) + 1)]
     spent = list(accumulate(t.cost_usd for t in state.trials))
     rounds = [int(np.ceil(t / TRIAL_SECONDS - 1e-9)) for t in sim.finished_at]
-    tried = [score(t) if t.ok else 0.0 for t in state.trials] if truth is not None and optimum is None else []
+    keep = truth is not None and optimum is None
+    tried = [score(t) if t.ok else 0.0 for t in state.trials] if keep else []
     pad = trials - len(curve)
     return Run(curve + [curve[-1] if curve else 0.0] * pad, spent + [spent[-1] if spent else 0.0] * pad,
-               rounds + [rounds[-1] if rounds else 0] * pad, tried)
+               rounds + [rounds[-1] if rounds else 0] * pad, tried,
+               [space.key(t.config) for t in state.trials] if keep else [])
 
 
 def rounds_to(runs: list[Run], level: float) -> float:
@@ -270,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     spent: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
     rounds: dict[str, dict[str, list[list[int]]]] = {s: {} for s in strategies}
     tried: dict[str, dict[str, list[list[float]]]] = {s: {} for s in strategies}
+    tried_configs: dict[str, dict[str, list[list[str]]]] = {s: {} for s in strategies}
     optima: dict[str, float | None] = {}
     t0 = time.monotonic()
     for name, path, folder in tables:
@@ -303,10 +308,12 @@ def main(argv: list[str] | None = None) -> int:
             rounds[strat][name] = [r.rounds for r in done]
             if any(r.tried for r in done):
                 tried[strat][name] = [r.tried for r in done]
+                tried_configs[strat][name] = [r.tried_configs for r in done]
     out = {"trials": a.trials, "seeds": a.seeds, "parallel": a.parallel, "noise": a.noise,
            "cost_aware": a.cost_aware, "results": results, "spent_usd": spent, "rounds": rounds}
     if any(tried.values()):     # what a perfect recommender would make of the same trials (bench.noise_ceiling)
         out["tried_truth"] = tried
+        out["tried_configs"] = tried_configs
     if scored:
         out.update({"objective": objective.to_dict(), "constraints": constraints.to_dict(), "optima": optima,
                     "score": "the recommendation's objective (meeting the constraints) as a fraction of the "

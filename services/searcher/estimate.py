@@ -32,6 +32,7 @@ REMEASURE_PROBABILITY = 0.2
 REMEASURE_FROM = 0.2        # ... once this share of the trial budget has explored (a model's
 REMEASURE_FROM_BLIND = 0.5  # expectations point at the few worth confirming; without them, explore longer)
 MAX_MEASUREMENTS = 5        # of one configuration
+KG_FLOOR = 1e-3             # a re-measurement expected to gain less than this share of its noise is not worth a trial
 NOISE_FLOOR = 0.05          # a median reported spread below this (live CPU runners here: 0.5-4.5%) is exact
 # How far the truth strays from the model's expectation before any trial says so: the offline
 # consensus's relative error at the configurations a search tries (leave-one-source-out on the
@@ -40,6 +41,7 @@ NOISE_FLOOR = 0.05          # a median reported spread below this (live CPU runn
 # as they accumulate (a model that misleads is soon trusted less).
 PRIOR_MISFIT = 0.05
 PRIOR_WEIGHT = 10.0
+MIN_MODELLED = 3            # measured configurations before a model's expectation (or their mean) is a prior
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,10 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
     relative spread) each).
 
     Each configuration's measurements are averaged with their reported noise (precision-weighted)
-    and shrunk towards what the model predicts there (else the mean of every measurement), by how
-    far the truth strays from that target: with a model, its offline misfit (PRIOR_MISFIT) pooled
-    with the trials' misfit beyond the noise; without one, the spread of the averages less the
-    noise (method of moments). One lucky measurement is shrunk hard; three that agree are believed.
+    and shrunk towards what the model predicts there (once it predicted MIN_MODELLED measured
+    configurations; else towards the mean of every measurement), by how far the truth strays from that target: with a
+    model, its offline misfit (PRIOR_MISFIT) pooled with the trials' misfit beyond the noise;
+    without one, the spread of the averages less the noise (method of moments). One lucky measurement is shrunk hard; three that agree are believed.
     (A Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its
     fitted length-scale smooths every configuration to the same value, which ranks nothing.)"""
     spreads = np.array([np.nan if c is None or not np.isfinite(c) else c
@@ -139,22 +141,41 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
         var_of[k] = float(1.0 / w.sum())
         cv_of[k] = float(np.median(cv))
     grand = float(np.mean(list(mean_of.values())))
-    target = {k: float(predicted.get(k, grand)) for k in mean_of}
-    gaps = np.array([mean_of[k] - target[k] for k in mean_of])
     noise = float(np.mean(list(var_of.values())))
-    misfit = max(float(np.mean(gaps ** 2)) - noise, 0.0)       # of the target, beyond the noise
-    n = len(mean_of)
+    # too few configurations to tell their spread from the noise: believe the measurements
+    blind = _misfit({k: grand for k in mean_of}, mean_of, var_of) if len(mean_of) >= MIN_MODELLED else np.inf
+    expected = _on_scale(predicted, mean_of)
+    modelled = _misfit(expected, mean_of, var_of) if expected else 0.0
     out = {}
     for k, v in var_of.items():
-        if predicted:
-            between = (PRIOR_WEIGHT * (PRIOR_MISFIT * target[k]) ** 2 + n * misfit) / (PRIOR_WEIGHT + n)
+        target = expected.get(k, grand)
+        if k in expected:
+            between = (PRIOR_WEIGHT * (PRIOR_MISFIT * target) ** 2 + len(expected) * modelled) \
+                / (PRIOR_WEIGHT + len(expected))
         else:
-            between = misfit
+            between = blind
         between = max(between, 0.05 * noise, 1e-18)
-        shrink = between / (between + v)
-        mean = target[k] + shrink * (mean_of[k] - target[k])
+        shrink = between / (between + v) if np.isfinite(between) else 1.0
+        mean = target + shrink * (mean_of[k] - target)
         out[k] = (mean, float(np.sqrt(shrink * v)), cv_of[k] * max(abs(mean), 1e-3 * scale))
     return out
+
+
+def _on_scale(predicted: Mapping[str, float], mean_of: Mapping[str, float]) -> dict[str, float]:
+    """The model's expectation of each measured configuration it predicted, when it predicted at
+    least MIN_MODELLED of them (its scale is fitted to the trials - one least-squares factor - and
+    a prediction scaled to one or two measurements is hardly independent evidence about them)."""
+    keys = [k for k in mean_of if k in predicted]
+    if len(keys) < MIN_MODELLED:
+        return {}
+    return {k: float(predicted[k]) for k in keys}
+
+
+def _misfit(target: Mapping[str, float], mean_of: Mapping[str, float], var_of: Mapping[str, float]) -> float:
+    """How far the truth strays from ``target`` beyond the measurement noise (method of moments)."""
+    keys = list(target)
+    gaps = np.array([mean_of[k] - target[k] for k in keys])
+    return max(float(np.mean(gaps ** 2)) - float(np.mean([var_of[k] for k in keys])), 0.0)
 
 
 def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
@@ -163,8 +184,8 @@ def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
     """Which tried configuration to measure again, if any. Only while the runner-up is within the
     noise of the leader (P[runner-up truly better] >= REMEASURE_PROBABILITY) and once
     REMEASURE_FROM of the trial budget has explored (REMEASURE_FROM_BLIND when the search has no
-    model's expectations, ``modelled`` False: it has more to gain from exploring); then the one whose next measurement is
-    expected to raise the recommendation's true value most (knowledge gradient: a leader that may
+    model's expectations, ``modelled`` False: it has more to gain from exploring); then the one
+    whose next measurement is expected to raise the recommendation's true value most (knowledge gradient: a leader that may
     be lucky, or a configuration measured unlucky once that may be the best), at most
     MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones included), never one
     already in flight nor one that failed to run (``failed``)."""
@@ -181,7 +202,8 @@ def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
         if tried < MAX_MEASUREMENTS and key not in in_flight and key not in (failed or set()) \
                 and (best is None or gain > best[0]):
             best = (gain, e)
-    return best[1] if best is not None and best[0] > 0 else None
+    # one that cannot reach the leaders is worth (next to) nothing: explore instead
+    return best[1] if best is not None and best[0] > KG_FLOOR * best[1].noise else None
 
 
 def knowledge_gradients(estimates: Sequence[Estimate]) -> list[float]:

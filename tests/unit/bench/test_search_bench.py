@@ -41,6 +41,8 @@ def test_noisy_realisations_are_benchmarked_together_and_scored_by_what_the_user
     # the ceiling of any recommendation rule on those trials: the truly best configuration tried so far
     tried = measured["tried_truth"]["prior"]["gru@noisy1"][0]
     assert len(tried) == 4 and all(max(tried[:k + 1]) >= v for k, v in enumerate(scored))
+    keys = measured["tried_configs"]["prior"]["gru@noisy1"][0]
+    assert [truth.rows[k]["value"] for k in keys] == tried          # each trial's configuration, by key
     text = capsys.readouterr().out
     assert "mean best" in text and "truly best configuration tried so far" in text
 

@@ -3,6 +3,8 @@ re-measurements (chosen by knowledge gradient) while the leaders are within the 
 
 from dataclasses import replace
 
+import pytest
+
 from schemas.events import TrialRequested, TrialResult
 from services.common.space import Space
 from services.searcher.estimate import MAX_MEASUREMENTS, Estimate, estimate, knowledge_gradients, remeasure
@@ -52,15 +54,19 @@ def test_only_eligible_configurations_are_recommended_but_all_inform_the_model()
 
 
 def est(value: float, sd: float, n: int, batch: int) -> Estimate:
-    return Estimate(trial(batch, batch, value, .1), value, value - 1.96 * sd, value + 1.96 * sd, n)
+    """An estimate whose next measurement has 10% noise."""
+    return Estimate(trial(batch, batch, value, .1), value, value - 1.96 * sd, value + 1.96 * sd, n, 0.1 * value)
 
 
 def test_re_measure_the_less_certain_of_two_leaders_within_the_noise():
     lead, challenger, far = est(0.95, 0.03, 2, 8), est(0.94, 0.05, 1, 16), est(0.6, 0.05, 1, 64)
     pick = remeasure([lead, challenger, far], trials_done=8, max_trials=10, in_flight=set(), space=LINE)
     assert pick is challenger
-    # not while exploring (the first trials of the budget), not when clearly apart, not twice at once
+    # not while exploring (the first fifth of the budget; half of it for a search without a model),
+    # not when clearly apart, not twice at once
     assert remeasure([lead, challenger], 1, 10, set(), LINE) is None
+    assert remeasure([lead, challenger], 3, 10, set(), LINE, modelled=False) is None
+    assert remeasure([lead, challenger], 5, 10, set(), LINE, modelled=False) is challenger
     assert remeasure([est(0.95, 0.01, 1, 8), est(0.7, 0.01, 1, 16)], 8, 10, set(), LINE) is None
     key = LINE.key(challenger.trial.config)
     assert remeasure([lead, challenger], 8, 10, {key}, LINE) is lead
@@ -75,8 +81,12 @@ def test_a_configuration_measured_unlucky_once_is_re_measured_before_the_settled
     gains = knowledge_gradients([lead, challenger, unlucky])
     assert gains[2] > max(gains[:2]) > 0
     assert remeasure([lead, challenger, unlucky], 8, 10, set(), LINE) is unlucky
-    # one that cannot reach the leaders is worth nothing
-    assert knowledge_gradients([lead, est(0.5, 0.01, 1, 32)])[1] < 1e-6
+    # one that cannot reach the leaders is worth nothing: with both leaders measured to the limit,
+    # the search explores rather than measure it again
+    hopeless = est(0.5, 0.05, 1, 32)
+    assert knowledge_gradients([lead, hopeless])[1] < 1e-6
+    assert remeasure([lead, challenger, hopeless], 8, 10, set(), LINE,
+                     attempts={"batchsize=8": MAX_MEASUREMENTS, "batchsize=16": MAX_MEASUREMENTS}) is None
 
 
 def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_estimate():
@@ -141,3 +151,13 @@ def test_the_models_expectation_is_a_prior_that_misleading_trials_outweigh():
     wrong = dict(zip(keys, [.9, .2, .95, .3, .1, .95, .2, .9]))      # off by far more than the noise
     believed = {e.trial.config["batchsize"]: e.value for e in estimate(LINE, measured, lambda t: True, wrong)}
     assert all(abs(believed[t.config["batchsize"]] - t.value) < 0.05 for t in measured)
+
+
+def test_one_or_two_configurations_are_worth_what_they_measured_with_the_noise_as_interval():
+    """Too few to tell how far configurations differ beyond the noise (and a model's scale fitted to
+    them would only echo them): the estimate is the measurement, its interval the noise's."""
+    one = estimate(LINE, [trial(0, 8, 0.9, .1), trial(1, 8, 0.7, .1)], lambda t: True, {"batchsize=8": 0.8})
+    assert one[0].value == pytest.approx(0.7754, abs=1e-3)    # 0.9 and 0.7 weighted by their 10% noise
+    assert one[0].high - one[0].low == pytest.approx(2 * 1.96 * one[0].sd) and 0.04 < one[0].sd < 0.07
+    two = estimate(LINE, [trial(0, 8, 0.9, .1), trial(1, 16, 0.95, .1)], lambda t: True)
+    assert [e.value for e in two] == pytest.approx([0.95, 0.9])
