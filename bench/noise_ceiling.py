@@ -22,10 +22,11 @@ import numpy as np
 CHECKPOINTS = (1, 3, 6, 8, 15, 30)
 
 
-def recommended(tried: list[float], error: float, trials: int, rng: np.random.Generator,
+def recommended(tried: list[float], error: float, trials: int, rng: np.random.Generator | None = None,
                 configs: list[str] | None = None) -> np.ndarray:
-    """True value of the best-estimated configuration after each trial, for one error draw
-    (``configs``: each trial's configuration; a configuration measured again is still one)."""
+    """True value of the best-estimated configuration after each trial, padded to ``trials``, for
+    one error draw (``rng``: needed when ``error`` > 0; with 0 this is the truly best tried so
+    far). ``configs``: each trial's configuration; a configuration measured again is still one."""
     out, seen, values, est = [], [], [], []
     for i, v in enumerate(tried):
         key = configs[i] if configs else v
@@ -55,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'strategy':12}{'s':>7}" + "".join(f"{'@' + str(c):>7}" for c in cps))
     for strat, models in data["tried_truth"].items():
         runs = [r for seeds in models.values() for r in seeds]
-        keys = [c for seeds in data.get("tried_configs", {}).get(strat, {}).values() for c in seeds] or [None] * len(runs)
+        keys = [c for seeds in data.get("tried_configs", {}).get(strat, {}).values() for c in seeds] \
+            or [None] * len(runs)
         actual = np.array([r for seeds in data["results"][strat].values() for r in seeds])
         for e in errors:
             curves = np.array([recommended(r, e, trials, rng, k) for r, k in zip(runs, keys)
                                for _ in range(1 if e == 0 else a.draws)])
             print(f"{strat:12}{e:7.3f}" + "".join(f"{curves[:, c - 1].mean():7.3f}" for c in cps))
-        print(f"{strat:12}{'':7}" + "".join(f"{actual[:, c - 1].mean():7.3f}" for c in cps) + "   <- its recommendation")
+        print(f"{strat:12}{'':7}" + "".join(f"{actual[:, c - 1].mean():7.3f}" for c in cps)
+              + "   <- its recommendation")
     return 0
 
 

@@ -48,6 +48,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from bench.noise_ceiling import recommended
 from schemas.events import TrialResult
 from services.common.falcon_data import ModelTable, read_operator_profile
 from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
@@ -149,11 +150,12 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
                [space.key(t.config) for t in state.trials] if keep else [])
 
 
-def rounds_to(runs: list[Run], level: float) -> float:
-    """Median over runs of the round in which the recommendation first reached ``level`` (inf: never)."""
+def when_reached(runs: list[Run], level: float, at: str) -> float:
+    """Median over runs of the ``at`` ("rounds" or "spent") of the trial after which the
+    recommendation first reached ``level`` (inf: never)."""
     out = []
     for r in runs:
-        hit = [rd for v, rd in zip(r.curve, r.rounds) if v >= level]
+        hit = [x for v, x in zip(r.curve, getattr(r, at)) if v >= level]
         out.append(hit[0] if hit else np.inf)
     return float(np.median(out)) if out else np.inf
 
@@ -162,18 +164,11 @@ def cost_table(runs: dict[str, list[Run]]) -> str:
     head = f"{'strategy':18}{'$ spent':>10}{'$ to .95':>10}{'$ to .99':>10}{'rounds->.95':>13}{'rounds->.99':>13}"
     lines = [head, "-" * len(head)]
     for strat, rs in runs.items():
-        def usd_to(level: float) -> float:
-            vals = []
-            for r in rs:
-                hit = [sp for v, sp in zip(r.curve, r.spent) if v >= level]
-                vals.append(hit[0] if hit else np.inf)
-            return float(np.median(vals))
-
         def fmt(x: float, spec: str) -> str:
             return format(x, spec) if np.isfinite(x) else "never"
-        lines.append(f"{strat:18}{np.mean([r.spent[-1] for r in rs]):10.2f}{fmt(usd_to(.95), '10.2f'):>10}"
-                     f"{fmt(usd_to(.99), '10.2f'):>10}{fmt(rounds_to(rs, .95), '13.0f'):>13}"
-                     f"{fmt(rounds_to(rs, .99), '13.0f'):>13}")
+        lines.append(f"{strat:18}{np.mean([r.spent[-1] for r in rs]):10.2f}"
+                     + "".join(f"{fmt(when_reached(rs, level, 'spent'), '10.2f'):>10}" for level in (.95, .99))
+                     + "".join(f"{fmt(when_reached(rs, level, 'rounds'), '13.0f'):>13}" for level in (.95, .99)))
     return "\n".join(lines)
 
 
@@ -334,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))
     if any(tried.values()):
-        best_tried = {s: {m: [list(accumulate(r, max)) + [max(r, default=0.0)] * (a.trials - len(r)) for r in runs_]
-                          for m, runs_ in models.items()} for s, models in tried.items() if models}
+        best_tried = {s: {m: [list(recommended(r, 0.0, a.trials)) for r in runs_] for m, runs_ in models.items()}
+                      for s, models in tried.items() if models}
         print("the truly best configuration tried so far (what a perfect recommender would make of the same "
               "trials; see bench.noise_ceiling):")
         print(summarise(best_tried, a.trials))

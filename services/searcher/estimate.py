@@ -63,8 +63,13 @@ def noisy(trials: Sequence[TrialResult], spread: "Value | None" = None) -> bool:
     """Whether the measurements are noisy enough to matter: their median reported spread is at
     least NOISE_FLOOR (below it they are taken as exact, so ties of the objective stay ties)."""
     spread = spread or _reported
-    cvs = [c for t in trials if t.ok and (c := spread(t)) is not None and np.isfinite(c)]
+    cvs = [c for t in trials if t.ok and np.isfinite(c := _finite(spread(t)))]
     return bool(cvs) and float(np.median(cvs)) >= NOISE_FLOOR
+
+
+def _finite(spread: float | None) -> float:
+    """A reported spread, NaN when none (or no number) was reported."""
+    return np.nan if spread is None or not np.isfinite(spread) else float(spread)
 
 
 Value = Callable[[TrialResult], "float | None"]
@@ -122,19 +127,19 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
 
     Each configuration's measurements are averaged with their reported noise (precision-weighted)
     and shrunk towards what the model predicts there (once it predicted MIN_MODELLED measured
-    configurations; else towards the mean of every measurement), by how far the truth strays from that target: with a
-    model, its offline misfit (PRIOR_MISFIT) pooled with the trials' misfit beyond the noise;
-    without one, the spread of the averages less the noise (method of moments). One lucky measurement is shrunk hard; three that agree are believed.
-    (A Gaussian process over the knobs was tried first: with a handful of 10%-noisy points its
-    fitted length-scale smooths every configuration to the same value, which ranks nothing.)"""
-    spreads = np.array([np.nan if c is None or not np.isfinite(c) else c
-                        for ms in measured.values() for _, c in ms], dtype=float)
+    configurations; else towards the mean of every measurement), by how far the truth strays
+    from that target: with a model, its offline misfit (PRIOR_MISFIT) pooled with the trials'
+    misfit beyond the noise; without one, the spread of the averages less the noise (method of
+    moments). One lucky measurement is shrunk hard; three that agree are believed. (A Gaussian
+    process over the knobs was tried first: with a handful of 10%-noisy points its fitted
+    length-scale smooths every configuration to the same value, which ranks nothing.)"""
+    spreads = np.array([_finite(c) for ms in measured.values() for _, c in ms])
     median = float(np.nanmedian(spreads)) if np.isfinite(spreads).any() else 0.0
     scale = float(np.median(np.abs([y for ms in measured.values() for y, _ in ms]))) or 1.0
     mean_of, var_of, cv_of = {}, {}, {}
     for k, ms in measured.items():
         y = np.array([v for v, _ in ms])
-        cv = np.array([np.nan if c is None or not np.isfinite(c) else c for _, c in ms], dtype=float)
+        cv = np.array([_finite(c) for _, c in ms])
         cv = np.maximum(np.where(np.isnan(cv), median, cv), median)    # a lone "exact" report is no exception
         w = 1.0 / (cv * np.maximum(np.abs(y), 1e-3 * scale)) ** 2       # a value of 0 still has noise
         mean_of[k] = float((w * y).sum() / w.sum())
@@ -144,13 +149,13 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
     noise = float(np.mean(list(var_of.values())))
     # too few configurations to tell their spread from the noise: believe the measurements
     blind = _misfit({k: grand for k in mean_of}, mean_of, var_of) if len(mean_of) >= MIN_MODELLED else np.inf
-    expected = _on_scale(predicted, mean_of)
-    modelled = _misfit(expected, mean_of, var_of) if expected else 0.0
+    expected = _model_expectations(predicted, mean_of)
+    model_misfit = _misfit(expected, mean_of, var_of) if expected else 0.0
     out = {}
     for k, v in var_of.items():
         target = expected.get(k, grand)
         if k in expected:
-            between = (PRIOR_WEIGHT * (PRIOR_MISFIT * target) ** 2 + len(expected) * modelled) \
+            between = (PRIOR_WEIGHT * (PRIOR_MISFIT * target) ** 2 + len(expected) * model_misfit) \
                 / (PRIOR_WEIGHT + len(expected))
         else:
             between = blind
@@ -161,7 +166,7 @@ def _posterior(measured: Mapping[str, list[tuple[float, float | None]]],
     return out
 
 
-def _on_scale(predicted: Mapping[str, float], mean_of: Mapping[str, float]) -> dict[str, float]:
+def _model_expectations(predicted: Mapping[str, float], mean_of: Mapping[str, float]) -> dict[str, float]:
     """The model's expectation of each measured configuration it predicted, when it predicted at
     least MIN_MODELLED of them (its scale is fitted to the trials - one least-squares factor - and
     a prediction scaled to one or two measurements is hardly independent evidence about them)."""
@@ -185,8 +190,9 @@ def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
     noise of the leader (P[runner-up truly better] >= REMEASURE_PROBABILITY) and once
     REMEASURE_FROM of the trial budget has explored (REMEASURE_FROM_BLIND when the search has no
     model's expectations, ``modelled`` False: it has more to gain from exploring); then the one
-    whose next measurement is expected to raise the recommendation's true value most (knowledge gradient: a leader that may
-    be lucky, or a configuration measured unlucky once that may be the best), at most
+    whose next measurement is expected to raise the recommendation's true value most (knowledge
+    gradient: a leader that may be lucky, or a configuration measured unlucky once that may be
+    the best), at most
     MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones included), never one
     already in flight nor one that failed to run (``failed``)."""
     if len(estimates) < 2 or trials_done < (REMEASURE_FROM if modelled else REMEASURE_FROM_BLIND) * max_trials:

@@ -197,10 +197,13 @@ class Strategy(ABC):
     def exhaustive(self) -> bool:
         return self.ctx.space.size <= EXHAUSTIVE_LIMIT
 
+    def _taken(self) -> list[Config]:
+        """Configurations measured, fantasised or in flight: none is proposed again."""
+        return [*(c for c, _ in self.history), *self.in_flight]
+
     def tried_indices(self) -> np.ndarray:
-        """Configurations measured, fantasised or in flight (never proposed again)."""
-        return np.array([self.ctx.space.index(c) for c in [*(c for c, _ in self.history), *self.in_flight]],
-                        dtype=np.int64)
+        """Space indices of :meth:`_taken`."""
+        return np.array([self.ctx.space.index(c) for c in self._taken()], dtype=np.int64)
 
     def pool(self, seeds: Sequence[int] = ()) -> np.ndarray:
         """Untried allowed configurations to score: all of them in a small space; in a large
@@ -255,6 +258,6 @@ class Strategy(ABC):
         if space.rules:
             mask[:] = False
             mask[space.allowed_indices()] = True
-        for c in [*(c for c, _ in self.history), *self.in_flight]:
+        for c in self._taken():
             mask[space.index(c)] = False
         return mask
