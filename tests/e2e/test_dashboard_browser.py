@@ -256,8 +256,8 @@ def test_a_model_name_with_markup_is_shown_as_text(dash, browser):
     assert text(d, "h1 .model-name") == EVIL
     wait(lambda: status(d) == "completed", 60, what="completed")
     open_page(d, url + "/")
-    row = d.find_element("css selector", f'#search-rows tr[data-id="{search_id}"] td.model')
-    assert row.text == EVIL
+    # the list re-renders live: read the cell in one go, and give the new row its moment to arrive
+    wait(lambda: text(d, f'#search-rows tr[data-id="{search_id}"] td.model') == EVIL, 15, what="the name as text")
     assert d.execute_script("return typeof window.__pwned") == "undefined"
     assert not d.find_elements("css selector", "main img")                 # the <img> is text, not an element
     shot(d, "searches-markup-as-text")
