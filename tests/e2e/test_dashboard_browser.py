@@ -214,7 +214,7 @@ def test_submit_from_the_page_and_watch_the_trials_arrive_live(dash, browser):
     assert not severe_console_errors(d)
 
     # the full report behind the link
-    href = d.find_element("id", "report-link").get_attribute("href")
+    href = wait(lambda: d.find_element("id", "report-link").get_attribute("href"), 10, what="the report link")
     d.get(href)
     wait(lambda: "Serving configuration for gru" in text(d, "h1"), 60, what="report")
     images = d.find_elements("css selector", "img")
@@ -242,7 +242,8 @@ def test_cancel_a_search_from_its_page_and_see_it_stop(dash, browser):
     summary = text(d, "#part-summary")
     assert "cancelled: wrong model <oops> (by dashboard)" in summary          # shown as text
     wait(lambda: "search-cancelled" in text(d, "#part-timeline"), 10, what="the cancel in the timeline")
-    assert d.find_element("id", "report-link").is_displayed()       # appeared once the search was stored
+    wait(lambda: d.find_element("id", "report-link").is_displayed(), 10,    # appears once the search is stored
+         what="the report link")
     assert d.execute_script("return window.__loadedOnce") == "yes"
     shot(d, "search-cancelled")
     keep_updates(d)
