@@ -12,7 +12,9 @@ from typing import Any, Sequence
 
 import msgpack
 
+from schemas.events import TrialResult
 from services.common.falcon_data import DataError, ModelTable, iter_offline_tables, model_table_from_rows
+from services.common.space import Space
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,21 @@ def _knob_value(raw: Any) -> float | str:
 
 def content_hash(kind: str, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return hashlib.sha256(msgpack.packb([kind, name, list(columns), [list(r) for r in rows]])).hexdigest()
+
+
+def observed_rows(space: Space, earlier: Sequence[Sequence[Any]], trials: Sequence[TrialResult]) -> list[list[Any]]:
+    """A model's source-table rows (knob values..., value) once a finished search's live trials
+    join those of earlier searches: each configuration it measured takes this search's value, the
+    mean of its measurements when a noisy search measured it again; failed trials add nothing."""
+    rows = {space.key(dict(zip(space.names, r[:-1]))): list(r) for r in earlier}
+    measured: dict[str, list[float]] = {}
+    for t in trials:
+        if t.ok:
+            config = space.canonical(t.config)
+            values = measured.setdefault(key := space.key(config), [])
+            values.append(float(t.value or 0.0))
+            rows[key] = [*(config[k] for k in space.names), sum(values) / len(values)]
+    return sorted(rows.values(), key=lambda r: [str(x) for x in r[:-1]])
 
 
 @dataclass

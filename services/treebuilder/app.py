@@ -25,6 +25,7 @@ from services.common.redis_keys import KNOWLEDGE
 from services.common.settings import Settings
 from services.common.space import PAPER_SPACE, Space
 from services.knowledge import Knowledge, OfflineDataset
+from services.knowledge.dataset import observed_rows
 from services.knowledge.store import KnowledgeStore
 
 SERVICE = "treebuilder"
@@ -60,13 +61,7 @@ class TreebuilderHandlers:
             return
         space = done.space
         name = observed_table_name(done.model or "model", space)
-        known = {space.key(dict(zip(space.names, r[:-1]))): r
-                 for r in await self.store.table_rows("model-table", name) or ()}
-        for t in done.trials:
-            if t.ok:
-                cfg = space.canonical(t.config)
-                known[space.key(cfg)] = [*(cfg[k] for k in space.names), float(t.value or 0.0)]
-        rows = sorted(known.values(), key=lambda r: [str(x) for x in r[:-1]])
+        rows = observed_rows(space, await self.store.table_rows("model-table", name) or (), done.trials)
         await self.store.store_table("model-table", name, [*space.names, VALUE_COLUMN], rows, "live-trials")
 
     async def on_knowledge_requested(self, event: Event, publisher: Publisher) -> None:

@@ -221,5 +221,12 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
         finally:
             await redis.aclose()
     table = asyncio.run(observed())
-    assert table is not None and len(table.rows) == 4
-    assert table.lookup(result["recommended"])["value"] == pytest.approx(result["value"])
+    # one row per configuration measured; one re-measured (a live runner's spread can make the
+    # search noisy, see estimate.noisy) is its measurements' mean
+    measured: dict[tuple, list[float]] = {}
+    for h in rep["history"]:
+        if h["status"] == "ok":
+            measured.setdefault(tuple(sorted(h["config"].items())), []).append(h["value"])
+    assert table is not None and len(table.rows) == len(measured) >= 2
+    for config, values in measured.items():
+        assert table.lookup(dict(config))["value"] == pytest.approx(sum(values) / len(values))

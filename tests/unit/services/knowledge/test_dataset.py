@@ -1,7 +1,9 @@
 import pytest
 
+from schemas.events import TrialResult
 from services.common.falcon_data import DataError, iter_offline_tables
-from services.knowledge.dataset import OfflineDataset
+from services.common.space import Space
+from services.knowledge.dataset import OfflineDataset, observed_rows
 from tests.helpers import DATA
 
 
@@ -44,3 +46,16 @@ def test_a_calibrated_curve_may_name_the_space_s_knobs_and_categorical_values():
     oc = operator_curves("conv2d", [curve], space)
     best = space.config_at(int(oc.score.argmax()))
     assert best["batchsize"] == 8 and best["graph_opt"] == "all" and oc.importance["cpus"] == 0.0
+
+
+def test_a_search_s_live_trials_join_the_model_s_observed_table():
+    space = Space.from_dict({"knobs": {"cpus": [1, 2], "batchsize": [8, 16]}})
+
+    def trial(i, cpus, value, status="ok"):
+        return TrialResult(f"s/t{i}", i, {"cpus": cpus, "batchsize": 8}, status, value, 0.0, 1.0)
+    earlier = [[1, 8, 5.0], [2, 16, 7.0]]        # an earlier search of the same model
+    rows = observed_rows(space, earlier, [trial(0, 1, 10.0), trial(1, 2, 4.0), trial(2, 1, 12.0),
+                                          trial(3, 2, None, "failed")])
+    # cpus=1 measured twice (a noisy search re-measured it): its mean replaces the earlier value;
+    # the failed trial adds nothing, the configuration this search did not try stays
+    assert rows == [[1, 8, 11.0], [2, 16, 7.0], [2, 8, 4.0]]
