@@ -72,13 +72,13 @@ def observed_rows(space: Space, earlier: Sequence[Sequence[Any]], trials: Sequen
     join those of earlier searches: each configuration it measured takes this search's value, the
     mean of its measurements when a noisy search measured it again; failed trials add nothing."""
     rows = {space.key(dict(zip(space.names, r[:-1]))): list(r) for r in earlier}
-    measured: dict[str, list[float]] = {}
+    measured: dict[str, tuple[dict[str, Any], list[float]]] = {}
     for t in trials:
-        if t.ok:
+        if t.ok:                                # so it has a value
             config = space.canonical(t.config)
-            values = measured.setdefault(key := space.key(config), [])
-            values.append(float(t.value or 0.0))
-            rows[key] = [*(config[k] for k in space.names), sum(values) / len(values)]
+            measured.setdefault(space.key(config), (config, []))[1].append(float(t.value))
+    for key, (config, values) in measured.items():
+        rows[key] = [*(config[k] for k in space.names), sum(values) / len(values)]
     return sorted(rows.values(), key=lambda r: [str(x) for x in r[:-1]])
 
 

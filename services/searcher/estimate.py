@@ -192,9 +192,8 @@ def remeasure(estimates: Sequence[Estimate], trials_done: int, max_trials: int,
     model's expectations, ``modelled`` False: it has more to gain from exploring); then the one
     whose next measurement is expected to raise the recommendation's true value most (knowledge
     gradient: a leader that may be lucky, or a configuration measured unlucky once that may be
-    the best), at most
-    MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones included), never one
-    already in flight nor one that failed to run (``failed``)."""
+    the best), at most MAX_MEASUREMENTS times (``attempts``: trials of it so far, failed ones
+    included), never one already in flight nor one that failed to run (``failed``)."""
     if len(estimates) < 2 or trials_done < (REMEASURE_FROM if modelled else REMEASURE_FROM_BLIND) * max_trials:
         return None
     lead, challenger = estimates[0], estimates[1]
