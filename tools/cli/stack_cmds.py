@@ -23,7 +23,8 @@ from tools import localstack
 from tools.archive import archive_path
 from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPO, command, home, out
 from tools.cli.data_cmds import publish_offline
-from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
+from tools.app.audit import audit
+from tools.app.submit import SubmitOptions, build_submission, result_summary, submit
 
 
 async def resume_open_searches(s: Settings) -> list[str]:
