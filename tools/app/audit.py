@@ -17,9 +17,13 @@ from schemas.events import (
     TrialRequested,
     TrialResult,
 )
+from services.common.figures import FIGURES
 from services.common.settings import Settings
 from tools import units
 from tools.app.searches import search_events
+
+# the figures a trial's audit line writes out in their own words (the others: label, value, unit)
+SHOWN = frozenset({"value", "rps", "stability_cv", "p50_ms", "p99_ms", "energy_j_per_request", "mean_power_w"})
 
 
 async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
@@ -56,6 +60,10 @@ def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
     if p.energy_j_per_request is not None:
         figures.append(f"{units.sig(p.energy_j_per_request, 3)} J/request"
                        + (f" at {units.sig(p.mean_power_w, 3)} W" if p.mean_power_w is not None else ""))
+    for f in FIGURES:          # a registered figure not written out above: its label, value and unit
+        v = getattr(p, f.name, None) if f.on_trial and f.name not in SHOWN else None
+        if v is not None:
+            figures.append(f"{f.label} {units.sig(v, 3)}{' ' + f.unit if f.unit else ''}")
     figures.append(f"cost {units.usd(p.cost_usd)} for {units.seconds(p.duration_s)}")
     return f"{head} " + ", ".join(figures)
 

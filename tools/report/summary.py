@@ -18,6 +18,7 @@ from typing import Any
 from schemas.events import TrialResult
 from services.common import objectives
 from services.common.falcon_data import DataError, read_model_table
+from services.common.figures import TRIAL_FIGURES
 from services.common.objectives import Objective
 from services.common.space import Space, SpaceError
 from services.knowledge import Knowledge
@@ -169,11 +170,11 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         f = ServingFigures.of(state, t)
         natural = obj.natural(state.objective_value(t))
         monthly = monthly_cost(f.rps, f.usd_per_hour, load)
-        return {"trial": t.index + 1, "config": dict(t.config), "value": t.value, "rps": f.rps, "p50_ms": f.p50_ms,
-                "p99_ms": f.p99_ms, "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
-                "stability_cv": t.stability_cv, "duration_s": t.duration_s, "cost_usd": t.cost_usd,
+        return {"trial": t.index + 1, "config": dict(t.config),
+                **{name: getattr(t, name) for name in TRIAL_FIGURES},        # every measured figure
+                "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
+                "duration_s": t.duration_s, "cost_usd": t.cost_usd,
                 "objective_value": natural, "objective_text": units.objective_text(obj, natural, kind),
-                "energy_j_per_request": t.energy_j_per_request, "mean_power_w": t.mean_power_w,
                 "monthly": None if monthly is None else {"replicas": monthly[0], "usd": monthly[1]}}
 
     trade = trade_offs(state, best)
