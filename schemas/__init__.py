@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgpack
 from jsonschema import Draft202012Validator
@@ -21,6 +21,10 @@ from referencing import Registry, Resource
 
 if TYPE_CHECKING:
     from schemas.events import Payload
+
+# an event's payload type: ``Event[TrialResult]`` is a trial-completed event (a handler's
+# signature names it, and the bus hands it only such events: services.common.bus.subscribe)
+P = TypeVar("P", bound="Payload", covariant=True)
 
 SCHEMA_DIR = Path(__file__).parent
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -48,7 +52,7 @@ class SchemaError(ValueError):
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(Generic[P]):
     type: str
     search_id: str
     data: dict[str, Any]
@@ -80,12 +84,12 @@ class Event:
                          event_id=uuid.uuid5(_EVENT_NS, f"{self.event_id}/{payload.type}/{salt}").hex)
 
     @cached_property
-    def payload(self) -> "Payload":
+    def payload(self) -> P:
         """``data`` as its kind's dataclass (converted once; the bus does it at the edge).
         ValueError when the content is schema-valid but unusable (e.g. an impossible space)."""
         from schemas.events import PAYLOADS
         try:
-            return PAYLOADS[self.type].from_data(self.data)
+            return PAYLOADS[self.type].from_data(self.data)  # type: ignore[return-value]
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"{self.type} v{self.version}: data does not fit its payload: {exc!r}") from None
 

@@ -53,6 +53,7 @@ from services.common.observability import (
 from services.common.settings import Settings
 from services.common.space import set_max_space_size
 from services.common.topics import ALL_TOPICS, topic_events, topic_for
+from services.common.typed import check_handles, payload_types
 
 log = logging.getLogger("falcon.bus")
 RAW_KEEP = 64 * 1024
@@ -180,6 +181,7 @@ def subscribe(app: faust.App, settings: Settings, topic: str, handler: Handler,
     publisher = _publisher(app, settings)
     channel = publisher._topic(topic)
     expected = topic_events(topic)
+    check_handles(handler, expected, f"topic {topic}")       # TypeError at start, not a dead letter later
 
     async def agent(stream: Any) -> None:
         async for ev in stream.events():
@@ -201,6 +203,7 @@ def follow(app: faust.App, settings: Settings, topic: str, handler: Handler) -> 
     a warning (the topic's regular consumers dead-letter them)."""
     service = app.conf.falcon_service  # type: ignore[attr-defined]
     publisher = _publisher(app, settings)
+    check_handles(handler, topic_events(topic), f"topic {topic}")
 
     async def follow_topic() -> None:
         while True:
@@ -250,6 +253,16 @@ async def handle_message(*, service: str, settings: Settings, publisher: Publish
             return
         unusable, error = on_unusable, exc
         handler = lambda e, p: unusable(e, error, p)  # noqa: E731 - handled like any event: retries, dead letter
+    else:
+        takes = payload_types(handler)       # the handler's signature names what it takes
+        if takes is not None and not isinstance(event.payload, takes):
+            reason = f"{event.type} is not what {service} handles here ({', '.join(c.__name__ for c in takes)})"
+            log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
+            DEAD_LETTERS.labels(service, topic).inc()
+            await _publish_forever(publisher, dead_letter_event(
+                topic=topic, partition=partition, offset=offset, key=key, raw=raw, reason=reason, service=service,
+                search_id=event.search_id, causation_id=event.event_id))
+            return
     SEARCH_ID.set(event.search_id or None)
     EVENT_ID.set(event.event_id)
     TRIAL_ID.set(event.data.get("trial_id") if isinstance(event.data, dict) else None)

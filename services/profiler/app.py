@@ -54,9 +54,8 @@ class ProfilerHandlers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def on_model_submitted(self, event: Event, publisher: Publisher) -> None:
+    async def on_model_submitted(self, event: Event[ModelSubmitted], publisher: Publisher) -> None:
         submitted = event.payload
-        assert isinstance(submitted, ModelSubmitted)
         try:
             identified = await asyncio.to_thread(profile_submission, submitted, self.settings)
         except ValueError as exc:      # ProfileError, ProfilerError, ModelFileError

@@ -79,9 +79,8 @@ class KnowledgeView:
         self._loaded: dict[str, Knowledge | None] = {}
         self._news = asyncio.Condition()
 
-    async def on_trees_ready(self, event: Event, publisher: Publisher) -> None:
+    async def on_trees_ready(self, event: Event[TreesReady], publisher: Publisher) -> None:
         ready = event.payload
-        assert isinstance(ready, TreesReady)
         if ready.version > self.announced.get(ready.space_key, 0):
             self.announced[ready.space_key] = ready.version
             self._loaded.pop(ready.space_key, None)
@@ -195,9 +194,8 @@ class SearcherHandlers:
             log.warning("cannot route trial %s to an idle runner (%s): by key", event.data.get("trial_id"), exc)
             return None
 
-    async def on_kops_identified(self, event: Event, publisher: Publisher) -> None:
+    async def on_kops_identified(self, event: Event[KopsIdentified], publisher: Publisher) -> None:
         begun = event.payload
-        assert isinstance(begun, KopsIdentified)
         space = begun.spec.space
 
         async def ask() -> None:
@@ -217,9 +215,8 @@ class SearcherHandlers:
         price catalogue that does not hold together): the search fails with the reason."""
         await publisher.publish(event.caused(SearchFailed("search", str(error)), SERVICE))
 
-    async def on_trial_completed(self, event: Event, publisher: Publisher) -> None:
+    async def on_trial_completed(self, event: Event[TrialResult], publisher: Publisher) -> None:
         result = event.payload
-        assert isinstance(result, TrialResult)
 
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is None:
@@ -227,9 +224,8 @@ class SearcherHandlers:
             return record_trial(state, result, knowledge)
         await self._handle(event, publisher, decide)
 
-    async def on_search_cancelled(self, event: Event, publisher: Publisher) -> None:
+    async def on_search_cancelled(self, event: Event[SearchCancelled], publisher: Publisher) -> None:
         request = event.payload
-        assert isinstance(request, SearchCancelled)
 
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is None:

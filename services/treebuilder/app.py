@@ -17,7 +17,7 @@ import faust
 import msgpack
 
 from schemas import Event
-from schemas.events import KnowledgeRequested, OfflineTablePublished, SearchCompleted, TreesReady
+from schemas.events import KnowledgeRequested, OfflineTablePublished, SearchCompleted, SearchFailed, TreesReady
 from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
 from services.common.connections import redis_client
 from services.common.falcon_data import VALUE_COLUMN, DataError
@@ -40,16 +40,15 @@ class TreebuilderHandlers:
         self._building = asyncio.Lock()      # one build at a time: a request and the timer may race
         self._dataset: tuple[int, OfflineDataset] | None = None   # read once per version for every space
 
-    async def on_offline_table(self, event: Event, publisher: Publisher) -> None:
+    async def on_offline_table(self, event: Event[OfflineTablePublished], publisher: Publisher) -> None:
         t = event.payload
-        assert isinstance(t, OfflineTablePublished)
         try:
             if await self.store.store_table(t.kind, t.name, t.columns, t.rows, t.dataset):
                 log.info("offline table %s:%s stored (%d rows)", t.kind, t.name, len(t.rows))
         except DataError as exc:
             raise Reject(str(exc)) from None
 
-    async def on_search_result(self, event: Event, publisher: Publisher) -> None:
+    async def on_search_result(self, event: Event[SearchCompleted | SearchFailed], publisher: Publisher) -> None:
         """Live-measured trials of a finished search join the dataset as a (partial) source table
         of that model over that space, merged with earlier searches of the same model. Replayed
         trials are copies of tables already known (and may be benchmark targets): never learnt.
@@ -64,9 +63,8 @@ class TreebuilderHandlers:
         rows = observed_rows(space, await self.store.table_rows("model-table", name) or (), done.trials)
         await self.store.store_table("model-table", name, [*space.names, VALUE_COLUMN], rows, "live-trials")
 
-    async def on_knowledge_requested(self, event: Event, publisher: Publisher) -> None:
+    async def on_knowledge_requested(self, event: Event[KnowledgeRequested], publisher: Publisher) -> None:
         request = event.payload
-        assert isinstance(request, KnowledgeRequested)
         await self.store.register_space(request.space)
         ready = await self.build(request.space, publisher, cause=event, always_announce=True)
         if ready is None:

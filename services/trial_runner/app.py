@@ -67,10 +67,9 @@ class TrialRunner:
         if n:
             log.warning("Redis had no trial results: restored %d from the event log", n)
 
-    async def on_trial_requested(self, event: Event, publisher: Publisher) -> None:
+    async def on_trial_requested(self, event: Event[TrialRequested], publisher: Publisher) -> None:
         await self.ensure_initialised()
         request = event.payload
-        assert isinstance(request, TrialRequested)
         trial_id = request.trial_id
         while True:
             stored = await self.redis.get(TRIAL_RESULT.format(trial_id))

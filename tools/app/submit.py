@@ -167,7 +167,7 @@ async def wait_result(s: Settings, search_id: str, timeout_s: float) -> Event | 
     return None
 
 
-def result_summary(event: Event) -> dict[str, Any]:
+def result_summary(event: Event[SearchCompleted | SearchFailed]) -> dict[str, Any]:
     r = event.payload
     if isinstance(r, SearchCompleted):
         obj = r.objective
@@ -185,5 +185,4 @@ def result_summary(event: Event) -> dict[str, Any]:
         if r.notices:
             out["notices"] = list(r.notices)
         return out
-    assert isinstance(r, SearchFailed)
     return {"search_id": event.search_id, "status": "failed", "stage": r.stage, "reason": r.reason}

@@ -45,8 +45,7 @@ async def dead_letters(s: Settings, since: datetime | None = None) -> list[dict[
         e = item.event
         if since is not None and _when(e.ts) < since:
             continue
-        d = e.payload
-        assert isinstance(d, DeadLetter)
+        d: DeadLetter = e.payload        # the dead-letters topic carries dead letters only
         rows.append({"ts": e.ts, "source_topic": d.source_topic, "partition": d.partition, "offset": d.offset,
                      "service": d.service, "reason": d.reason, "raw_size": d.raw_size, "key": d.key,
                      "search_id": e.search_id or None, "event_id": e.event_id})

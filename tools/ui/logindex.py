@@ -141,9 +141,8 @@ class LogIndex:
             s.result = {"type": e.type, "ts": e.ts,
                         "reason": p.stop_reason if isinstance(p, SearchCompleted) else f"{p.stage}: {p.reason}"}
 
-    def _dead_letter(self, e: Event) -> None:
+    def _dead_letter(self, e: Event[DeadLetter]) -> None:
         p = e.payload
-        assert isinstance(p, DeadLetter)
         self.dead_letter_total += 1
         raw = base64.b64decode(p.raw_b64)[:160]
         self.dead_letters.appendleft({

@@ -33,9 +33,9 @@ def rebuild_states(events: Iterable[Event],
     the result equals what the searcher had stored, outbox included, whatever knowledge is at hand
     now. Only a decision whose events never reached the log (a crash between storing and
     publishing) is taken again by the core; nobody has seen it, so a new one is as consistent."""
-    starts: dict[str, Event] = {}
+    starts: dict[str, Event[KopsIdentified]] = {}
     results: dict[str, list[Event]] = {}
-    cancels: dict[str, Event] = {}
+    cancels: dict[str, Event[SearchCancelled]] = {}
     effects: dict[str, list[Event]] = {}
     seen: set[str] = set()
     for e in events:
@@ -56,7 +56,6 @@ def rebuild_states(events: Iterable[Event],
             begun = start.payload
         except ValueError:
             continue                      # the searcher answered it with search-failed, no state
-        assert isinstance(begun, KopsIdentified)
         spec = begun.spec
         started = [e.payload for e in effects.get(start.event_id, ()) if e.type == "trial-requested"]
         # the searcher records its parallelism in every request (resolved from the runners on hand
@@ -95,9 +94,7 @@ def rebuild_states(events: Iterable[Event],
             if cancel_effects:
                 state = _replay_cancel(state, cancel_effects)
             else:                         # stored but never published: decide it again (nobody saw it)
-                request = cancel.payload
-                assert isinstance(request, SearchCancelled)
-                d = cancel_search(state, cancel_reason(request))
+                d = cancel_search(state, cancel_reason(cancel.payload))
                 state = with_outbox(d, decision_events(cancel, d))
         states[sid] = state
     return states

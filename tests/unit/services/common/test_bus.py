@@ -100,3 +100,39 @@ async def test_infrastructure_outage_is_waited_out_not_dead_lettered():
 
     out = await consume(schemas.encode(failed_event()), redis_down_for_a_while)
     assert [e.type for e in out] == ["search-failed"] and len(calls) == SETTINGS.handler_retries + 3
+
+
+async def test_a_typed_handler_is_never_given_another_payload_type():
+    from schemas.events import TrialResult
+
+    async def on_trial(event: Event[TrialResult], pub) -> None:
+        raise AssertionError("a search-failed event must not reach a trial-completed handler")
+
+    out = await consume(schemas.encode(failed_event()), on_trial)
+    assert [e.type for e in out] == ["dead-letter"]
+    assert "search-failed is not what svc handles here (TrialResult)" in out[0].data["reason"]
+
+
+def test_every_service_handler_names_the_payload_types_its_topic_carries():
+    """What services subscribe to, checked as at their start (a wrong signature is a TypeError)."""
+    from schemas.events import SearchCompleted, SearchFailed
+    from services.common.topics import SEARCH_CONTROL, topic_events
+    from services.common.typed import check_handles, payload_types
+    from services.profiler.app import ProfilerHandlers
+    from services.searcher.app import KnowledgeView, SearcherHandlers
+    from services.treebuilder.app import TreebuilderHandlers
+    from services.trial_runner.app import TrialRunner
+    subscriptions = [(ProfilerHandlers.on_model_submitted, "model-submitted"),
+                     (SearcherHandlers.on_kops_identified, "kops-identified"),
+                     (SearcherHandlers.on_trial_completed, "trial-completed"),
+                     (SearcherHandlers.on_search_cancelled, SEARCH_CONTROL),
+                     (KnowledgeView.on_trees_ready, "trees"),
+                     (TreebuilderHandlers.on_offline_table, "offline-data"),
+                     (TreebuilderHandlers.on_search_result, "search-results"),
+                     (TreebuilderHandlers.on_knowledge_requested, "knowledge-requests"),
+                     (TrialRunner.on_trial_requested, "trial-requested.replay")]
+    for handler, topic in subscriptions:
+        assert check_handles(handler, topic_events(topic), topic), handler.__qualname__
+    assert payload_types(TreebuilderHandlers.on_search_result) == (SearchCompleted, SearchFailed)
+    with pytest.raises(TypeError, match="also carries"):
+        check_handles(SearcherHandlers.on_trial_completed, topic_events("search-results"), "search-results")
