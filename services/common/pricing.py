@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from services.common.roles import DEFAULT_ROLES
+
 
 class PricingError(ValueError):
     pass
@@ -33,9 +35,11 @@ class InstanceType:
 class PriceCatalogue:
     usd_per_vcpu_hour: float
     instances: Mapping[str, InstanceType]   # GPU type -> the instance that carries it
-    gpu_knob: str = "gputype"
-    gpu_mem_knob: str = "gpumem"
-    cpu_knob: str = "cpus"
+    # which knobs are priced: the space's roles (SearchSpec aligns them); a price file may still
+    # name them (gpu_knob, ...), as older files did
+    gpu_knob: str = DEFAULT_ROLES.gpu
+    gpu_mem_knob: str = DEFAULT_ROLES.gpu_mem
+    cpu_knob: str = DEFAULT_ROLES.cpus
     no_gpu_value: str | None = None         # GPU-knob value meaning "no GPU" (CPU-only configurations)
 
     @classmethod
@@ -45,8 +49,8 @@ class PriceCatalogue:
                                            float(i["gpu_mem_gb"]), int(i.get("gpus", 1)))
                          for gpu, i in d["instances"].items()}
             no_gpu = d.get("no_gpu_value")
-            cat = cls(float(d["usd_per_vcpu_hour"]), instances, d.get("gpu_knob", "gputype"),
-                      d.get("gpu_mem_knob", "gpumem"), d.get("cpu_knob", "cpus"),
+            cat = cls(float(d["usd_per_vcpu_hour"]), instances, d.get("gpu_knob", DEFAULT_ROLES.gpu),
+                      d.get("gpu_mem_knob", DEFAULT_ROLES.gpu_mem), d.get("cpu_knob", DEFAULT_ROLES.cpus),
                       None if no_gpu is None else str(no_gpu))
         except (KeyError, TypeError, ValueError) as exc:
             raise PricingError(f"bad price catalogue: {exc!r}") from None

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Literal, Mapping
 import numpy as np
 import yaml
 
+from services.common.roles import DEFAULT_ROLES, KnobRoles
 from services.common.space_rules import Rule, SpaceError, parse_rule
 
 __all__ = ["Config", "EXACT_LIMIT", "Knob", "KnobValue", "MAX_SPACE_SIZE", "PAPER_SPACE", "Rule", "Space",
@@ -74,6 +75,7 @@ def _same(a: Any, b: Any) -> bool:
 class Space:
     knobs: tuple[Knob, ...]
     rules: tuple[Rule, ...] = ()
+    roles: KnobRoles = DEFAULT_ROLES     # which knob is the batch, the GPU, ... (services.common.roles)
 
     def __post_init__(self) -> None:
         names = [k.name for k in self.knobs]
@@ -91,8 +93,8 @@ class Space:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], max_size: int | None = None) -> "Space":
-        """Accepts {"knobs": [{"name", "values", "kind"?}, ...], "rules"?: [str]} or
-        {"knobs": {name: [values]}, ...}. A space of more than ``max_size`` configurations
+        """Accepts {"knobs": [{"name", "values", "kind"?}, ...], "rules"?: [str], "roles"?: {role:
+        knob}} or {"knobs": {name: [values]}, ...}. A space of more than ``max_size`` configurations
         (default: the process's limit, :func:`set_max_space_size`) is refused before its rules
         are looked at (it would be too large to search or check)."""
         max_size = _LIMIT["max_size"] if max_size is None else max_size
@@ -127,7 +129,7 @@ class Space:
             raise SpaceError("'rules' must be a list of strings")
         if len(raw_rules) > MAX_RULES:
             raise SpaceError(f"{len(raw_rules)} rules, more than the maximum of {MAX_RULES}")
-        return cls(tuple(knobs), tuple(parse_rule(r, knobs) for r in raw_rules))
+        return cls(tuple(knobs), tuple(parse_rule(r, knobs) for r in raw_rules), KnobRoles.from_dict(d.get("roles")))
 
     @classmethod
     def from_file(cls, path: str | Path, max_size: int | None = None) -> "Space":
@@ -144,6 +146,8 @@ class Space:
                                        for k in self.knobs]}
         if self.rules:   # absent when there are none, so rule-less spaces keep their fingerprints
             d["rules"] = [r.text for r in self.rules]
+        if self.roles != DEFAULT_ROLES:   # likewise: only roles that differ from the defaults
+            d["roles"] = self.roles.to_dict()
         return d
 
     def fingerprint(self) -> str:
@@ -377,7 +381,7 @@ class Space:
     def subspace(self, names: tuple[str, ...]) -> "Space":
         """The space of only these knobs (in this space's order, no rules): where knowledge
         that covers only some knobs lives."""
-        return Space(tuple(k for k in self.knobs if k.name in names))
+        return Space(tuple(k for k in self.knobs if k.name in names), roles=self.roles)
 
     def project(self, indices: np.ndarray, sub: "Space") -> np.ndarray:
         """Indices in ``sub`` (a :meth:`subspace`) of the configurations at ``indices``."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from services.common.objectives import Objective, usd_per_million
 from services.common.pricing import DEFAULT_PRICES, PriceCatalogue
+from services.common.roles import DEFAULT_ROLES
 from services.common.space import PAPER_SPACE, Space
 
 DEFAULT_KOP_THRESHOLD = 0.05
@@ -72,6 +73,15 @@ class SearchSpec:
     objective: Objective = field(default_factory=Objective)
     parallel: int | None = None       # trials in flight at once (None: the live runners of its class)
     cost_aware: bool = False          # acquisition weighs expected improvement per $ of the trial
+
+    def __post_init__(self) -> None:
+        """A space that declares its knob roles prices its own knobs (the roles win over a price
+        file's gpu_knob/gpu_mem_knob/cpu_knob)."""
+        r = self.space.roles
+        if r != DEFAULT_ROLES and (self.prices.gpu_knob, self.prices.gpu_mem_knob, self.prices.cpu_knob) != \
+                (r.gpu, r.gpu_mem, r.cpus):
+            object.__setattr__(self, "prices", replace(self.prices, gpu_knob=r.gpu, gpu_mem_knob=r.gpu_mem,
+                                                       cpu_knob=r.cpus))
 
     @property
     def trial_seconds(self) -> float:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from services.common.roles import DEFAULT_ROLES
+
 DEAD_LETTER = "dead-letter"
 TRIAL_REQUESTED = "trial-requested"
 SEARCH_CONTROL = "search-control"     # requests about a running search (cancel), keyed by search id like the rest
@@ -50,8 +52,9 @@ def is_no_gpu(value: Any) -> bool:
     return value is None or str(value).strip().lower() in NO_GPU
 
 
-def runner_class(backend_kind: str, config: Mapping[str, Any], gpu_knob: str = "gputype") -> str:
-    """Which runners can serve this trial: 'replay' for table replay, else live-cpu / live-<gpu>."""
+def runner_class(backend_kind: str, config: Mapping[str, Any], gpu_knob: str = DEFAULT_ROLES.gpu) -> str:
+    """Which runners can serve this trial: 'replay' for table replay, else live-cpu / live-<gpu>
+    (``gpu_knob``: the space's GPU role, as the spec's prices carry it)."""
     if backend_kind == "replay":
         return "replay"
     gpu = config.get(gpu_knob)

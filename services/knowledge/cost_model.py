@@ -77,6 +77,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from services.common.roles import KnobRoles
 from services.knowledge.hardware import Device, HardwareCatalogue
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -270,16 +271,8 @@ def _operator_from_row(row: Mapping[str, Any] | OperatorCost) -> tuple[OperatorC
                          int(calls) if calls else 1), _number(row, "memory_share"))
 
 
-@dataclass(frozen=True)
-class Knobs:
-    """Names of the knobs the model understands (the rest are neutral)."""
-    batch: str = "batchsize"
-    cpus: str = "cpus"
-    gpu: str = "gputype"
-    gpu_mem: str = "gpumem"
-    gpu_power: str = "gpupower"
-    precision: str = "precision"
-    replicas: str = "replicas"
+# the names of the knobs the model understands (the rest are neutral): the space's roles
+Knobs = KnobRoles
 
 
 @dataclass(frozen=True)

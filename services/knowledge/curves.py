@@ -17,13 +17,17 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from services.common.roles import DEFAULT_ROLES, KnobRoles
 from services.common.space import Space, SpaceError
 from services.knowledge.dataset import KopCurve
 
 # How the kop-curves files name knobs and code GPU types (falcon-data NOTICE), mapped to the
 # knob names of the measurement tables. Data-format knowledge, not a model.
-CURVE_KNOBS: Mapping[str, str] = {"batchsize": "batchsize", "GPU": "gputype", "CPUcores": "cpus",
-                                  "power": "gpupower", "GPUmem": "gpumem"}
+# falcon-data's curve-file knob names -> the knob role they mean (services.common.roles)
+CURVE_ROLES: Mapping[str, str] = {"batchsize": "batch", "GPU": "gpu", "CPUcores": "cpus", "power": "gpu_power",
+                                  "GPUmem": "gpu_mem"}
+# ... and the knob names with the default roles (what `falcon calibrate` writes back)
+CURVE_KNOBS: Mapping[str, str] = {name: getattr(DEFAULT_ROLES, role) for name, role in CURVE_ROLES.items()}
 GPU_CODES: Mapping[int, str] = {1: "M60", 2: "K80", 3: "T4", 4: "V100"}
 DEFAULT_CUTOFF = 0.85
 
@@ -58,19 +62,20 @@ class OperatorCurves:
     shapes: Mapping[str, str]               # curve name -> shape
 
 
-def curve_knob(name: str) -> str:
-    """The space knob a curve file's knob name means: falcon-data's names (CURVE_KNOBS), else the
-    knob's own name (calibrated curves name the space's knobs directly, e.g. graph_opt)."""
-    return CURVE_KNOBS.get(name, name)
+def curve_knob(name: str, roles: KnobRoles = DEFAULT_ROLES) -> str:
+    """The space knob a curve file's knob name means: falcon-data's names (CURVE_ROLES, through
+    the space's roles), else the knob's own name (calibrated curves name the space's knobs
+    directly, e.g. graph_opt)."""
+    return getattr(roles, CURVE_ROLES[name]) if name in CURVE_ROLES else name
 
 
 def _curve_lookup(curve: KopCurve, space: Space) -> tuple[str, str, dict] | None:
-    a, b = (curve_knob(k) for k in curve.knobs)
+    a, b = (curve_knob(k, space.roles) for k in curve.knobs)
     if a not in space.names or b not in space.names:
         return None
 
     def value(knob: str, raw: float | str) -> object:
-        if knob == "gputype" and not isinstance(raw, str):       # falcon-data's GPU codes
+        if knob == space.roles.gpu and not isinstance(raw, str):       # falcon-data's GPU codes
             return GPU_CODES.get(int(raw), str(raw))
         return raw
     table = {}

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import yaml
 
+from services.common.roles import DEFAULT_ROLES
+
 DeviceKind = Literal["gpu", "cpu"]
 
 NO_GPU_VALUES = frozenset({"none", "cpu", "no-gpu", "nogpu", ""})
@@ -233,12 +235,15 @@ class HardwareCatalogue:
         return None if best is None else best[1]
 
 
-def check_space(space: Any, catalogue: HardwareCatalogue, gpu_knob: str = "gputype",
-                gpu_mem_knob: str = "gpumem") -> list[str]:
+def check_space(space: Any, catalogue: HardwareCatalogue, gpu_knob: str | None = None,
+                gpu_mem_knob: str | None = None) -> list[str]:
     """Problems that stop the catalogue from describing ``space`` (a services.common.space.Space,
     or anything with ``names`` and ``knob(name).values``): a GPU value the catalogue lacks, a
     'no GPU' value (or no GPU knob) without the default CPU entry, a GPU memory reservation
-    larger than a device's memory. Empty when the catalogue covers the space."""
+    larger than a device's memory. Empty when the catalogue covers the space. The knobs: the
+    space's roles (``gpu``, ``gpu_mem``) unless named."""
+    roles = getattr(space, "roles", DEFAULT_ROLES)
+    gpu_knob, gpu_mem_knob = gpu_knob or roles.gpu, gpu_mem_knob or roles.gpu_mem
     problems: list[str] = []
     names = tuple(space.names)
     gpu_values: tuple[Any, ...] = space.knob(gpu_knob).values if gpu_knob in names else (None,)

@@ -158,7 +158,7 @@ def covered_knobs(dataset: OfflineDataset, space: Space) -> tuple[str, ...]:
     """The knobs of ``space`` some source table or KOP curve of the dataset has (space order);
     every knob when the dataset covers none of them."""
     names = {k for t in dataset.model_tables.values() for k in t.knobs}
-    names |= {curve_knob(k) for c in dataset.kop_curves.values() for k in c.knobs}
+    names |= {curve_knob(k, space.roles) for c in dataset.kop_curves.values() for k in c.knobs}
     covered = tuple(n for n in space.names if n in names)
     return covered or space.names
 

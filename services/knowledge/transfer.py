@@ -27,7 +27,6 @@ from services.common.space import Space
 from services.knowledge.cost_model import CostModel, CostModelError
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue, HardwareError
 
-HARDWARE_KNOB = "gputype"
 # what a model table's unknown model is taken to be made of when only its device effect is needed
 GENERIC_OPERATORS: tuple[Mapping[str, Any], ...] = (
     {"op": "conv2d", "time_share": 0.5}, {"op": "dense", "time_share": 0.3}, {"op": "add", "time_share": 0.1},
@@ -43,17 +42,18 @@ def middle_config(space: Space) -> dict[str, Any]:
 
 def device_factors(space: Space, operators: Sequence[Mapping[str, Any]] = GENERIC_OPERATORS,
                    hardware: HardwareCatalogue = DEFAULT_HARDWARE, hourly: Hourly = DEFAULT_PRICES.hourly,
-                   knob: str = HARDWARE_KNOB) -> dict[Any, float]:
-    """Relative RPS/$ per value of the hardware knob (the cost model at the space's middle
-    configuration); values the catalogue or the prices do not know are left out. Without
-    prices for every known value, RPS alone (a common price is assumed)."""
+                   knob: str | None = None) -> dict[Any, float]:
+    """Relative RPS/$ per value of the hardware knob (default: the space's GPU role; the cost
+    model at the space's middle configuration); values the catalogue or the prices do not know
+    are left out. Without prices for every known value, RPS alone (a common price is assumed)."""
+    knob = knob or space.roles.gpu
     if knob not in space.names:
         return {}
     known = [v for v in space.knob(knob).values if _known(hardware, v)]
     base = middle_config(space)
     configs = [{**base, knob: v} for v in known]
     try:
-        model = CostModel(list(operators), hardware, hourly)
+        model = CostModel(list(operators), hardware, hourly, knobs=space.roles)
         try:
             pred = model.predict(configs)
         except PricingError:
@@ -72,10 +72,12 @@ def _known(hardware: HardwareCatalogue, value: Any) -> bool:
 
 
 def fill_unmeasured_devices(values: np.ndarray, space: Space, factors: Mapping[Any, float],
-                            hardware: HardwareCatalogue = DEFAULT_HARDWARE, knob: str = HARDWARE_KNOB) -> np.ndarray:
+                            hardware: HardwareCatalogue = DEFAULT_HARDWARE, knob: str | None = None) -> np.ndarray:
     """``values`` (per configuration, space.configs() order, NaN = not measured) with every
     device the table never measured filled from the measured ones (module doc). Devices with
-    some measurements, and devices without a factor, are left as they are."""
+    some measurements, and devices without a factor, are left as they are. ``knob``: default,
+    the space's GPU role."""
+    knob = knob or space.roles.gpu
     if knob not in space.names or not np.isnan(values).any():
         return values
     axis = space.names.index(knob)

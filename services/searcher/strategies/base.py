@@ -55,7 +55,6 @@ LOCAL_SEEDS = 8               # ... plus the neighbours of this many of the best
 FEASIBLE_PRIOR = 0.95         # chance that an untried configuration far from any trial runs
 FEASIBLE_PSEUDO = 0.5         # weight of that prior against the trials nearby
 FEASIBLE_WIDTH = 0.25         # Gaussian kernel width (encoding units) of "nearby" for failures
-BATCH_KNOB = "batchsize"      # the knob a configuration's batch size is read from (as the cost model does)
 FAILURE_WEIGHT = 4.0          # a failure's vote against the ones that ran: a neighbour of a lone failure ~0.2
 
 
@@ -164,14 +163,14 @@ class Strategy(ABC):
         todo = [int(i) for i in indices if int(i) not in cache]
         for i in todo:
             c = space.config_at(i)
-            b = c.get(BATCH_KNOB)
+            b = c.get(space.roles.batch)        # the space's batch knob (its roles)
             try:
                 p = float(self.ctx.hourly(c)) if self.ctx.hourly is not None else np.nan
             except PricingError:
                 p = np.nan
             cache[i] = (float(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else 1.0, p)
         pairs = np.array([cache[int(i)] for i in indices], dtype=float).reshape(-1, 2)
-        batch = pairs[:, 0] if BATCH_KNOB in space.names else None
+        batch = pairs[:, 0] if space.roles.batch in space.names else None
         if self.ctx.hourly is None or np.isnan(pairs[:, 1]).all():
             return batch, None
         price = pairs[:, 1]

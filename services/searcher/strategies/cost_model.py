@@ -24,7 +24,7 @@ def cost_model_for(strategy: Strategy, calibrated: bool = True) -> CostModel | N
     if not ctx.operators or ctx.hourly is None:
         return None
     try:
-        model = CostModel(list(ctx.operators), DEFAULT_HARDWARE, ctx.hourly)
+        model = CostModel(list(ctx.operators), DEFAULT_HARDWARE, ctx.hourly, knobs=ctx.space.roles)
     except (CostModelError, HardwareError):
         return None
     if ctx.objective.name == RPS_PER_USD:
