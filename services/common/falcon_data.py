@@ -117,23 +117,6 @@ def load_model_table(path: str | Path) -> ModelTable:
     return model_table_from_rows(p.stem.removeprefix("reg-"), columns, rows)
 
 
-MAX_TABLE_BYTES = 256 * 1024**2
-
-
-def read_model_table(uri: str, cache_dir: str | Path = ".falcon/cache") -> ModelTable:
-    """A measurement table by path or URI (file://, s3://, https://; see services.common.uris):
-    DataError (one line, no credentials) when it cannot be had or read."""
-    from services.common.uris import UriError, fetch
-    try:
-        path = fetch(uri, cache_dir, MAX_TABLE_BYTES, what="replay table")
-    except UriError as exc:
-        raise DataError(str(exc)) from None
-    try:
-        return load_model_table(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"replay table {uri}: {type(exc).__name__}: {exc}") from None
-
-
 def read_operator_profile(path: str | Path) -> list[dict[str, Any]]:
     """falcon-data operators.csv (op_name, running time percentage) -> operator rows with
     time shares in [0, 1] (no memory share in that format)."""

@@ -35,11 +35,13 @@ from services.common.bus import (
     subscribe,
 )
 from services.common.connections import redis_client
-from services.common.falcon_data import DataError, ModelTable, read_model_table
+from services.common.falcon_data import DataError, ModelTable
 from services.common.preflight import Facts
 from services.common.redis_keys import SEARCHER_INITIALISED
 from services.common.redis_lock import initialise_once
-from services.common.runners import TrialRouter, read_adverts
+from services.common.routing import TrialRouter
+from services.common.runners import read_adverts
+from services.common.tables import read_model_table
 from services.common.settings import Settings
 from services.common.space import Space
 from services.common.spec import SearchSpec

@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from schemas.events import TrialRequested
-from services.common.falcon_data import DataError, read_model_table
+from services.common.falcon_data import DataError
+from services.common.tables import read_model_table
 from services.common.model_files import ModelFileError, check_model_file
 from services.common.uris import UriError, fetch, redact
 from services.trial_runner.backends import ReplayBackend

@@ -17,10 +17,11 @@ from typing import Any
 
 from schemas.events import TrialResult
 from services.common import objectives
-from services.common.falcon_data import DataError, read_model_table
+from services.common.falcon_data import DataError
 from services.common.figures import TRIAL_FIGURES
 from services.common.objectives import Objective
 from services.common.space import Space, SpaceError
+from services.common.tables import read_model_table
 from services.knowledge import Knowledge
 from services.searcher.estimate import noisy
 from services.searcher.search import SearchState, estimate_data, trade_offs, with_predictions

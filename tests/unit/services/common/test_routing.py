@@ -1,6 +1,7 @@
 """Routing the trials of a batch to distinct idle runners (their adverts say which partitions they own)."""
 
-from services.common.runners import RunnerAdvert, pick_partition
+from services.common.routing import pick_partition
+from services.common.runners import RunnerAdvert
 
 TOPIC = "trial-requested"
 
@@ -48,13 +49,13 @@ def test_a_dead_runners_lingering_advert_attracts_no_trial():
 
 
 async def test_the_router_spreads_a_batch_and_sends_a_republished_trial_where_it_went(monkeypatch):
-    from services.common import runners
+    from services.common import routing
     adverts = [advert("a", (0, 1)), advert("b", (2, 3))]
 
     async def read(_redis):
         return adverts
-    monkeypatch.setattr(runners, "read_adverts", read)
-    router = runners.TrialRouter(redis=None)
+    monkeypatch.setattr(routing, "read_adverts", read)
+    router = routing.TrialRouter(redis=None)
     first = [await router.partition(TOPIC, f"s/t{i}") for i in range(2)]
     assert first == [0, 2]                                       # two idle runners, one trial each
     assert await router.partition(TOPIC, "s/t0") == 0           # re-published: the same runner
