@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from services.common.roles import DEFAULT_ROLES
 from services.common.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
 from services.common.model_files import ModelFileError, model_path
@@ -27,11 +26,8 @@ from services.trial_runner import energy
 from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
 
-# the knobs it applies, by their roles' default names (services.common.roles): a space naming a
-# role otherwise is refused before any trial, as no live runner advertises that knob
-CPU_KNOB, BATCH_KNOB, OPT_KNOB = DEFAULT_ROLES.cpus, DEFAULT_ROLES.batch, DEFAULT_ROLES.graph_opt
-GPU_KNOB, GPU_MEM_KNOB, GPU_POWER_KNOB = DEFAULT_ROLES.gpu, DEFAULT_ROLES.gpu_mem, DEFAULT_ROLES.gpu_power
-GPU_KNOBS = (GPU_KNOB, GPU_MEM_KNOB, GPU_POWER_KNOB)
+CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
+GPU_KNOBS = ("gputype", "gpumem", "gpupower")
 DEFAULT_MEASURE_S = 3.0
 
 
@@ -51,9 +47,9 @@ class LiveBackend(TrialBackend):
 
     def capabilities(self) -> dict[str, Any]:
         caps: dict[str, Any] = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
-                                OPT_KNOB: list(GRAPH_OPT), GPU_KNOB: ["none", *self.gpus]}
+                                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none", *self.gpus]}
         if self.gpus:
-            caps[GPU_MEM_KNOB] = "any size within the GPU's memory"
+            caps["gpumem"] = "any size within the GPU's memory"
         return caps
 
     def measures(self) -> list[str]:
@@ -79,13 +75,13 @@ class LiveBackend(TrialBackend):
             if knob not in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *GPU_KNOBS):
                 return f"knob {knob!r} cannot be applied by the live CPU backend (it applies {CPU_KNOB}, " \
                        f"{BATCH_KNOB}, {OPT_KNOB})"
-        gpu = config.get(GPU_KNOB)
+        gpu = config.get("gputype")
         if not is_no_gpu(gpu) and not self.gpu_present(str(gpu)):
             return f"GPU type {gpu!r} is not present on this runner (it has {self.gpus or 'no GPU'})"
-        if is_no_gpu(gpu) and config.get(GPU_MEM_KNOB) not in (0, None, "none"):
-            return f"{GPU_MEM_KNOB}={config[GPU_MEM_KNOB]!r} needs a GPU, and this configuration asks for none"
-        if config.get(GPU_POWER_KNOB) not in (0, None, "none", 100):
-            return f"{GPU_POWER_KNOB}={config[GPU_POWER_KNOB]!r}: a power cap needs root nvidia-smi -pl, which this runner " \
+        if is_no_gpu(gpu) and config.get("gpumem") not in (0, None, "none"):
+            return f"gpumem={config['gpumem']!r} needs a GPU, and this configuration asks for none"
+        if config.get("gpupower") not in (0, None, "none", 100):
+            return f"gpupower={config['gpupower']!r}: a power cap needs root nvidia-smi -pl, which this runner " \
                    f"does not do"
         cores = int(config.get(CPU_KNOB, 1))
         if not 1 <= cores <= self.max_cores:
@@ -111,8 +107,8 @@ class LiveBackend(TrialBackend):
                "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
                "measure_s": measure_s, "warmup_s": float(trial.backend.get("warmup_s", 1.0)),
                "cache_dir": str(self.cache_dir.resolve()),
-               "gpu_mem_gb": None if is_no_gpu(trial.config.get(GPU_KNOB)) else
-               float(trial.config.get(GPU_MEM_KNOB) or 0)}
+               "gpu_mem_gb": None if is_no_gpu(trial.config.get("gputype")) else
+               float(trial.config.get("gpumem") or 0)}
         t0 = time.monotonic()
         try:
             proc = subprocess.run([sys.executable, "-m", "services.trial_runner.stress", json.dumps(req)],
