@@ -6,13 +6,12 @@ best-so-far curve), so the dashboard, ``falcon status`` and the report never dis
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from redis.asyncio import Redis
 
-from services.common.redis_keys import RUNNER_ADVERT
+from services.common.runners import read_adverts
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 from services.common.objectives import RPS_PER_USD
@@ -81,15 +80,15 @@ class Views:
 
     # -- runners and dead letters --------------------------------------------------------------
     async def runners(self) -> list[dict[str, Any]]:
-        keys = [k async for k in self.redis.scan_iter(match=RUNNER_ADVERT.format("*"))]
-        adverts = [json.loads(v) for v in await self.redis.mget(keys) if v] if keys else []
+        """The advertising runners (read as falcon runners and the searcher read them:
+        ``services.platform.runners.read_adverts``), with their heartbeat's age."""
         now = time.time()
         out = []
-        for a in sorted(adverts, key=lambda r: r["runner"]):
-            beat = a.get("heartbeat")
-            out.append({"runner": a["runner"], "classes": a.get("classes", []),
-                        "capabilities": a.get("capabilities", {}), "current": a.get("current", []),
-                        "trials_done": a.get("trials_done"), "heartbeat": beat,
+        for a in await read_adverts(self.redis):
+            beat = a.heartbeat
+            out.append({"runner": a.runner, "classes": list(a.classes),
+                        "capabilities": {k: dict(v) for k, v in a.capabilities.items()},
+                        "current": [dict(c) for c in a.current], "trials_done": a.trials_done, "heartbeat": beat,
                         "heartbeat_age_s": None if beat is None else round(max(0.0, now - beat), 1),
                         "stale": beat is None or now - beat > RUNNER_STALE_S})
         return out

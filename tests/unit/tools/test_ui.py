@@ -248,3 +248,27 @@ def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
     o = submit_options({"model": "gru", "replay_table": "t.csv", "objective": "usd-for-load", "load": "5000",
                         "max_usd_per_million": "0.01"})
     assert (o.objective, o.load, o.max_usd_per_million) == ("usd-for-load", 5000.0, 0.01)
+
+
+async def test_the_runners_page_reads_adverts_as_the_searcher_does():
+    """One reader of runner adverts (services.platform.runners): a malformed advert is skipped,
+    not a failed page."""
+    import json
+    import time
+
+    from services.common.runners import RunnerAdvert
+    from tools.ui.views import Views
+
+    good = RunnerAdvert("r1", ("replay",), {"replay": {"any": "table"}}, heartbeat=time.time(), trials_done=3)
+
+    class FakeRedis:
+        async def scan_iter(self, match):
+            for k in (b"falcon:runner:r1", b"falcon:runner:bad"):
+                yield k
+
+        async def mget(self, keys):
+            return [good.to_json(), json.dumps({"classes": ["replay"]})]        # the second has no name
+
+    rows = await Views(FakeRedis(), LogIndex(Settings())).runners()
+    assert [r["runner"] for r in rows] == ["r1"] and rows[0]["trials_done"] == 3 and not rows[0]["stale"]
+    assert rows[0]["capabilities"] == {"replay": {"any": "table"}} and rows[0]["classes"] == ["replay"]
