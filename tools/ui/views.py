@@ -81,7 +81,7 @@ class Views:
     # -- runners and dead letters --------------------------------------------------------------
     async def runners(self) -> list[dict[str, Any]]:
         """The advertising runners (read as falcon runners and the searcher read them:
-        ``services.platform.runners.read_adverts``), with their heartbeat's age."""
+        ``services.common.runners.read_adverts``), with their heartbeat's age."""
         now = time.time()
         out = []
         for a in await read_adverts(self.redis):

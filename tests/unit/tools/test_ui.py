@@ -251,7 +251,7 @@ def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
 
 
 async def test_the_runners_page_reads_adverts_as_the_searcher_does():
-    """One reader of runner adverts (services.platform.runners): a malformed advert is skipped,
+    """One reader of runner adverts (services.common.runners): a malformed advert is skipped,
     not a failed page."""
     import json
     import time
