@@ -43,7 +43,18 @@ from services.searcher.search import SearchState, rebuild_states, resolve_parall
 from services.searcher.store import SearchStore
 from tools import units
 from tools.archive import archive_path, history
-from tools.cli._shared import EXIT_FAILED, EXIT_OK, PRODUCER, REPO, command, home, out, settings, slug
+from tools.cli._shared import (
+    EXIT_FAILED,
+    EXIT_OK,
+    PRODUCER,
+    REPO,
+    command,
+    home,
+    out,
+    require_stack,
+    settings,
+    slug,
+)
 
 LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
 LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
@@ -212,10 +223,11 @@ def cmd_submit(a: argparse.Namespace) -> int:
     runners = None
     if (o.backend or ("replay" if o.replay_table else "live")) == "live":
         runners = asyncio.run(advertising_runners(s))
-        if not any("live" in r.capabilities for r in runners or ()):
+        if runners is not None and not any("live" in r.capabilities for r in runners):
             print("falcon submit: warning: no runner advertises the live backend now, so the space is not checked "
                   "against what runners can apply (falcon runners)", file=sys.stderr)
     search_id, submission = build_submission(o, runners)
+    require_stack(s)                         # the input is good: now the stack must answer (exit 3 if not)
     result = asyncio.run(submit(s, search_id, submission, a.wait, a.timeout))
     if not a.wait:
         out({"search_id": search_id, "status": "submitted"}, a.json, search_id)
