@@ -106,7 +106,8 @@ def _uri(path_or_uri: str) -> str:
     return str(Path(path_or_uri).resolve())
 
 
-def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None) -> tuple[str, ModelSubmitted]:
+def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None,
+                     notices: list[str] | None = None) -> tuple[str, ModelSubmitted]:
     """The model-submitted payload for a submission. Replay trials answer from a table; live
     trials run the model file (or a zoo model exported to ONNX) on a live runner.
 
@@ -114,7 +115,13 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     checks it again (:func:`services.searcher.search.validate_spec`): the space against the
     replay table, the prices, the numbers, the constraints against what the table or the runners
     measure, and a live space against the runners' advertised capabilities (``runners``; None:
-    not known). SubmissionError/DataError/SpaceError (exit 2) say what is wrong, in one line."""
+    not known). SubmissionError/DataError/SpaceError/IntakeError (exit 2) say what is wrong, in one line.
+
+    A local ONNX model is read first (:mod:`tools.intake`): a file that is not one is refused; a
+    batch dimension the model fixes is made dynamic when the graph allows it (the copy is
+    submitted), else a live search's batch knob is narrowed to the size it takes. What was done is
+    appended to ``notices`` for the user."""
+    notices = notices if notices is not None else []
     objective = Objective(o.objective, o.load)          # ObjectiveError: before anything is exported or read
     kind = o.backend or ("replay" if o.replay_table else "live")
     model_file, fmt = o.model_file, o.format
@@ -149,6 +156,8 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
                                       "(FALCON_MAX_MODEL_BYTES)")
         elif not Path(uri.removeprefix("file://")).is_file():
             raise DataError(f"model file {model_file} does not exist")
+        elif model_format == "onnx":
+            uri, space = _intake(o.model, Path(uri.removeprefix("file://")), kind, space, notices)
     spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
                       stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
                       seed=o.seed, kop_threshold=o.kop_threshold,
@@ -163,6 +172,26 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     operators = read_operator_profile(o.profile) if o.profile else None
     search_id = o.search_id or f"{slug(o.model)}-{uuid.uuid4().hex[:12]}"
     return search_id, ModelSubmitted(spec, operators)
+
+
+def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
+    """The model's inputs read, its fixed batch dimension made dynamic or the batch knob narrowed
+    (live searches: a replay search reads its batch sizes from a table)."""
+    from tools.intake import BATCH_KNOB, fit_batch_knob, make_batch_dynamic, read_signature
+    sig = read_signature(path)                        # IntakeError: not an ONNX model (exit 2)
+    notices.append(f"model {name}: inputs {sig.text()}")
+    fixed = sig.fixed_batch
+    if kind != "live" or fixed is None or space is None or BATCH_KNOB not in space.names \
+            or list(space.knob(BATCH_KNOB).values) == [fixed]:
+        return str(path), space
+    dynamic, why = make_batch_dynamic(path, home() / "models", sig)
+    if dynamic is not None:
+        notices.append(f"model {name}: its batch dimension was fixed at {fixed}; made it dynamic ({why}) in "
+                       f"{dynamic}, which is what the search runs, so every {BATCH_KNOB} of the space can be tried")
+        return str(dynamic.resolve()), space
+    narrowed, note = fit_batch_knob(space, fixed, name)   # IntakeError: the knob does not offer that size
+    notices.append(f"{note} (the graph does not allow a dynamic batch: {why})")
+    return str(path), narrowed
 
 
 async def advertising_runners(s: Settings) -> list[RunnerAdvert] | None:
@@ -226,7 +255,10 @@ def cmd_submit(a: argparse.Namespace) -> int:
         if runners is not None and not any("live" in r.capabilities for r in runners):
             print("falcon submit: warning: no runner advertises the live backend now, so the space is not checked "
                   "against what runners can apply (falcon runners)", file=sys.stderr)
-    search_id, submission = build_submission(o, runners)
+    notices: list[str] = []
+    search_id, submission = build_submission(o, runners, notices)
+    for n in notices:
+        print(f"falcon submit: {n}", file=sys.stderr)
     require_stack(s)                         # the input is good: now the stack must answer (exit 3 if not)
     result = asyncio.run(submit(s, search_id, submission, a.wait, a.timeout))
     if not a.wait:
