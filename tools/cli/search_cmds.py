@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -168,10 +169,46 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
         spec = replace(spec, parallel=resolve_parallel(spec, Facts(table, runners)))
     problems = validate_spec(spec, Facts(table, runners))
     if problems:
-        raise SubmissionError("the search cannot run as submitted: " + "; ".join(problems))
+        if o.prices is None:
+            problems = _with_price_hint(spec, problems, Facts(table, runners))
+        raise SubmissionError(short_refusal("the search cannot run as submitted", problems))
+    if table is not None and not same_model(o.model, table.name):
+        notices.append(f"warning: the replay table {Path(o.replay_table or '').name} measured {table.name}, not "
+                       f"{o.model}: its trials answer with {table.name}'s figures (pass the table of the model "
+                       "you submit)")
     operators = read_operator_profile(o.profile) if o.profile else None
     search_id = o.search_id or f"{slug(o.model)}-{uuid.uuid4().hex[:12]}"
     return search_id, ModelSubmitted(spec, operators)
+
+
+def short_refusal(head: str, problems: Sequence[str]) -> str:
+    """A refusal a person reads: the first problem, and how many more there are."""
+    rest = len(problems) - 1
+    return f"{head}: {problems[0]}" + (f" (and {rest} more problem{'s' if rest != 1 else ''}: fix this one first)"
+                                       if rest > 0 else "")
+
+
+def _with_price_hint(spec: SearchSpec, problems: list[str], facts: Facts) -> list[str]:
+    """A price problem with the shipped catalogue that prices this space (--prices FILE) named."""
+    if not any(p.startswith("no price for") for p in problems):
+        return problems
+    for f in sorted((REPO / "deploy" / "config").glob("*prices*.y*ml")):
+        try:
+            cat = PriceCatalogue.from_file(f)
+        except ValueError:
+            continue
+        if not any(p.startswith("no price for") for p in validate_spec(replace(spec, prices=cat), facts)):
+            shown = Path(os.path.relpath(f)) if not os.path.relpath(f).startswith("..") else f
+            hint = f"; this space's GPUs are priced by --prices {shown}"
+            return [p + hint if p.startswith("no price for") else p for p in problems]
+    return problems
+
+
+def same_model(submitted: str, measured: str) -> bool:
+    """Whether a table's model name (``reg-gru.csv``: gru) is the submitted model's, loosely
+    (``GRU``, ``gru-small`` and ``my_gru`` are; ``inception-v3`` is not)."""
+    a, b = ("".join(c for c in x.lower() if c.isalnum()) for x in (submitted, measured))
+    return bool(a and b) and (a in b or b in a)
 
 
 def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
