@@ -51,6 +51,7 @@ import numpy as np
 from bench.noise_ceiling import recommended
 from schemas.events import TrialResult
 from services.common.falcon_data import ModelTable, read_operator_profile
+from services.common.figures import trial_figures
 from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
 from services.common.pricing import DEFAULT_PRICES
 from services.common.space import Space
@@ -76,8 +77,7 @@ class Run:
 
 def table_trial(row: dict) -> SimpleNamespace:
     """A table row as the objectives read a trial."""
-    return SimpleNamespace(ok=True, value=row["value"], rps=row.get("rps"), p99_ms=row.get("p99_ms"),
-                           energy_j_per_request=row.get("energy_j_per_request"), stability_cv=row.get("cv"))
+    return SimpleNamespace(**trial_figures(row, ok=True))
 
 
 def table_optimum(table: ModelTable, objective: Objective, constraints: Constraints) -> float | None:

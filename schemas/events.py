@@ -7,7 +7,8 @@ search spec is parsed once per event, not once per reader.
 
 :class:`TrialResult` is the one trial-result type: a backend returns it, the runner publishes it
 as trial-completed, the searcher keeps it in the search state, and reports read it. A new measured
-figure is a field here, a property in ``v1/trial-completed.json`` and the backend that fills it.
+figure is registered in ``services/common/figures.py``, a field here and a property of
+``v1/defs.json``'s ``trial_row`` (trial-completed's schema); the backend that measures it fills it.
 """
 
 from __future__ import annotations

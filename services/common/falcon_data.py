@@ -1,8 +1,10 @@
 """Readers for the Falcon measurement data layout (see shared/falcon-data/NOTICE.md).
 
-Model tables: csv with one column per knob and the objective column ``norm.(rps/budget)``
-(optionally raw ``rps``, ``p50_ms``, ``p99_ms`` columns, as our live-measured tables have, and
-``energy_j_per_request``/``mean_power_w`` where a GPU's energy was measured).
+Model tables: csv with one column per knob, the objective column ``norm.(rps/budget)``, then
+optionally measured figures' columns (``rps``, ``p50_ms``, ``p99_ms``, ``cv``, ... as our
+live-measured tables have): the columns :mod:`services.common.figures` registers. A column after
+the objective column that the registry does not know is an error (a misspelt figure would
+otherwise be read as a knob).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from services.common.figures import BY_COLUMN, OPTIONAL_COLUMNS, VALUE_COLUMN
 from services.common.operators import normalise_op
 from services.common.space import Space, SpaceError
 
-VALUE_COLUMN = "norm.(rps/budget)"
-OPTIONAL_COLUMNS = ("rps", "p50_ms", "p99_ms", "usd_per_hour", "cv", "energy_j_per_request", "mean_power_w")
+# VALUE_COLUMN and OPTIONAL_COLUMNS are the registry's (services.common.figures), importable from here as before
 
 
 class DataError(ValueError):
@@ -57,6 +59,11 @@ class ModelTable:
 def model_table_from_rows(name: str, columns: list[str], rows: list[list[Any]]) -> ModelTable:
     if VALUE_COLUMN not in columns:
         raise DataError(f"{name}: no {VALUE_COLUMN!r} column (columns: {columns})")
+    unknown = [c for c in columns[columns.index(VALUE_COLUMN) + 1:] if c not in BY_COLUMN]
+    if unknown:
+        raise DataError(f"{name}: unknown measured column(s) {', '.join(map(repr, unknown))} after {VALUE_COLUMN!r} "
+                        f"(known: {', '.join(OPTIONAL_COLUMNS)}; a new figure is registered in "
+                        f"services/common/figures.py)")
     extra = [c for c in columns if c in OPTIONAL_COLUMNS]
     knobs = [c for c in columns if c != VALUE_COLUMN and c not in OPTIONAL_COLUMNS]
     if not knobs:

@@ -16,7 +16,7 @@ from services.common.topics import SEARCH_LOG_TOPICS
 from services.searcher.search import rebuild_states
 from services.searcher.store import SearchStore
 from tests.helpers import spec
-from tools.cli.search_cmds import wait_result
+from tools.app.submit import wait_result
 
 pytestmark = pytest.mark.integration
 TRIAL_REAL_S = 0.5

@@ -19,7 +19,7 @@ from services.searcher.store import SearchStore
 from services.trial_runner.backends import ReplayBackend
 from tests.conftest import INFRA_PROCS
 from tests.helpers import PROFILES, spec, trial_runs
-from tools.cli.search_cmds import wait_result
+from tools.app.submit import wait_result
 from tools.harness import run_search
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, TARGETS
 from tests.unit.services.common.test_model_files import tiny_onnx
 from tools import localstack
-from tools.cli.search_cmds import SubmitOptions, build_submission
+from tools.app.submit import SubmitOptions, build_submission
 
 pytestmark = pytest.mark.integration
 

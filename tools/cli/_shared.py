@@ -7,21 +7,17 @@ import argparse
 import json
 import os
 import socket
-from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from services.common.settings import Settings
 from tools import localstack
+from tools.app.context import PRODUCER, REPO, home, slug
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-PRODUCER = "cli"
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "falcon-data"
-
-
-def home() -> Path:
-    return Path(os.environ.get("FALCON_HOME", REPO / ".falcon"))
+__all__ = ["DEFAULT_DATA", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "PRODUCER", "REPO", "command",
+           "home", "out", "require_stack", "settings", "slug"]
 
 
 def settings() -> Settings:
@@ -78,10 +74,6 @@ def require_stack(s: Settings, timeout_s: float = 2.0) -> None:
 
 def out(obj: Any, as_json: bool, text: str | None = None) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json or text is None else text)
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:60]
 
 
 def command(sub: Any, name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:

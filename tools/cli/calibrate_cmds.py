@@ -35,7 +35,8 @@ from tools import localstack, units
 from tools.archive import archive_path, history
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PRODUCER, command, home, out, require_stack, settings
 from tools.cli.data_cmds import publish_offline
-from tools.cli.search_cmds import SubmitOptions, advertising_runners, build_submission, positive, positive_int
+from tools.app.submit import SubmitOptions, advertising_runners, build_submission
+from tools.cli.search_cmds import positive, positive_int
 
 TERMINAL = ("completed", "failed", "cancelled")
 MAX_ATTEMPTS = 5

@@ -1,285 +1,39 @@
-"""Searches: submit, status, watch, audit, report, rebuild."""
+"""Searches: submit, status, watch, audit, report, rebuild (the commands; what they do with a
+search is the application layer's, :mod:`tools.app`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
-import uuid
-from dataclasses import dataclass, fields, replace
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from redis.exceptions import RedisError
-
-from schemas import Event
-from schemas.events import (
-    DeadLetter,
-    KnowledgeRequested,
-    KopsIdentified,
-    ModelSubmitted,
-    SearchCancelled,
-    SearchCompleted,
-    SearchFailed,
-    TrialRequested,
-    TrialResult,
-)
-from services.common.bus import KafkaPublisher, LoggedEvent, read_events
-from services.common.connections import redis_client
-from services.common.falcon_data import DataError, read_model_table, read_operator_profile
 from services.common.objectives import OBJECTIVES, Objective
-from services.common.preflight import Facts
-from services.common.pricing import PriceCatalogue
-from services.common.runners import RunnerAdvert, read_adverts
-from services.common.settings import Settings
-from services.common.space import Space
-from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, Constraints, SearchSpec, StopRules
-from services.common.topics import ALL_TOPICS, SEARCH_LOG_TOPICS
-from services.common.uris import is_remote, redact, remote_size
-from services.knowledge import Knowledge
-from services.searcher.search import SearchState, rebuild_states, resolve_parallel, validate_spec
-from services.searcher.store import SearchStore
+from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS
+from services.searcher.strategies import STRATEGIES
 from tools import units
-from tools.archive import archive_path, history
-from tools.cli._shared import (
-    EXIT_FAILED,
-    EXIT_OK,
-    PRODUCER,
-    REPO,
-    command,
-    home,
-    out,
-    require_stack,
-    settings,
-    slug,
+from tools.app.audit import audit, audit_row
+from tools.app.searches import Loaded, in_log, load_search, rebuild, search_events, search_rows, state_summary
+from tools.app.submit import (
+    LIVE_OVERHEAD_S,
+    LIVE_SPACE,
+    SubmissionError,
+    SubmitOptions,
+    advertising_runners,
+    build_submission,
+    result_summary,
+    submit,
+    wait_result,
 )
+from tools.cli._shared import EXIT_FAILED, EXIT_OK, command, home, out, require_stack, settings, slug
 
-LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
-LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
-LOG_TYPES = ("kops-identified", "trial-completed", "trial-requested", "search-completed", "search-failed")
+# the application layer's names, as other modules imported them from here before it existed
+__all__ = ["LIVE_OVERHEAD_S", "LIVE_SPACE", "Loaded", "SubmissionError", "SubmitOptions", "advertising_runners",
+           "audit", "audit_row", "build_submission", "load_search", "positive", "positive_int", "register",
+           "result_summary", "search_events", "state_summary", "submit", "wait_result"]
 
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    """What a submission says (``falcon submit``'s options; the demo fills it directly)."""
-    model: str
-    profile: str | None = None
-    model_file: str | None = None
-    zoo: str | None = None
-    format: str | None = None
-    backend: str | None = None
-    replay_table: str | None = None
-    measure_s: float = 3.0
-    space: str | None = None
-    prices: str | None = None
-    max_trials: int = 15
-    target_value: float | None = None
-    budget_usd: float | None = None
-    slo_p99_ms: float | None = None
-    min_rps: float | None = None
-    max_usd_per_million: float | None = None
-    objective: str = "rps-per-usd"
-    load: float | None = None
-    strategy: str = "falcon"
-    seed: int = 0
-    kop_threshold: float = DEFAULT_KOP_THRESHOLD
-    trial_seconds: float = DEFAULT_TRIAL_SECONDS
-    search_id: str | None = None
-    parallel: int | None = None
-    cost_aware: bool = False
-
-    @classmethod
-    def from_args(cls, a: argparse.Namespace) -> "SubmitOptions":
-        return cls(**{f.name: getattr(a, f.name) for f in fields(cls)})
-
-
-class SubmissionError(ValueError):
-    """The search could not succeed as submitted (exit 2, nothing published)."""
-
-
-def _uri(path_or_uri: str) -> str:
-    """A local path made absolute (the services may run elsewhere in the tree); URIs as given."""
-    if is_remote(path_or_uri) or path_or_uri.startswith("file://"):
-        return path_or_uri
-    return str(Path(path_or_uri).resolve())
-
-
-def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None,
-                     notices: list[str] | None = None) -> tuple[str, ModelSubmitted]:
-    """The model-submitted payload for a submission. Replay trials answer from a table; live
-    trials run the model file (or a zoo model exported to ONNX) on a live runner.
-
-    Everything that can be checked before the first trial is checked here, as the searcher
-    checks it again (:func:`services.searcher.search.validate_spec`): the space against the
-    replay table, the prices, the numbers, the constraints against what the table or the runners
-    measure, and a live space against the runners' advertised capabilities (``runners``; None:
-    not known). SubmissionError/DataError/SpaceError/IntakeError (exit 2) say what is wrong, in one line.
-
-    A local ONNX model is read first (:mod:`tools.intake`): a file that is not one is refused; a
-    batch dimension the model fixes is made dynamic when the graph allows it (the copy is
-    submitted), else a live search's batch knob is narrowed to the size it takes. What was done is
-    appended to ``notices`` for the user."""
-    notices = notices if notices is not None else []
-    objective = Objective(o.objective, o.load)          # ObjectiveError: before anything is exported or read
-    kind = o.backend or ("replay" if o.replay_table else "live")
-    model_file, fmt = o.model_file, o.format
-    if o.zoo:
-        from tools.zoo import export_onnx
-        model_file, fmt = str(export_onnx(o.zoo, home() / "models" / f"{slug(o.zoo)}.onnx")), "onnx"
-    space_file = o.space or (LIVE_SPACE if kind == "live" else None)
-    space = Space.from_file(space_file) if space_file else None
-    prices = PriceCatalogue.from_file(o.prices) if o.prices else None
-    backend: dict[str, Any]
-    table = None
-    if kind == "replay":
-        if not o.replay_table:
-            raise DataError("a replay search needs --replay-table (or --backend live with a model)")
-        table = read_model_table(o.replay_table, home() / "cache")       # DataError: missing, unreadable
-        backend = {"kind": "replay", "table": _uri(o.replay_table), "trial_seconds": o.trial_seconds}
-    elif kind == "live":
-        if not model_file:
-            raise DataError("a live search needs the model: --model-file FILE.onnx or --zoo NAME")
-        backend = {"kind": "live", "measure_s": o.measure_s, "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
-    else:
-        raise DataError(f"unknown trial backend {kind!r} (replay or live)")
-    model_format, uri = "falcon-profile", None
-    if model_file:
-        suffix = Path(model_file.split("?")[0]).suffix.lstrip(".").lower()
-        model_format = fmt or {"pt2": "torch-export"}.get(suffix, suffix)
-        uri = _uri(model_file)
-        if is_remote(uri):
-            size, _ = remote_size(uri)          # UriError: missing, no access
-            if size is not None and size > Settings.from_env().max_model_bytes:
-                raise SubmissionError(f"model file {redact(uri)} is {size / 2**20:.1f} MiB, over the limit "
-                                      "(FALCON_MAX_MODEL_BYTES)")
-        elif not Path(uri.removeprefix("file://")).is_file():
-            raise DataError(f"model file {model_file} does not exist")
-        elif model_format == "onnx":
-            uri, space = _intake(o.model, Path(uri.removeprefix("file://")), kind, space, notices)
-    spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
-                      stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
-                      seed=o.seed, kop_threshold=o.kop_threshold,
-                      constraints=Constraints(o.slo_p99_ms, o.min_rps, o.max_usd_per_million), objective=objective,
-                      **({"space": space} if space else {}), **({"prices": prices} if prices else {}),
-                      parallel=o.parallel, cost_aware=o.cost_aware)
-    if spec.parallel is None and runners is not None:       # fixed now: the runners on hand at submission
-        spec = replace(spec, parallel=resolve_parallel(spec, Facts(table, runners)))
-    problems = validate_spec(spec, Facts(table, runners))
-    if problems:
-        if o.prices is None:
-            problems = _with_price_hint(spec, problems, Facts(table, runners))
-        raise SubmissionError(short_refusal("the search cannot run as submitted", problems))
-    if table is not None and not same_model(o.model, table.name):
-        notices.append(f"warning: the replay table {Path(o.replay_table or '').name} measured {table.name}, not "
-                       f"{o.model}: its trials answer with {table.name}'s figures (pass the table of the model "
-                       "you submit)")
-    operators = read_operator_profile(o.profile) if o.profile else None
-    search_id = o.search_id or f"{slug(o.model)}-{uuid.uuid4().hex[:12]}"
-    return search_id, ModelSubmitted(spec, operators)
-
-
-def short_refusal(head: str, problems: Sequence[str]) -> str:
-    """A refusal a person reads: the first problem, and how many more there are."""
-    rest = len(problems) - 1
-    return f"{head}: {problems[0]}" + (f" (and {rest} more problem{'s' if rest != 1 else ''}: fix this one first)"
-                                       if rest > 0 else "")
-
-
-def _with_price_hint(spec: SearchSpec, problems: list[str], facts: Facts) -> list[str]:
-    """A price problem with the shipped catalogue that prices this space (--prices FILE) named."""
-    if not any(p.startswith("no price for") for p in problems):
-        return problems
-    for f in sorted((REPO / "deploy" / "config").glob("*prices*.y*ml")):
-        try:
-            cat = PriceCatalogue.from_file(f)
-        except ValueError:
-            continue
-        if not any(p.startswith("no price for") for p in validate_spec(replace(spec, prices=cat), facts)):
-            shown = Path(os.path.relpath(f)) if not os.path.relpath(f).startswith("..") else f
-            hint = f"; this space's GPUs are priced by --prices {shown}"
-            return [p + hint if p.startswith("no price for") else p for p in problems]
-    return problems
-
-
-def same_model(submitted: str, measured: str) -> bool:
-    """Whether a table's model name (``reg-gru.csv``: gru) is the submitted model's, loosely
-    (``GRU``, ``gru-small`` and ``my_gru`` are; ``inception-v3`` is not)."""
-    a, b = ("".join(c for c in x.lower() if c.isalnum()) for x in (submitted, measured))
-    return bool(a and b) and (a in b or b in a)
-
-
-def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
-    """The model's inputs read, its fixed batch dimension made dynamic or the batch knob narrowed
-    (live searches: a replay search reads its batch sizes from a table)."""
-    from tools.intake import BATCH_KNOB, fit_batch_knob, make_batch_dynamic, read_signature
-    sig = read_signature(path)                        # IntakeError: not an ONNX model (exit 2)
-    notices.append(f"model {name}: inputs {sig.text()}")
-    fixed = sig.fixed_batch
-    if kind != "live" or fixed is None or space is None or BATCH_KNOB not in space.names \
-            or list(space.knob(BATCH_KNOB).values) == [fixed]:
-        return str(path), space
-    dynamic, why = make_batch_dynamic(path, home() / "models", sig)
-    if dynamic is not None:
-        notices.append(f"model {name}: its batch dimension was fixed at {fixed}; made it dynamic ({why}) in "
-                       f"{dynamic}, which is what the search runs, so every {BATCH_KNOB} of the space can be tried")
-        return str(dynamic.resolve()), space
-    narrowed, note = fit_batch_knob(space, fixed, name)   # IntakeError: the knob does not offer that size
-    notices.append(f"{note} (the graph does not allow a dynamic batch: {why})")
-    return str(path), narrowed
-
-
-async def advertising_runners(s: Settings) -> list[RunnerAdvert] | None:
-    """The runners advertising now (None when Redis cannot be reached: nothing to check against)."""
-    redis = redis_client(s)
-    try:
-        return await asyncio.wait_for(read_adverts(redis), 3.0)
-    except (OSError, ConnectionError, asyncio.TimeoutError, RedisError):
-        return None
-    finally:
-        await redis.aclose()
-
-
-async def submit(s: Settings, search_id: str, submission: ModelSubmitted, wait: bool,
-                 timeout_s: float) -> Event | None:
-    async with KafkaPublisher(s) as pub:
-        await pub.publish(Event.new(submission, search_id, PRODUCER))
-    if not wait:
-        return None
-    return await wait_result(s, search_id, timeout_s)
-
-
-async def wait_result(s: Settings, search_id: str, timeout_s: float) -> Event | None:
-    def done(item: LoggedEvent) -> bool:
-        return item.event is not None and item.event.search_id == search_id
-    async for item in read_events(s, ("search-results",), until=done, timeout_s=timeout_s):
-        if done(item):
-            return item.event
-    return None
-
-
-def result_summary(event: Event) -> dict[str, Any]:
-    r = event.payload
-    if isinstance(r, SearchCompleted):
-        obj = r.objective
-        natural = r.objective_value if obj is not None else r.best.value
-        out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
-               "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
-               "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
-               "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
-               "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
-        if obj is not None and not obj.is_default:
-            out["objective_value"] = natural
-        if r.pareto:
-            out["pareto"] = [{"config": p.config, "p99_ms": p.p99_ms, "usd_per_million": p.usd_per_million,
-                              "best_for": list(p.best_for)} for p in r.pareto]
-        if r.notices:
-            out["notices"] = list(r.notices)
-        return out
-    assert isinstance(r, SearchFailed)
-    return {"search_id": event.search_id, "status": "failed", "stage": r.stage, "reason": r.reason}
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
@@ -308,21 +62,6 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return EXIT_OK if result.type == "search-completed" else EXIT_FAILED
 
 
-def state_summary(st: SearchState) -> dict[str, Any]:
-    best = st.best
-    kind = str(st.spec.backend.get("kind"))
-    obj = st.spec.objective
-    natural = obj.natural(st.objective_value(best)) if best else None
-    return {"search_id": st.search_id, "model": st.spec.model["name"], "status": st.status,
-            "trials": len(st.trials), "max_trials": st.spec.stop.max_trials, "backend": kind,
-            "objective": units.objective_title(obj, kind), "best_text": units.objective_text(obj, natural, kind),
-            "best_value": best.value if best else None, "best_objective": natural,
-            "best_config": best.config if best else None,
-            "best_rps": best.rps if best else None, "best_p99_ms": best.p99_ms if best else None,
-            "spent_usd": round(st.spent_usd, 6), "stop_reason": st.stop_reason,
-            "pending": [p.trial_id for p in st.pending], "parallel": st.parallel, "kops": list(st.kops)}
-
-
 def status_line(r: dict[str, Any]) -> str:
     """One search for people: its status, trials, best objective with its unit, RPS and cost."""
     best = r["best_text"] if r["best_value"] is not None else \
@@ -334,23 +73,8 @@ def status_line(r: dict[str, Any]) -> str:
             f"best {best}{extra}, {units.usd(r['spent_usd'])} spent")
 
 
-async def _status(s: Settings, search_id: str | None) -> list[dict[str, Any]]:
-    redis = redis_client(s)
-    try:
-        store = SearchStore(redis)
-        ids = [search_id] if search_id else await store.list_ids()
-        rows = []
-        for i in ids:
-            st = await store.get(i)
-            if st is not None:
-                rows.append(state_summary(st))
-        return rows
-    finally:
-        await redis.aclose()
-
-
 def cmd_status(a: argparse.Namespace) -> int:
-    rows = asyncio.run(_status(settings(), a.search_id))
+    rows = asyncio.run(search_rows(settings(), a.search_id))
     if a.search_id and not rows:
         print(f"no search {a.search_id!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -361,22 +85,13 @@ def cmd_status(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _in_log(s: Settings, search_id: str) -> Event | None:
-    """The newest event of this search in the log (archive + broker) that says it exists."""
-    found = None
-    async for item in history(s, ("model-submitted", "kops-identified", "search-results"), archive_path(home()),
-                              search_id=search_id, idle_s=1.0):
-        found = item.event
-    return found
-
-
 def cmd_watch(a: argparse.Namespace) -> int:
     s = settings()
     seen = -1
     deadline = time.monotonic() + a.timeout
-    rows = asyncio.run(_status(s, a.search_id))
+    rows = asyncio.run(search_rows(s, a.search_id))
     if not rows:          # not in the searcher's state: submitted a moment ago, failed early, or unknown
-        logged = asyncio.run(_in_log(s, a.search_id))
+        logged = asyncio.run(in_log(s, a.search_id))
         if logged is None:
             print(f"no search {a.search_id!r}: not in the searcher's state nor in the event log "
                   f"(falcon status lists the searches)", file=sys.stderr)
@@ -385,7 +100,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
             print(f"failed: {logged.payload.reason}")            # type: ignore[union-attr]
             return EXIT_FAILED
     while time.monotonic() < deadline:
-        rows = asyncio.run(_status(s, a.search_id))
+        rows = asyncio.run(search_rows(s, a.search_id))
         if rows:
             r = rows[0]
             if r["trials"] != seen:
@@ -399,86 +114,13 @@ def cmd_watch(a: argparse.Namespace) -> int:
                 print(f"{r['status']}: {r['stop_reason']}")
                 return EXIT_OK if r["status"] == "completed" else EXIT_FAILED
         else:
-            logged = asyncio.run(_in_log(s, a.search_id))
+            logged = asyncio.run(in_log(s, a.search_id))
             if logged is not None and logged.type == "search-failed":
                 print(f"failed: {logged.payload.reason}")        # type: ignore[union-attr]
                 return EXIT_FAILED
         time.sleep(a.interval)
     print(f"still running after {units.seconds(a.timeout)} (falcon watch again to go on)", file=sys.stderr)
     return EXIT_FAILED
-
-
-async def search_events(s: Settings, search_id: str) -> list[tuple[str, Event]]:
-    """(topic, event) of one search from the archive and the broker, each event once, in log order."""
-    return [(i.topic, i.event) async for i in history(s, ALL_TOPICS, archive_path(home()), search_id=search_id)]
-
-
-async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
-    """The search's timeline from the event log alone (every topic, deduplicated by event id;
-    the local stack's archive too, so it outlives a restart of the broker)."""
-    rows = []
-    logged = await search_events(s, search_id)
-    kinds = [e.data["spec"]["backend"].get("kind") for _, e in logged if e.type in ("model-submitted", "kops-identified")]
-    normalised = units.is_normalised(kinds[0]) if kinds else None
-    for topic, e in logged:
-        rows.append(audit_row(topic, e, normalised))
-    return sorted(rows, key=lambda r: r["ts"])
-
-
-def audit_row(topic: str, e: Event, normalised: bool | None = None) -> dict[str, Any]:
-    """One row of a search's timeline (``falcon audit``; the dashboard shows the same rows)."""
-    return {"ts": e.ts, "topic": topic, "type": e.type, "event_id": e.event_id, "causation_id": e.causation_id,
-            "producer": e.producer, "deliveries": 1, "summary": _summary(e, normalised)}
-
-
-def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
-    head = f"{p.trial_id} {p.status}"
-    if p.status != "ok":
-        return head + (f" reason={p.reason}" if p.reason else "") + (f" cost={units.usd(p.cost_usd)}"
-                                                                      if p.cost_usd else "")
-    figures = [units.objective(p.value, "replay" if normalised else "live") if normalised is not None
-               else f"value={units.sig(p.value or 0)}"]
-    if p.rps is not None:
-        figures.append(units.rps(p.rps) + (f" ±{p.stability_cv * 100:.0f}%" if p.stability_cv is not None else ""))
-    if p.p50_ms is not None:
-        figures.append(f"p50 {units.ms(p.p50_ms)}")
-    if p.p99_ms is not None:
-        figures.append(f"p99 {units.ms(p.p99_ms)}")
-    if p.energy_j_per_request is not None:
-        figures.append(f"{units.sig(p.energy_j_per_request, 3)} J/request"
-                       + (f" at {units.sig(p.mean_power_w, 3)} W" if p.mean_power_w is not None else ""))
-    figures.append(f"cost {units.usd(p.cost_usd)} for {units.seconds(p.duration_s)}")
-    return f"{head} " + ", ".join(figures)
-
-
-def _summary(e: Event, normalised: bool | None = None) -> str:
-    try:
-        p = e.payload
-    except ValueError as exc:
-        return f"unusable: {exc}"
-    if isinstance(p, ModelSubmitted):
-        return (f"model {p.spec.model['name']} ({p.spec.backend.get('kind')}) strategy {p.spec.strategy} "
-                f"max_trials {p.spec.stop.max_trials}")
-    if isinstance(p, KopsIdentified):
-        return f"kops {p.kops}"
-    if isinstance(p, KnowledgeRequested):
-        return f"knowledge for space {p.space.fingerprint()} ({', '.join(p.space.names)}; {p.space.size:,} configurations)"
-    if isinstance(p, TrialRequested):
-        return f"{p.trial_id} {p.config}"
-    if isinstance(p, TrialResult):
-        return _trial_summary(p, normalised)
-    if isinstance(p, SearchCompleted):
-        shown = units.objective_text(p.objective, p.objective_value if p.objective is not None else p.best.value,
-                                     p.backend_kind)
-        return (f"best {p.best.config} {shown} after {len(p.trials)} "
-                f"trials ({p.stop_reason}), {units.usd(p.spent_usd)} spent")
-    if isinstance(p, SearchFailed):
-        return f"{p.stage}: {p.reason}"
-    if isinstance(p, SearchCancelled):
-        return f"{p.reason} (by {p.requested_by})"
-    if isinstance(p, DeadLetter):
-        return f"{p.source_topic}@{p.offset}: {p.reason}"
-    return ""
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
@@ -488,36 +130,6 @@ def cmd_audit(a: argparse.Namespace) -> int:
         return EXIT_FAILED
     out(rows, a.json, "\n".join(f"{r['ts']}  {r['type']:17} {r['producer']:13} {r['summary']}" for r in rows))
     return EXIT_OK
-
-
-@dataclass(frozen=True)
-class Loaded:
-    state: SearchState | None
-    knowledge: Knowledge | None
-    wall_s: float | None          # submission to result, from the log's timestamps
-
-
-def _ts(e: Event) -> float:
-    return datetime.fromisoformat(e.ts.replace("Z", "+00:00")).timestamp()
-
-
-async def load_search(s: Settings, search_id: str) -> Loaded:
-    """A search's state (Redis, else rebuilt from the event log), the offline knowledge stored
-    for its space (None when none was built) and its wall time."""
-    from services.knowledge.store import KnowledgeStore
-    events = [e for _, e in await search_events(s, search_id)]
-    redis = redis_client(s)
-    try:
-        st = await SearchStore(redis).get(search_id)
-        if st is None:
-            st = rebuild_states([e for e in events if e.type in LOG_TYPES]).get(search_id)
-        knowledge = await KnowledgeStore(redis).load(st.spec.space) if st is not None else None
-    finally:
-        await redis.aclose()
-    start = [_ts(e) for e in events if e.type == "model-submitted"]
-    end = [_ts(e) for e in events if e.type in ("search-completed", "search-failed")]
-    wall = max(end) - min(start) if start and end else None
-    return Loaded(st, knowledge, wall)
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -551,18 +163,6 @@ def cmd_report(a: argparse.Namespace) -> int:
     text += "".join(f"\n{c}" for c in s.get("closest", []))
     out(s, a.json, text)
     return EXIT_OK if rec else EXIT_FAILED
-
-
-async def rebuild(s: Settings) -> dict[str, int]:
-    from services.searcher.app import rebuild_from_log
-    from services.trial_runner.app import restore_results
-    events = [i.event async for i in history(s, SEARCH_LOG_TOPICS, archive_path(home()))]
-    redis = redis_client(s)
-    try:
-        return {"searches_restored": await rebuild_from_log(s, SearchStore(redis), events=events),
-                "trial_results_restored": await restore_results(redis, s, events)}
-    finally:
-        await redis.aclose()
 
 
 def cmd_rebuild(a: argparse.Namespace) -> int:
@@ -631,7 +231,7 @@ def register(sub: Any) -> None:
                         "GPU runners with NVML), p99 (latency); the constraints hold for each")
     c.add_argument("--load", type=positive, help="the load to carry, requests/s: required by usd-for-load; with "
                    "any objective, the load the report states monthly costs at")
-    c.add_argument("--strategy", default="falcon", help="falcon (default), random, gp-ei, tpe, morphling, prior")
+    c.add_argument("--strategy", default="falcon", help=f"falcon (default), {', '.join(s for s in STRATEGIES if s != 'falcon')}")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--kop-threshold", type=float, default=DEFAULT_KOP_THRESHOLD)
     c.add_argument("--trial-seconds", type=positive, default=DEFAULT_TRIAL_SECONDS,

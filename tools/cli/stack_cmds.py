@@ -23,8 +23,9 @@ from services.searcher.store import SearchStore
 from tools import localstack
 from tools.archive import archive_path
 from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPO, command, home, out
+from tools.app.audit import audit
+from tools.app.submit import SubmitOptions, build_submission, result_summary, submit
 from tools.cli.data_cmds import publish_offline, wait_knowledge
-from tools.cli.search_cmds import SubmitOptions, audit, build_submission, result_summary, submit
 
 
 async def resume_open_searches(s: Settings) -> list[str]:
@@ -85,7 +86,7 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 def shipped_spaces() -> dict[str, Space]:
     """The spaces the stack ships offline knowledge for (bench/live-offline and the paper's tables)."""
-    from tools.cli.search_cmds import LIVE_SPACE
+    from tools.app.submit import LIVE_SPACE
     return {"the paper's space": PAPER_SPACE, "the live CPU space": Space.from_file(LIVE_SPACE)}
 
 

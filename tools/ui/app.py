@@ -37,7 +37,7 @@ from services.common.bus import KafkaPublisher
 from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.common.topics import SEARCH_CONTROL
-from tools.cli.search_cmds import SubmitOptions, build_submission
+from tools.app.submit import SubmitOptions, build_submission
 from tools.ui.logindex import LogIndex, Note
 from tools.ui.views import SORTS, STATUSES, Views
 
@@ -174,7 +174,7 @@ class Dashboard:
         made_from = (len(st.trials), st.status, st.stop_reason)
         async with self._report_lock:
             if self._reports.get(search_id) != made_from or not (folder / "report.html").exists():
-                from tools.cli.search_cmds import load_search
+                from tools.app.searches import load_search
                 from tools.report import write_report
                 loaded = await load_search(self.settings, search_id)
                 await asyncio.to_thread(write_report, st, folder, loaded.knowledge, wall_s=loaded.wall_s)

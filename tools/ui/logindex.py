@@ -22,7 +22,7 @@ from schemas.events import DeadLetter, ModelSubmitted, SearchCompleted, SearchFa
 from services.common.bus import LoggedEvent, ensure_topics, read_events
 from services.common.settings import Settings
 from services.common.topics import ALL_TOPICS
-from tools.cli.search_cmds import audit_row
+from tools.app.audit import audit_row
 
 log = logging.getLogger("falcon.ui")
 # every topic that carries a search's events (offline tables and trees-ready are not a search's)

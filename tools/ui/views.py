@@ -1,7 +1,8 @@
 """What the pages and the JSON API show, as plain data: searches from the searcher's state in
 Redis (``SearchStore``, read only), their timelines and dead letters from the event log
 (:class:`LogIndex`), runners from their adverts. Figures per trial come from the report's own
-summary (``tools.report.summary``), so the dashboard and the report never disagree."""
+summary (``tools.report.summary``: the search's overview, its figures per trial and its
+best-so-far curve), so the dashboard, ``falcon status`` and the report never disagree."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from services.common.redis_keys import RUNNER_ADVERT
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 from services.common.objectives import RPS_PER_USD
-from tools import units
-from tools.report import summary as report_summary
+from tools.report.summary import best_so_far, overview
+from tools.report.summary import summary as report_summary
 from tools.ui.logindex import LogIndex, SearchLog
 
 STATUSES = ("running", "submitted", "completed", "cancelled", "failed")
@@ -98,19 +99,18 @@ class Views:
 
 
 def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
-    best = st.best
-    obj, kind = st.spec.objective, str(st.spec.backend.get("kind"))
-    natural = obj.natural(st.objective_value(best)) if best else None
-    return {"search_id": st.search_id, "model": str(st.spec.model.get("name")), "status": st.status,
-            "strategy": st.spec.strategy, "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
-            "best_value": best.value if best else None, "spent_usd": round(st.spent_usd, 4),
+    o = overview(st)
+    return {"search_id": o["search_id"], "model": str(o["model"]), "status": o["status"],
+            "strategy": o["strategy"], "trials": o["trials"], "max_trials": o["max_trials"],
+            "best_value": o["best_value"], "spent_usd": round(o["spent_usd"], 4),
             # what the search optimises and its best, in the objective's unit (best_value stays RPS/$)
-            "objective": obj.name, "objective_title": units.objective_title(obj, kind),
-            "best_objective": natural, "best_text": units.objective_text(obj, natural, kind) if best else None,
-            "created": created, "age_s": round(max(0.0, time.time() - created), 1), "stop_reason": st.stop_reason,
-            "in_flight": ", ".join(p.trial_id for p in st.pending) or None, "parallel": st.parallel,
+            "objective": o["objective"], "objective_title": o["objective_title"],
+            "best_objective": o["best_objective"],
+            "best_text": o["best_text"] if o["best_config"] is not None else None,
+            "created": created, "age_s": round(max(0.0, time.time() - created), 1), "stop_reason": o["stop_reason"],
+            "in_flight": ", ".join(o["pending"]) or None, "parallel": o["parallel"],
             "running_text": running_text([p.index for p in st.pending]),
-            "backend": str(st.spec.backend.get("kind"))}
+            "backend": o["backend"]}
 
 
 def running_text(indices: list[int]) -> str | None:
@@ -139,12 +139,11 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
         history.append({**r, "trial_id": t.trial_id, "runner": t.runner, "cost_usd": t.cost_usd,
                         "duration_s": t.duration_s, "feasible": st.feasible(t)})
     obj = st.spec.objective
-    best, series = None, []           # the objective in its own unit (RPS/$ by default)
-    for i, t in enumerate(st.trials, start=1):
-        v = st.objective_value(t)
-        if st.feasible(t) and v is not None and (best is None or v > best):
-            best = v
-        series.append([i, obj.natural(best), obj.natural(v) if t.status == "ok" else None])
+    # the objective in its own unit (RPS/$ by default): the report's best-so-far curve (a noisy
+    # search's recommendation estimate, not its luckiest measurement) and each trial's measurement
+    curve = best_so_far(st).curve
+    series = [[i, best, obj.natural(st.objective_value(t)) if t.status == "ok" else None]
+              for i, (t, best) in enumerate(zip(st.trials, curve), start=1)]
     kops = set(st.kops)
     operators = sorted(({"op": str(o.get("op")), "time_share": float(o.get("time_share") or 0.0),
                          "memory_share": o.get("memory_share"), "kop": o.get("op") in kops} for o in st.operators),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from services.common.falcon_data import DataError, ModelTable, read_model_table
+from services.common.figures import FIGURES, OPTIONAL_COLUMNS, Figure, row_key
 from services.common.uris import is_remote
 from services.common.spec import DEFAULT_TRIAL_SECONDS
 from schemas.events import TrialRequested, TrialResult
@@ -41,7 +42,7 @@ class ReplayBackend(TrialBackend):
             return self._tables[key]
 
     def measures(self) -> list[str]:
-        return ["depends on the table: its rps, p50_ms, p99_ms, cv and energy_j_per_request columns"]
+        return [f"depends on the table: its {', '.join(OPTIONAL_COLUMNS)} columns"]
 
     def capabilities(self) -> dict[str, Any]:
         return {"any": "every configuration of the requested table"}
@@ -68,10 +69,9 @@ class ReplayBackend(TrialBackend):
             factor = float(np.exp(rng.normal(0.0, noise)))
             cv = float(np.hypot(cv or 0.0, noise))
 
-        def scaled(name: str, power: int) -> float | None:      # throughput x factor, times / factor
-            v = row.get(name)
-            return None if v is None else float(v) * factor ** power
-        return trial.result("ok", value=float(row["value"]) * factor, cost_usd=cost, duration_s=duration,
-                            rps=scaled("rps", 1), p50_ms=scaled("p50_ms", -1), p99_ms=scaled("p99_ms", -1),
-                            stability_cv=cv, energy_j_per_request=scaled("energy_j_per_request", -1),
-                            mean_power_w=row.get("mean_power_w"))
+        def scaled(f: Figure) -> float | None:      # throughput x factor, times / factor (the registry says)
+            v = row.get(row_key(f.column or ""))
+            return None if v is None else float(v) * factor ** f.throughput_power if f.throughput_power else v
+        measured = {f.name: scaled(f) for f in FIGURES if f.on_trial and f.column}
+        return trial.result("ok", cost_usd=cost, duration_s=duration,
+                            **{**measured, "value": float(row["value"]) * factor, "stability_cv": cv})

@@ -23,7 +23,14 @@ from tests.helpers import spec
 
 
 def schema_of(kind: str) -> dict:
-    return json.loads((SCHEMA_DIR / f"v{SUPPORTED_VERSIONS[kind][-1]}" / f"{kind}.json").read_text())
+    """The kind's schema; one that is a shared definition (trial-completed: defs.json's trial_row)
+    with that definition's properties."""
+    schema = json.loads((SCHEMA_DIR / f"v{SUPPORTED_VERSIONS[kind][-1]}" / f"{kind}.json").read_text())
+    ref = schema.get("$ref", "")
+    if ref.startswith("urn:falcon:defs:v1#/$defs/"):
+        defs = json.loads((SCHEMA_DIR / "v1" / "defs.json").read_text())["$defs"]
+        schema = {**defs[ref.rsplit("/", 1)[1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
 
 
 def test_every_event_kind_has_a_payload_class():

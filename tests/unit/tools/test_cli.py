@@ -5,7 +5,7 @@ from schemas import Event
 from services.common.falcon_data import DataError
 from tests.helpers import PROFILES, TARGETS
 from tools.cli import main, parser
-from tools.cli.search_cmds import SubmitOptions, build_submission
+from tools.app.submit import SubmitOptions, build_submission
 
 
 def args(*extra):

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from services.common.space import Space
 from tools.cli import main
-from tools.cli.search_cmds import SubmitOptions, build_submission
+from tools.app.submit import SubmitOptions, build_submission
 from tools.intake import IntakeError, fit_batch_knob, make_batch_dynamic, read_signature
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

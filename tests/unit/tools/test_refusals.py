@@ -7,7 +7,7 @@ import pytest
 
 from services.common.runners import RunnerAdvert
 from tests.helpers import PROFILES, REPO, TARGETS
-from tools.cli.search_cmds import SubmissionError, SubmitOptions, build_submission, same_model, short_refusal
+from tools.app.submit import SubmissionError, SubmitOptions, build_submission, same_model, short_refusal
 
 CLOUD = str(REPO / "deploy" / "config" / "cloud-space.yaml")
 

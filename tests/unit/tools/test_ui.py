@@ -71,6 +71,30 @@ def test_the_recommendation_carries_its_interval_from_the_measured_spread(state)
     assert detail(running, 1.0e9, None)["recommendation"] is None                 # only once done
 
 
+def test_the_chart_and_the_report_draw_one_best_so_far_curve(state):
+    """A noisy search's best so far is the recommendation's estimate, on the dashboard as in the
+    report, not the luckiest single measurement; an exact one is the best measurement."""
+    from tools.report.summary import best_so_far
+    lucky = replace(state.trials[0], value=state.trials[0].value * 3)          # one measurement far too high
+    noisy = replace(state, trials=tuple(replace(t, rps=100.0, stability_cv=0.3) for t in (lucky, *state.trials[1:])))
+    chart = [b for _, b, _ in detail(noisy, 1.0e9, None)["best_so_far"]]
+    curve = best_so_far(noisy)
+    assert chart == pytest.approx(curve.estimate) and chart[-1] == pytest.approx(noisy.recommendation.value)
+    assert chart[-1] < max(curve.measured)                     # not the lucky measurement
+    exact = [b for _, b, _ in detail(state, 1.0e9, None)["best_so_far"]]
+    assert curve.estimate is not None and best_so_far(state).estimate is None
+    assert exact == best_so_far(state).measured and exact[-1] == state.best.value
+
+
+def test_the_list_and_falcon_status_show_one_overview_of_a_search(state):
+    from tools.app.searches import state_summary
+    listed, status = row(state, 1.0e9, None), state_summary(state)
+    for key in ("search_id", "status", "trials", "max_trials", "best_value", "best_objective", "best_text",
+                "stop_reason", "parallel"):
+        assert listed[key] == status[key], key
+    assert listed["objective_title"] == status["objective"] and listed["spent_usd"] == round(status["spent_usd"], 4)
+
+
 def logged(event: Event, topic: str = "t", offset: int = 0) -> LoggedEvent:
     return LoggedEvent(topic, 0, offset, event, None)
 

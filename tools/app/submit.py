@@ -1,0 +1,255 @@
+"""Submitting a search: the model-submitted payload built and checked before anything is paid for
+(``falcon submit``, the dashboard's form, ``falcon demo`` and ``falcon calibrate`` all build it
+here), published, and its result awaited."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from redis.exceptions import RedisError
+
+from schemas import Event
+from schemas.events import ModelSubmitted, SearchCompleted, SearchFailed
+from services.common.bus import KafkaPublisher, LoggedEvent, read_events
+from services.common.connections import redis_client
+from services.common.falcon_data import DataError, read_model_table, read_operator_profile
+from services.common.objectives import Objective
+from services.common.preflight import Facts
+from services.common.pricing import PriceCatalogue
+from services.common.runners import RunnerAdvert, read_adverts
+from services.common.settings import Settings
+from services.common.space import Space
+from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, Constraints, SearchSpec, StopRules
+from services.common.uris import is_remote, redact, remote_size
+from services.searcher.search import resolve_parallel, validate_spec
+from tools import units
+from tools.app.context import PRODUCER, REPO, home, slug
+
+LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
+LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What a submission says (``falcon submit``'s options; the demo fills it directly)."""
+    model: str
+    profile: str | None = None
+    model_file: str | None = None
+    zoo: str | None = None
+    format: str | None = None
+    backend: str | None = None
+    replay_table: str | None = None
+    measure_s: float = 3.0
+    space: str | None = None
+    prices: str | None = None
+    max_trials: int = 15
+    target_value: float | None = None
+    budget_usd: float | None = None
+    slo_p99_ms: float | None = None
+    min_rps: float | None = None
+    max_usd_per_million: float | None = None
+    objective: str = "rps-per-usd"
+    load: float | None = None
+    strategy: str = "falcon"
+    seed: int = 0
+    kop_threshold: float = DEFAULT_KOP_THRESHOLD
+    trial_seconds: float = DEFAULT_TRIAL_SECONDS
+    search_id: str | None = None
+    parallel: int | None = None
+    cost_aware: bool = False
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> "SubmitOptions":
+        return cls(**{f.name: getattr(a, f.name) for f in fields(cls)})
+
+
+class SubmissionError(ValueError):
+    """The search could not succeed as submitted (exit 2, nothing published)."""
+
+
+def _uri(path_or_uri: str) -> str:
+    """A local path made absolute (the services may run elsewhere in the tree); URIs as given."""
+    if is_remote(path_or_uri) or path_or_uri.startswith("file://"):
+        return path_or_uri
+    return str(Path(path_or_uri).resolve())
+
+
+def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None,
+                     notices: list[str] | None = None) -> tuple[str, ModelSubmitted]:
+    """The model-submitted payload for a submission. Replay trials answer from a table; live
+    trials run the model file (or a zoo model exported to ONNX) on a live runner.
+
+    Everything that can be checked before the first trial is checked here, as the searcher
+    checks it again (:func:`services.searcher.search.validate_spec`): the space against the
+    replay table, the prices, the numbers, the constraints against what the table or the runners
+    measure, and a live space against the runners' advertised capabilities (``runners``; None:
+    not known). SubmissionError/DataError/SpaceError/IntakeError (exit 2) say what is wrong, in one line.
+
+    A local ONNX model is read first (:mod:`tools.intake`): a file that is not one is refused; a
+    batch dimension the model fixes is made dynamic when the graph allows it (the copy is
+    submitted), else a live search's batch knob is narrowed to the size it takes. What was done is
+    appended to ``notices`` for the user."""
+    notices = notices if notices is not None else []
+    objective = Objective(o.objective, o.load)          # ObjectiveError: before anything is exported or read
+    kind = o.backend or ("replay" if o.replay_table else "live")
+    model_file, fmt = o.model_file, o.format
+    if o.zoo:
+        from tools.zoo import export_onnx
+        model_file, fmt = str(export_onnx(o.zoo, home() / "models" / f"{slug(o.zoo)}.onnx")), "onnx"
+    space_file = o.space or (LIVE_SPACE if kind == "live" else None)
+    space = Space.from_file(space_file) if space_file else None
+    prices = PriceCatalogue.from_file(o.prices) if o.prices else None
+    backend: dict[str, Any]
+    table = None
+    if kind == "replay":
+        if not o.replay_table:
+            raise DataError("a replay search needs --replay-table (or --backend live with a model)")
+        table = read_model_table(o.replay_table, home() / "cache")       # DataError: missing, unreadable
+        backend = {"kind": "replay", "table": _uri(o.replay_table), "trial_seconds": o.trial_seconds}
+    elif kind == "live":
+        if not model_file:
+            raise DataError("a live search needs the model: --model-file FILE.onnx or --zoo NAME")
+        backend = {"kind": "live", "measure_s": o.measure_s, "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
+    else:
+        raise DataError(f"unknown trial backend {kind!r} (replay or live)")
+    model_format, uri = "falcon-profile", None
+    if model_file:
+        suffix = Path(model_file.split("?")[0]).suffix.lstrip(".").lower()
+        model_format = fmt or {"pt2": "torch-export"}.get(suffix, suffix)
+        uri = _uri(model_file)
+        if is_remote(uri):
+            size, _ = remote_size(uri)          # UriError: missing, no access
+            if size is not None and size > Settings.from_env().max_model_bytes:
+                raise SubmissionError(f"model file {redact(uri)} is {size / 2**20:.1f} MiB, over the limit "
+                                      "(FALCON_MAX_MODEL_BYTES)")
+        elif not Path(uri.removeprefix("file://")).is_file():
+            raise DataError(f"model file {model_file} does not exist")
+        elif model_format == "onnx":
+            uri, space = _intake(o.model, Path(uri.removeprefix("file://")), kind, space, notices)
+    spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
+                      stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
+                      seed=o.seed, kop_threshold=o.kop_threshold,
+                      constraints=Constraints(o.slo_p99_ms, o.min_rps, o.max_usd_per_million), objective=objective,
+                      **({"space": space} if space else {}), **({"prices": prices} if prices else {}),
+                      parallel=o.parallel, cost_aware=o.cost_aware)
+    if spec.parallel is None and runners is not None:       # fixed now: the runners on hand at submission
+        spec = replace(spec, parallel=resolve_parallel(spec, Facts(table, runners)))
+    problems = validate_spec(spec, Facts(table, runners))
+    if problems:
+        if o.prices is None:
+            problems = _with_price_hint(spec, problems, Facts(table, runners))
+        raise SubmissionError(short_refusal("the search cannot run as submitted", problems))
+    if table is not None and not same_model(o.model, table.name):
+        notices.append(f"warning: the replay table {Path(o.replay_table or '').name} measured {table.name}, not "
+                       f"{o.model}: its trials answer with {table.name}'s figures (pass the table of the model "
+                       "you submit)")
+    operators = read_operator_profile(o.profile) if o.profile else None
+    search_id = o.search_id or f"{slug(o.model)}-{uuid.uuid4().hex[:12]}"
+    return search_id, ModelSubmitted(spec, operators)
+
+
+def short_refusal(head: str, problems: Sequence[str]) -> str:
+    """A refusal a person reads: the first problem, and how many more there are."""
+    rest = len(problems) - 1
+    return f"{head}: {problems[0]}" + (f" (and {rest} more problem{'s' if rest != 1 else ''}: fix this one first)"
+                                       if rest > 0 else "")
+
+
+def _with_price_hint(spec: SearchSpec, problems: list[str], facts: Facts) -> list[str]:
+    """A price problem with the shipped catalogue that prices this space (--prices FILE) named."""
+    if not any(p.startswith("no price for") for p in problems):
+        return problems
+    for f in sorted((REPO / "deploy" / "config").glob("*prices*.y*ml")):
+        try:
+            cat = PriceCatalogue.from_file(f)
+        except ValueError:
+            continue
+        if not any(p.startswith("no price for") for p in validate_spec(replace(spec, prices=cat), facts)):
+            shown = Path(os.path.relpath(f)) if not os.path.relpath(f).startswith("..") else f
+            hint = f"; this space's GPUs are priced by --prices {shown}"
+            return [p + hint if p.startswith("no price for") else p for p in problems]
+    return problems
+
+
+def same_model(submitted: str, measured: str) -> bool:
+    """Whether a table's model name (``reg-gru.csv``: gru) is the submitted model's, loosely
+    (``GRU``, ``gru-small`` and ``my_gru`` are; ``inception-v3`` is not)."""
+    a, b = ("".join(c for c in x.lower() if c.isalnum()) for x in (submitted, measured))
+    return bool(a and b) and (a in b or b in a)
+
+
+def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
+    """The model's inputs read, its fixed batch dimension made dynamic or the batch knob narrowed
+    (live searches: a replay search reads its batch sizes from a table)."""
+    from tools.intake import BATCH_KNOB, fit_batch_knob, make_batch_dynamic, read_signature
+    sig = read_signature(path)                        # IntakeError: not an ONNX model (exit 2)
+    notices.append(f"model {name}: inputs {sig.text()}")
+    fixed = sig.fixed_batch
+    if kind != "live" or fixed is None or space is None or BATCH_KNOB not in space.names \
+            or list(space.knob(BATCH_KNOB).values) == [fixed]:
+        return str(path), space
+    dynamic, why = make_batch_dynamic(path, home() / "models", sig)
+    if dynamic is not None:
+        notices.append(f"model {name}: its batch dimension was fixed at {fixed}; made it dynamic ({why}) in "
+                       f"{dynamic}, which is what the search runs, so every {BATCH_KNOB} of the space can be tried")
+        return str(dynamic.resolve()), space
+    narrowed, note = fit_batch_knob(space, fixed, name)   # IntakeError: the knob does not offer that size
+    notices.append(f"{note} (the graph does not allow a dynamic batch: {why})")
+    return str(path), narrowed
+
+
+async def advertising_runners(s: Settings) -> list[RunnerAdvert] | None:
+    """The runners advertising now (None when Redis cannot be reached: nothing to check against)."""
+    redis = redis_client(s)
+    try:
+        return await asyncio.wait_for(read_adverts(redis), 3.0)
+    except (OSError, ConnectionError, asyncio.TimeoutError, RedisError):
+        return None
+    finally:
+        await redis.aclose()
+
+
+async def submit(s: Settings, search_id: str, submission: ModelSubmitted, wait: bool,
+                 timeout_s: float) -> Event | None:
+    async with KafkaPublisher(s) as pub:
+        await pub.publish(Event.new(submission, search_id, PRODUCER))
+    if not wait:
+        return None
+    return await wait_result(s, search_id, timeout_s)
+
+
+async def wait_result(s: Settings, search_id: str, timeout_s: float) -> Event | None:
+    def done(item: LoggedEvent) -> bool:
+        return item.event is not None and item.event.search_id == search_id
+    async for item in read_events(s, ("search-results",), until=done, timeout_s=timeout_s):
+        if done(item):
+            return item.event
+    return None
+
+
+def result_summary(event: Event) -> dict[str, Any]:
+    r = event.payload
+    if isinstance(r, SearchCompleted):
+        obj = r.objective
+        natural = r.objective_value if obj is not None else r.best.value
+        out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
+               "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
+               "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
+               "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
+               "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
+        if obj is not None and not obj.is_default:
+            out["objective_value"] = natural
+        if r.pareto:
+            out["pareto"] = [{"config": p.config, "p99_ms": p.p99_ms, "usd_per_million": p.usd_per_million,
+                              "best_for": list(p.best_for)} for p in r.pareto]
+        if r.notices:
+            out["notices"] = list(r.notices)
+        return out
+    assert isinstance(r, SearchFailed)
+    return {"search_id": event.search_id, "status": "failed", "stage": r.stage, "reason": r.reason}
