@@ -237,7 +237,7 @@ def test_a_search_running_at_falcon_down_goes_on_after_falcon_up(stack):
     assert status["trials"] == 30
     trials = [e for e in json.loads(falcon(home, "audit", "keep-running", "--json").stdout)
               if e["type"] == "trial-completed"]
-    assert len({t["summary"].split()[0] for t in trials}) == 30          # every trial once, none lost
+    assert len({t["summary"].split()[1] for t in trials}) == 30          # every trial once, none lost ("trial N")
 
 
 def test_knowledge_is_waited_for_with_progress_until_it_is_built(stack):

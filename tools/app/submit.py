@@ -241,13 +241,18 @@ def result_summary(event: Event) -> dict[str, Any]:
         out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
                "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
                "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
-               "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
+               "p99_ms": r.best.p99_ms, "trials": len(r.trials),
+               "spent_usd": units.round_sig(r.spent_usd), "spent_text": units.usd(units.round_sig(r.spent_usd)),
                "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
         if obj is not None and not obj.is_default:
             out["objective_value"] = natural
         if r.pareto:
             out["pareto"] = [{"config": p.config, "p99_ms": p.p99_ms, "usd_per_million": p.usd_per_million,
                               "best_for": list(p.best_for)} for p in r.pareto]
+        shown = {k: v for k, v in units.KNOB_UNITS.items() if k in r.best.config}
+        if shown:                        # the recommended knobs that are quantities, with their units
+            out["knob_units"] = shown
+            out["recommended_text"] = units.config(r.best.config)
         if r.notices:
             out["notices"] = list(r.notices)
         return out

@@ -142,8 +142,11 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
     # the objective in its own unit (RPS/$ by default): the report's best-so-far curve (a noisy
     # search's recommendation estimate, not its luckiest measurement) and each trial's measurement
     curve = best_so_far(st).curve
-    series = [[i, best, obj.natural(st.objective_value(t)) if t.status == "ok" else None]
-              for i, (t, best) in enumerate(zip(st.trials, curve), start=1)]
+    measured = [obj.natural(st.objective_value(t)) if t.status == "ok" else None for t in st.trials]
+    # every trial is drawn: a failed one as a red mark on the chart's floor (the lowest value shown)
+    floor = min([v for v in measured + list(curve) if v is not None], default=0.0)
+    series = [[t.index + 1, best, value, floor if t.status != "ok" else None]
+              for t, best, value in zip(st.trials, curve, measured)]
     kops = set(st.kops)
     operators = sorted(({"op": str(o.get("op")), "time_share": float(o.get("time_share") or 0.0),
                          "memory_share": o.get("memory_share"), "kop": o.get("op") in kops} for o in st.operators),

@@ -54,7 +54,8 @@ def test_the_trial_table_shows_the_reports_figures_and_the_failures(state, parts
     assert data["history"][1]["reason"] == "runner said <no>" and not data["history"][1]["feasible"]
     html = str(parts.trials(data))
     assert html.count("<tr") == 6 and "runner said &lt;no&gt;" in html
-    assert data["best_so_far"][1][2] is None                  # a failed trial has no dot on the chart
+    assert data["best_so_far"][1][2] is None                  # a failed trial has no value dot on the chart
+    assert data["best_so_far"][1][3] is not None              # but a red mark on its floor
     assert data["best_so_far"][-1][1] == st.best.value
 
 
@@ -77,11 +78,11 @@ def test_the_chart_and_the_report_draw_one_best_so_far_curve(state):
     from tools.report.summary import best_so_far
     lucky = replace(state.trials[0], value=state.trials[0].value * 3)          # one measurement far too high
     noisy = replace(state, trials=tuple(replace(t, rps=100.0, stability_cv=0.3) for t in (lucky, *state.trials[1:])))
-    chart = [b for _, b, _ in detail(noisy, 1.0e9, None)["best_so_far"]]
+    chart = [b for _, b, *_ in detail(noisy, 1.0e9, None)["best_so_far"]]
     curve = best_so_far(noisy)
     assert chart == pytest.approx(curve.estimate) and chart[-1] == pytest.approx(noisy.recommendation.value)
     assert chart[-1] < max(curve.measured)                     # not the lucky measurement
-    exact = [b for _, b, _ in detail(state, 1.0e9, None)["best_so_far"]]
+    exact = [b for _, b, *_ in detail(state, 1.0e9, None)["best_so_far"]]
     assert curve.estimate is not None and best_so_far(state).estimate is None
     assert exact == best_so_far(state).measured and exact[-1] == state.best.value
 
