@@ -16,6 +16,7 @@ from services.common.redis_keys import RUNNER_ADVERT
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 from services.common.objectives import RPS_PER_USD
+from tools import units
 from tools.report.summary import best_so_far, overview
 from tools.report.summary import summary as report_summary
 from tools.ui.logindex import LogIndex, SearchLog
@@ -102,7 +103,7 @@ def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
     o = overview(st)
     return {"search_id": o["search_id"], "model": str(o["model"]), "status": o["status"],
             "strategy": o["strategy"], "trials": o["trials"], "max_trials": o["max_trials"],
-            "best_value": o["best_value"], "spent_usd": round(o["spent_usd"], 4),
+            "best_value": o["best_value"], "spent_usd": units.round_sig(o["spent_usd"]),
             # what the search optimises and its best, in the objective's unit (best_value stays RPS/$)
             "objective": o["objective"], "objective_title": o["objective_title"],
             "best_objective": o["best_objective"],
