@@ -249,3 +249,20 @@ def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
     o = submit_options({"model": "gru", "replay_table": "t.csv", "objective": "usd-for-load", "load": "5000",
                         "max_usd_per_million": "0.01"})
     assert (o.objective, o.load, o.max_usd_per_million) == ("usd-for-load", 5000.0, 0.01)
+
+
+def test_the_dashboard_prints_the_product_s_units_not_exponents_or_zero_costs(state, parts):
+    """A live search's req/$ in the millions and CPU trials costing millionths of a dollar: the
+    dashboard said 5.14e+06, $0.00 spent and 0.000 per trial; the report said 5.14 million and
+    $0.000071."""
+    live = [replace(t, value=5.14e6 + i, cost_usd=7.1e-6 * (i + 1),
+                    reason=None if t.status == "ok" else "ValueError: fixed at 1")
+            for i, t in enumerate(state.trials)]
+    failed = replace(live[1], status="failed", value=None, reason="ValueError: input data_0's batch is fixed at 1")
+    st = replace(state, trials=(live[0], failed, *live[2:]))
+    data = detail(st, 1.0e9, None)
+    html = str(parts.summary(data)) + str(parts.trials(data)) + str(parts.search_row(row(st, 1.0e9, None)))
+    assert "e+0" not in html and "5.14 million" in html
+    assert "$0.00<" not in html and ">0.000<" not in html and "$0.0000071" in html
+    assert "ValueError" not in html and "input data_0" in html
+    assert data["spent_usd"] == pytest.approx(sum(t.cost_usd for t in st.trials), rel=0.01)
