@@ -169,7 +169,7 @@ def make_batch_dynamic(path: str | Path, out_dir: Path, sig: Signature | None = 
     digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
     target = out_dir / f"{p.stem}-dynamic-batch-{digest}.onnx"
     if target.is_file():
-        return target, "made earlier"
+        return target, "the copy checked at an earlier submission"
     data = _patched(model, sig.fixed_batch).SerializeToString()
     other = sig.fixed_batch + 1
     why = _runs_at(data, sig, other) or _runs_at(data, sig, sig.fixed_batch)
