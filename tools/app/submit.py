@@ -111,6 +111,9 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
         if not o.replay_table:
             raise DataError("a replay search needs --replay-table (or --backend live with a model)")
         table = read_model_table(o.replay_table, home() / "cache")       # DataError: missing, unreadable
+        if not o.profile and not model_file:     # the profiler would fail the search once it is published
+            raise DataError("a replay search needs the model's operators: --profile operators.csv (falcon-data "
+                            "layout, e.g. ../shared/falcon-data/models/operators/gru/operators.csv) or --model-file")
         backend = {"kind": "replay", "table": _uri(o.replay_table), "trial_seconds": o.trial_seconds}
     elif kind == "live":
         if not model_file:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TARGETS
+from tests.helpers import PROFILES, TARGETS
 from tools import localstack
 from tools.cli import main, parser
 
@@ -21,7 +21,7 @@ ARGS = {
     "status": [], "runners": [], "dead-letters": [], "rebuild": [], "trees": [], "ui": [],
     "report": ["some-search"], "watch": ["some-search"], "audit": ["some-search"],
     "publish-offline": [str(REPO / "bench" / "live-offline")],
-    "submit": ["gru", "--replay-table", TABLE],
+    "submit": ["gru", "--replay-table", TABLE, "--profile", str(PROFILES / "gru" / "operators.csv")],
     "calibrate": ["--space", str(REPO / "deploy" / "config" / "live-cpu-space.yaml"), "--operators", "dense",
                   "--points", "4", "--shapes", "1", "--yes"],
 }

@@ -59,3 +59,11 @@ def test_a_replay_table_of_another_model_is_warned_of():
 def test_model_names_match_loosely():
     assert same_model("gru", "gru") and same_model("my_gru", "gru") and same_model("MobileNet-V2", "mobilenet-v2")
     assert not same_model("inception-v3", "gru")
+
+
+def test_a_replay_search_without_the_model_s_operators_is_refused_before_it_is_published(capsys):
+    """It was published and then failed in the profiler (exit 1, 'came without its operator profile')."""
+    from tools.cli import main
+    assert main(["submit", "inception-v3", "--replay-table", str(TARGETS / "reg-gru.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs the model's operators: --profile" in err and len(err.splitlines()) == 1
