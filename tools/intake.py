@@ -59,7 +59,8 @@ def _load(path: Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as exc:
-        raise IntakeError(f"{path.name} is not an ONNX model (it does not parse: {str(exc).splitlines()[0][:80] or type(exc).__name__}); "
+        why = (str(exc).splitlines() or [""])[0][:80] or type(exc).__name__
+        raise IntakeError(f"{path.name} is not an ONNX model (it does not parse: {why}); "
                           "export it with torch.onnx.export or tf2onnx") from None
     if not model.graph.node or not model.graph.input:
         raise IntakeError(f"{path.name} is not an ONNX model (no graph: no nodes or no inputs); "
@@ -200,9 +201,10 @@ def fit_batch_knob(space: Space, fixed_batch: int, model_name: str) -> tuple[Spa
                           f"dynamic first dimension, or set '{BATCH_KNOB}: [{fixed_batch}]' under knobs: in the "
                           "space file (a space with rules is not narrowed for you)")
     knobs = tuple(Knob(k.name, (fixed_batch,), k.kind) if k.name == BATCH_KNOB else k for k in space.knobs)
+    dropped = ", ".join(str(v) for v in knob.values if v != fixed_batch)
     return Space(knobs), (f"{model_name}'s batch dimension is fixed at {fixed_batch}: the search tries "
-                          f"{BATCH_KNOB}={fixed_batch} only (not {', '.join(str(v) for v in knob.values if v != fixed_batch)})"
-                          "; export the model with a dynamic first dimension to search batch sizes")
+                          f"{BATCH_KNOB}={fixed_batch} only (not {dropped}); export the model with a dynamic first "
+                          "dimension to search batch sizes")
 
 
 __all__ = ["BATCH_KNOB", "Input", "IntakeError", "Signature", "fit_batch_knob", "make_batch_dynamic",
