@@ -26,6 +26,7 @@ from services.common.settings import Settings
 from tools.archive import READY_MARK as ARCHIVER_READY
 from tools.archive import archive_path
 
+BROKER_PORT, REDIS_PORT, UI_PORT = 19092, 16379, 18080     # falcon up's defaults
 SERVICES = ("profiler", "treebuilder", "searcher", "trial_runner")
 READY_MARK = "[^Worker]: Ready"
 
@@ -175,8 +176,17 @@ class StackInfo:
         p = home / "stack.json"
         return cls(**json.loads(p.read_text())) if p.exists() else None
 
+    @classmethod
+    def load_last(cls, home: Path) -> "StackInfo | None":
+        """The stack ``falcon down`` stopped last (its ports name what a command tried to reach)."""
+        p = home / "stack.last.json"
+        try:
+            return cls(**json.loads(p.read_text())) if p.exists() else None
+        except (ValueError, TypeError):
+            return None
 
-def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = 19092, redis_port: int = 16379,
+
+def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = BROKER_PORT, redis_port: int = REDIS_PORT,
        timeout_s: float = 90.0, ui_port: int = 0) -> StackInfo:
     """Start broker, Redis and the services detached from this process, and the dashboard on
     127.0.0.1:``ui_port`` (0: none); returns what was started."""
@@ -252,7 +262,9 @@ def down(home: Path) -> list[str]:
         if _alive(pid):
             _kill(pid, grace_s=30.0 if name in ("archiver", "redis") else 5.0)
             stopped.append(name)
-    (home / "stack.json").unlink(missing_ok=True)
+    last = home / "stack.json"
+    if last.exists():
+        last.replace(home / "stack.last.json")
     return stopped
 
 

@@ -119,10 +119,51 @@ def objective_title(obj: Objective | None, backend_kind: str | None) -> str:
     return objective_name(backend_kind) if obj is None else obj.describe(backend_kind)
 
 
+# the unit of each knob whose value is a quantity (the others are counts or names)
+KNOB_UNITS = {"gpumem": "GB", "gpupower": "%", "queue_delay_us": "µs"}
+
+
+def knob(name: str, value: Any) -> str:
+    """A knob's value with its unit: ``gpumem=2.4 GB``, ``gpupower=50%``, ``cpus=2``."""
+    unit = KNOB_UNITS.get(name)
+    if unit is None or isinstance(value, str):
+        return f"{name}={value}"
+    return f"{name}={value}{unit}" if unit == "%" else f"{name}={value} {unit}"
+
+
 def config(c: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in c.items())
+    return ", ".join(knob(k, v) for k, v in c.items())
 
 
-__all__ = ["config", "is_normalised", "ms", "number", "objective", "objective_name", "objective_text",
-           "objective_title", "req_per_usd", "rps",
+def round_sig(x: float | None, digits: int = 3) -> float | None:
+    """A figure for JSON: ``digits`` significant digits however small (a cost of $0.000071 stays
+    0.000071, where rounding to 4 decimals said 0.0001)."""
+    if x is None or x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def compact(x: float | None) -> str:
+    """A short figure for chart ticks and cards: ``5.14M``, ``12.3k``, ``0.997``."""
+    if x is None:
+        return "-"
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{_trim(sig(x / div, 3))}{suffix}"
+    return _trim(sig(x, 3)) if x != 0 else "0"
+
+
+def reason(text: str | None) -> str:
+    """A failure note for people: without the exception class a runner put in front
+    (``ValueError: input data_0's ...`` -> ``input data_0's ...``)."""
+    if not text:
+        return ""
+    head, sep, rest = text.partition(": ")
+    if sep and head.isidentifier() and (head.endswith(("Error", "Exception")) or head in ("Fail", "Failure")):
+        return rest
+    return text
+
+
+__all__ = ["KNOB_UNITS", "compact", "config", "is_normalised", "knob", "ms", "number", "objective", "objective_name",
+           "objective_text", "objective_title", "reason", "req_per_usd", "round_sig", "rps",
            "seconds", "sig", "usd", "usd_per_hour"]

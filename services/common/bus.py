@@ -373,7 +373,11 @@ class KafkaPublisher:
                                           **kafka_kwargs(settings))
 
     async def __aenter__(self) -> "KafkaPublisher":
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()        # else asyncio warns "Unclosed AIOKafkaProducer" at exit
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -411,7 +415,11 @@ async def read_events(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS, 
                                 fetch_max_bytes=settings.max_message_bytes * 8,
                                 max_partition_fetch_bytes=settings.max_message_bytes * 2,
                                 **kafka_kwargs(settings))
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         parts = []
         for t in topics:

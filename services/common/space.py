@@ -139,7 +139,12 @@ class Space:
         data = read_config_file(p, "space file", SpaceError)
         if not isinstance(data, Mapping):
             raise SpaceError(f"{p}: expected a mapping at the top level")
-        return cls.from_dict(data.get("space", data), max_size=max_size)
+        body = data.get("space", data)
+        stray = [k for k in (body if isinstance(body, Mapping) else {}) if k not in ("knobs", "rules")]
+        if stray:     # e.g. a knob written at the top level: it would be silently left out of the space
+            raise SpaceError(f"{p}: {stray[0]!r} is not a section of a space file (knobs:, rules:); a knob goes "
+                             f"under knobs:, indented, as '  {stray[0]}: [values]'")
+        return cls.from_dict(body, max_size=max_size)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"knobs": [{"name": k.name, "values": list(k.values), "kind": k.kind}

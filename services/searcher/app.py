@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 import faust
@@ -61,6 +62,7 @@ from services.searcher.search import (
     with_outbox,
 )
 from services.searcher.store import SearchStore, restore
+from services.searcher.strategies import missing_knowledge_notice
 
 SERVICE = "searcher"
 log = logging.getLogger("falcon.searcher")
@@ -80,6 +82,7 @@ class KnowledgeView:
         self.announced: dict[str, int] = {}            # space key -> newest version announced
         self._loaded: dict[str, Knowledge | None] = {}
         self._news = asyncio.Condition()
+        self.why_none: dict[str, str] = {}          # space key -> why the last ask for it came back empty
 
     async def on_trees_ready(self, event: Event[TreesReady], publisher: Publisher) -> None:
         ready = event.payload
@@ -96,6 +99,9 @@ class KnowledgeView:
         if key in self._loaded:
             return self._loaded[key]
         knowledge = await self.store.load(space)
+        self.why_none.pop(key, None)
+        if knowledge is None and ask is not None and await self.store.dataset_version() is None:
+            self.why_none[key] = "no offline dataset is published to this stack (falcon up publishes the shipped ones)"
         if knowledge is None and ask is not None and await self.store.dataset_version() is not None:
             await ask()
             try:
@@ -104,6 +110,8 @@ class KnowledgeView:
                 knowledge = await self.store.load(space)
             except asyncio.TimeoutError:
                 log.warning("no knowledge for space %s after %.0fs: searching without it", key, self.wait_s)
+                self.why_none[key] = (f"the treebuilder had not built it after {self.wait_s:.0f} s (falcon up "
+                                      "waits for the shipped spaces' knowledge before it says ready)")
                 return None                          # not remembered: the next search asks again
         self._loaded[key] = knowledge
         return knowledge
@@ -206,10 +214,16 @@ class SearcherHandlers:
         # before the lock: it may wait; a search refused by the checks fails at once, without it
         knowledge = None if validate_spec(begun.spec, facts) else await self.knowledge.for_space(space, ask)
 
+        why = self.knowledge.why_none.get(space.fingerprint()) if knowledge is None else None
+        notice = missing_knowledge_notice(begun.spec.strategy, begun.spec.objective, why) if why else None
+
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
-            return start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge, facts)
+            decision = start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge, facts)
+            if notice is None:
+                return decision
+            return replace(decision, state=replace(decision.state, notices=(*decision.state.notices, notice)))
         await self._handle(event, publisher, decide, knowledge)
 
     async def on_unusable_start(self, event: Event, error: ValueError, publisher: Publisher) -> None:

@@ -68,7 +68,8 @@ def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None,
     if cache_dir is not None and graph_opt != "disabled" and gpu_mem_gb is None:
         digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
         cached = cache_dir / f"{digest}-{graph_opt}.ort.onnx"
-        if cached.is_file():
+        inputs = cached.with_suffix(".inputs.json")        # the original's inputs, to check the copy against
+        if cached.is_file() and inputs.is_file():
             path, hit = cached, True
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         else:
@@ -79,6 +80,21 @@ def _session(model: Path, threads: int, graph_opt: str, cache_dir: Path | None,
         opts.graph_optimization_level = level
     t0 = time.perf_counter()
     sess = ort.InferenceSession(str(path), opts, providers=_providers(gpu_mem_gb))
+    if cache_dir is not None and graph_opt != "disabled" and gpu_mem_gb is None:
+        names = [i.name for i in sess.get_inputs()]
+        if not hit:
+            inputs.write_text(json.dumps(names))
+        elif names != json.loads(inputs.read_text()):
+            # ORT saves some old-IR models (initializers listed as inputs) with inputs the original
+            # has not (e.g. light_squeezenet's '..._w_0__SHAPE'): that copy cannot be used
+            cached.unlink(missing_ok=True)
+            inputs.unlink(missing_ok=True)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            opts.execution_mode, opts.log_severity_level = ort.ExecutionMode.ORT_SEQUENTIAL, 3
+            opts.graph_optimization_level = level
+            sess = ort.InferenceSession(str(model), opts, providers=_providers(gpu_mem_gb))
+            hit = False
     return sess, time.perf_counter() - t0, hit
 
 
@@ -91,8 +107,8 @@ def _inputs(sess: Any, batch: int) -> dict[str, Any]:
         for k, d in enumerate(i.shape):
             if isinstance(d, int) and d > 0:
                 if k == 0 and d != batch:
-                    raise ValueError(f"the model's batch dimension is fixed at {d}: batch size {batch} cannot "
-                                     f"be applied (export it with a dynamic first dimension)")
+                    raise ValueError(f"input {i.name}'s batch (first) dimension is fixed at {d}: batch size "
+                                     f"{batch} cannot be applied (export it with a dynamic first dimension)")
                 shape.append(d)
             elif k == 0:
                 shape.append(batch)

@@ -228,7 +228,7 @@ def test_a_search_running_at_falcon_down_goes_on_after_falcon_up(stack):
     assert json.loads(r.stdout)["status"] == "running", "the search ended before the stack could be stopped"
     localstack.down(home)
     r = falcon(home, "up", "--runners", "1", "--broker-port", str(ports["broker_port"]),
-               "--redis-port", str(ports["redis_port"]))
+               "--redis-port", str(ports["redis_port"]), "--knowledge-timeout", "60")
     assert r.returncode == 0, r.stderr
     assert "resumed 1 search(es) that were running at falcon down: keep-running" in r.stderr
     r = falcon(home, "watch", "keep-running", "--timeout", "240", "--interval", "0.5", timeout=300)
@@ -237,4 +237,28 @@ def test_a_search_running_at_falcon_down_goes_on_after_falcon_up(stack):
     assert status["trials"] == 30
     trials = [e for e in json.loads(falcon(home, "audit", "keep-running", "--json").stdout)
               if e["type"] == "trial-completed"]
-    assert len({t["summary"].split()[0] for t in trials}) == 30          # every trial once, none lost
+    assert len({t["summary"].split()[1] for t in trials}) == 30          # every trial once, none lost ("trial N")
+
+
+def test_knowledge_is_waited_for_with_progress_until_it_is_built(stack):
+    """What falcon up does before it says ready: ask the treebuilder for the shipped spaces'
+    knowledge and wait, saying which are still building, until each is built from the dataset."""
+    from tools.cli.data_cmds import publish_offline, wait_knowledge
+    _, settings, _, _ = stack
+    space = Space.from_file(LIVE_SPACE)
+    asyncio.run(publish_offline(settings, REPO / "bench" / "live-offline"))
+    said: list[str] = []
+    state = asyncio.run(wait_knowledge(settings, {"the live CPU space": space}, 180, progress_every_s=0,
+                                       say=said.append))
+    assert state == {"the live CPU space": "ready"}
+
+    async def built():
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            store = KnowledgeStore(redis)
+            return await store.stored_version(space), await store.dataset_version()
+        finally:
+            await redis.aclose()
+    stored, current = asyncio.run(built())
+    assert stored == current is not None
+    assert all("building the offline knowledge" in line and "the live CPU space" in line for line in said)

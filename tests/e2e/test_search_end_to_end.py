@@ -12,7 +12,7 @@ from services.common.falcon_data import load_model_table
 from services.common.settings import Settings
 from services.knowledge.store import KnowledgeStore
 from tests.helpers import DATA, PROFILES, TARGETS, run_falcon
-from tools import localstack
+from tools import localstack, units
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def test_search_end_to_end_and_its_audit(local_stack):
     assert all(ids[e["causation_id"]] < i for i, e in enumerate(timeline) if e["type"] != "model-submitted")
     # the trial history in the log alone gives the same recommendation
     trials = [e for e in timeline if e["type"] == "trial-completed"]
-    assert len({t["summary"].split()[0] for t in trials}) == 6
+    assert len({t["summary"].split()[1] for t in trials}) == 6           # "trial N ..."
 
     async def dataset():
         redis = Redis.from_url(settings.redis_url)
@@ -130,8 +130,8 @@ def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack
                      knowledge())
     expected = [t.config for t in ref.trials]
     timeline = json.loads(falcon(home, "audit", "e2e-falcon", "--json").stdout)
-    requested = [e["summary"].split(" ", 1)[1] for e in timeline if e["type"] == "trial-requested"]
-    assert requested == [str(c) for c in expected]
+    requested = [e["summary"].split(" ", 2)[2] for e in timeline if e["type"] == "trial-requested"]
+    assert requested == [units.config(c) for c in expected]
     assert result["value"] >= 0.98
 
 

@@ -45,10 +45,10 @@ def audit_row(topic: str, e: Event, normalised: bool | None = None) -> dict[str,
 
 
 def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
-    head = f"{p.trial_id} {p.status}"
+    head = f"trial {p.index + 1} {p.status}"          # numbered as the report and the dashboard number it
     if p.status != "ok":
-        return head + (f" reason={p.reason}" if p.reason else "") + (f" cost={units.usd(p.cost_usd)}"
-                                                                      if p.cost_usd else "")
+        return head + (f": {units.reason(p.reason)}" if p.reason else "") + (f" (cost {units.usd(p.cost_usd)})"
+                                                                             if p.cost_usd else "")
     figures = [units.objective(p.value, "replay" if normalised else "live") if normalised is not None
                else f"value={units.sig(p.value or 0)}"]
     if p.rps is not None:
@@ -81,13 +81,13 @@ def _summary(e: Event, normalised: bool | None = None) -> str:
     if isinstance(p, KnowledgeRequested):
         return f"knowledge for space {p.space.fingerprint()} ({', '.join(p.space.names)}; {p.space.size:,} configurations)"
     if isinstance(p, TrialRequested):
-        return f"{p.trial_id} {p.config}"
+        return f"trial {p.index + 1} {units.config(p.config)}"
     if isinstance(p, TrialResult):
         return _trial_summary(p, normalised)
     if isinstance(p, SearchCompleted):
         shown = units.objective_text(p.objective, p.objective_value if p.objective is not None else p.best.value,
                                      p.backend_kind)
-        return (f"best {p.best.config} {shown} after {len(p.trials)} "
+        return (f"best {units.config(p.best.config)}: {shown} after {len(p.trials)} "
                 f"trials ({p.stop_reason}), {units.usd(p.spent_usd)} spent")
     if isinstance(p, SearchFailed):
         return f"{p.stage}: {p.reason}"

@@ -15,6 +15,7 @@ from services.common.topics import ALL_TOPICS, SEARCH_LOG_TOPICS
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState, rebuild_states
 from services.searcher.store import SearchStore
+from tools import units
 from tools.app.context import home
 from tools.archive import archive_path, history
 from tools.report.summary import overview
@@ -29,7 +30,7 @@ def state_summary(st: SearchState) -> dict[str, Any]:
             "max_trials": o["max_trials"], "backend": o["backend"], "objective": o["objective_title"],
             "best_text": o["best_text"], "best_value": o["best_value"],
             "best_objective": o["best_objective"], "best_config": o["best_config"], "best_rps": o["best_rps"],
-            "best_p99_ms": o["best_p99_ms"], "spent_usd": round(o["spent_usd"], 6),
+            "best_p99_ms": o["best_p99_ms"], "spent_usd": units.round_sig(o["spent_usd"]),
             "stop_reason": o["stop_reason"], "pending": o["pending"], "parallel": o["parallel"], "kops": o["kops"]}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -80,7 +81,8 @@ def _uri(path_or_uri: str) -> str:
     return str(Path(path_or_uri).resolve())
 
 
-def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None) -> tuple[str, ModelSubmitted]:
+def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = None,
+                     notices: list[str] | None = None) -> tuple[str, ModelSubmitted]:
     """The model-submitted payload for a submission. Replay trials answer from a table; live
     trials run the model file (or a zoo model exported to ONNX) on a live runner.
 
@@ -88,7 +90,13 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     checks it again (:func:`services.searcher.search.validate_spec`): the space against the
     replay table, the prices, the numbers, the constraints against what the table or the runners
     measure, and a live space against the runners' advertised capabilities (``runners``; None:
-    not known). SubmissionError/DataError/SpaceError (exit 2) say what is wrong, in one line."""
+    not known). SubmissionError/DataError/SpaceError/IntakeError (exit 2) say what is wrong, in one line.
+
+    A local ONNX model is read first (:mod:`tools.intake`): a file that is not one is refused; a
+    batch dimension the model fixes is made dynamic when the graph allows it (the copy is
+    submitted), else a live search's batch knob is narrowed to the size it takes. What was done is
+    appended to ``notices`` for the user."""
+    notices = notices if notices is not None else []
     objective = Objective(o.objective, o.load)          # ObjectiveError: before anything is exported or read
     kind = o.backend or ("replay" if o.replay_table else "live")
     model_file, fmt = o.model_file, o.format
@@ -104,6 +112,9 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
         if not o.replay_table:
             raise DataError("a replay search needs --replay-table (or --backend live with a model)")
         table = read_model_table(o.replay_table, home() / "cache")       # DataError: missing, unreadable
+        if not o.profile and not model_file:     # the profiler would fail the search once it is published
+            raise DataError("a replay search needs the model's operators: --profile operators.csv (falcon-data "
+                            "layout, e.g. ../shared/falcon-data/models/operators/gru/operators.csv) or --model-file")
         backend = {"kind": "replay", "table": _uri(o.replay_table), "trial_seconds": o.trial_seconds}
     elif kind == "live":
         if not model_file:
@@ -123,6 +134,8 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
                                       "(FALCON_MAX_MODEL_BYTES)")
         elif not Path(uri.removeprefix("file://")).is_file():
             raise DataError(f"model file {model_file} does not exist")
+        elif model_format == "onnx":
+            uri, space = _intake(o.model, Path(uri.removeprefix("file://")), kind, space, notices)
     spec = SearchSpec(model={"name": o.model, "format": model_format, "uri": uri}, backend=backend,
                       stop=StopRules(o.max_trials, o.target_value, o.budget_usd), strategy=o.strategy,
                       seed=o.seed, kop_threshold=o.kop_threshold,
@@ -133,10 +146,66 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
         spec = replace(spec, parallel=resolve_parallel(spec, Facts(table, runners)))
     problems = validate_spec(spec, Facts(table, runners))
     if problems:
-        raise SubmissionError("the search cannot run as submitted: " + "; ".join(problems))
+        if o.prices is None:
+            problems = _with_price_hint(spec, problems, Facts(table, runners))
+        raise SubmissionError(short_refusal("the search cannot run as submitted", problems))
+    if table is not None and not same_model(o.model, table.name):
+        notices.append(f"warning: the replay table {Path(o.replay_table or '').name} measured {table.name}, not "
+                       f"{o.model}: its trials answer with {table.name}'s figures (pass the table of the model "
+                       "you submit)")
     operators = read_operator_profile(o.profile) if o.profile else None
     search_id = o.search_id or f"{slug(o.model)}-{uuid.uuid4().hex[:12]}"
     return search_id, ModelSubmitted(spec, operators)
+
+
+def short_refusal(head: str, problems: Sequence[str]) -> str:
+    """A refusal a person reads: the first problem, and how many more there are."""
+    rest = len(problems) - 1
+    return f"{head}: {problems[0]}" + (f" (and {rest} more problem{'s' if rest != 1 else ''}: fix this one first)"
+                                       if rest > 0 else "")
+
+
+def _with_price_hint(spec: SearchSpec, problems: list[str], facts: Facts) -> list[str]:
+    """A price problem with the shipped catalogue that prices this space (--prices FILE) named."""
+    if not any(p.startswith("no price for") for p in problems):
+        return problems
+    for f in sorted((REPO / "deploy" / "config").glob("*prices*.y*ml")):
+        try:
+            cat = PriceCatalogue.from_file(f)
+        except ValueError:
+            continue
+        if not any(p.startswith("no price for") for p in validate_spec(replace(spec, prices=cat), facts)):
+            shown = Path(os.path.relpath(f)) if not os.path.relpath(f).startswith("..") else f
+            hint = f"; this space's GPUs are priced by --prices {shown}"
+            return [p + hint if p.startswith("no price for") else p for p in problems]
+    return problems
+
+
+def same_model(submitted: str, measured: str) -> bool:
+    """Whether a table's model name (``reg-gru.csv``: gru) is the submitted model's, loosely
+    (``GRU``, ``gru-small`` and ``my_gru`` are; ``inception-v3`` is not)."""
+    a, b = ("".join(c for c in x.lower() if c.isalnum()) for x in (submitted, measured))
+    return bool(a and b) and (a in b or b in a)
+
+
+def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
+    """The model's inputs read, its fixed batch dimension made dynamic or the batch knob narrowed
+    (live searches: a replay search reads its batch sizes from a table)."""
+    from tools.intake import BATCH_KNOB, fit_batch_knob, make_batch_dynamic, read_signature
+    sig = read_signature(path)                        # IntakeError: not an ONNX model (exit 2)
+    notices.append(f"model {name}: inputs {sig.text()}")
+    fixed = sig.fixed_batch
+    if kind != "live" or fixed is None or space is None or BATCH_KNOB not in space.names \
+            or list(space.knob(BATCH_KNOB).values) == [fixed]:
+        return str(path), space
+    dynamic, why = make_batch_dynamic(path, home() / "models", sig)
+    if dynamic is not None:
+        notices.append(f"model {name}: its batch dimension was fixed at {fixed}; made it dynamic ({why}) in "
+                       f"{dynamic}, which is what the search runs, so every {BATCH_KNOB} of the space can be tried")
+        return str(dynamic.resolve()), space
+    narrowed, note = fit_batch_knob(space, fixed, name)   # IntakeError: the knob does not offer that size
+    notices.append(f"{note} (the graph does not allow a dynamic batch: {why})")
+    return str(path), narrowed
 
 
 async def advertising_runners(s: Settings) -> list[RunnerAdvert] | None:
@@ -176,13 +245,18 @@ def result_summary(event: Event[SearchCompleted | SearchFailed]) -> dict[str, An
         out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
                "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
                "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
-               "p99_ms": r.best.p99_ms, "trials": len(r.trials), "spent_usd": round(r.spent_usd, 4),
+               "p99_ms": r.best.p99_ms, "trials": len(r.trials),
+               "spent_usd": units.round_sig(r.spent_usd), "spent_text": units.usd(units.round_sig(r.spent_usd)),
                "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}
         if obj is not None and not obj.is_default:
             out["objective_value"] = natural
         if r.pareto:
             out["pareto"] = [{"config": p.config, "p99_ms": p.p99_ms, "usd_per_million": p.usd_per_million,
                               "best_for": list(p.best_for)} for p in r.pareto]
+        shown = {k: v for k, v in units.KNOB_UNITS.items() if k in r.best.config}
+        if shown:                        # the recommended knobs that are quantities, with their units
+            out["knob_units"] = shown
+            out["recommended_text"] = units.config(r.best.config)
         if r.notices:
             out["notices"] = list(r.notices)
         return out

@@ -10,15 +10,32 @@ Exit codes: 0 success, 1 the search failed (or did not finish in time), 2 bad us
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from services.common.settings import Settings
 from services.common.space import set_max_space_size
 from tools import localstack
 from tools.cli import calibrate_cmds, data_cmds, log_cmds, search_cmds, stack_cmds, ui_cmds
-from tools.cli._shared import EXIT_UNREACHABLE, EXIT_USAGE
+from tools.cli._shared import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    broker_addresses,
+    redis_address,
+    require_stack,
+    settings,
+    unreachable_text,
+)
+
+# the commands that need the stack before they can do anything (submit and calibrate check their input
+# first and reach the stack after: bad input is exit 2 whether the stack is up or not)
+NEEDS_STACK = frozenset({"status", "watch", "audit", "report", "rebuild", "publish-offline", "runners", "trees",
+                         "dead-letters", "ui"})
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,19 +54,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``falcon status | head -3``): no message, and none at exit either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # its connection errors: said once, below
     try:
         set_max_space_size(Settings.from_env().max_space_size)     # FALCON_MAX_SPACE_SIZE
+        if a.command in NEEDS_STACK:
+            require_stack(settings())
         return a.fn(a)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (ValueError, FileNotFoundError) as exc:   # SpaceError, PricingError, DataError, SchemaError, ZooError
         print(f"falcon {a.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except localstack.StackError as exc:
         print(f"falcon {a.command}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except RedisError as exc:                 # went away while the command ran
+        print(f"falcon {a.command}: {unreachable_text('Redis', redis_address(settings()), str(exc)[:120])}",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
     except (ConnectionError, OSError, KafkaError) as exc:
-        print(f"falcon {a.command}: cannot reach the stack: {exc}", file=sys.stderr)
+        where = ", ".join(broker_addresses(settings()))
+        print(f"falcon {a.command}: {unreachable_text('broker', where, str(exc)[:120])}", file=sys.stderr)
         return EXIT_UNREACHABLE
 
 

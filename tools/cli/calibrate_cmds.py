@@ -33,7 +33,7 @@ from services.searcher.store import SearchStore
 from tools import calibration as cal
 from tools import localstack, units
 from tools.archive import archive_path, history
-from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PRODUCER, command, home, out, settings
+from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PRODUCER, command, home, out, require_stack, settings
 from tools.cli.data_cmds import publish_offline
 from tools.app.submit import SubmitOptions, advertising_runners, build_submission
 from tools.cli.search_cmds import positive, positive_int
@@ -324,6 +324,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
                 not in ("y", "yes"):
             print("not started", file=sys.stderr)
             return EXIT_FAILED
+    require_stack(s)                     # the plan is good and accepted: now the stack must answer (exit 3 if not)
     tracked = asyncio.run(discover(s, plan))
     done = [t for t in tracked if t.status == "completed"]
     going = [t for t in tracked if t.status in ("submitted", "running")]

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from schemas import Event
-from schemas.events import OfflineTablePublished
+from schemas.events import KnowledgeRequested, OfflineTablePublished
 from services.common.bus import KafkaPublisher, ensure_topics
 from services.common.connections import redis_client
 from services.common.falcon_data import iter_offline_tables
 from services.common.runners import read_adverts
 from services.common.settings import Settings
-from services.common.space import PAPER_SPACE
+from services.common.space import PAPER_SPACE, Space
 from services.knowledge.store import KnowledgeStore
 from tools import localstack
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, PRODUCER, command, out, settings
@@ -44,6 +44,40 @@ async def publish_offline(s: Settings, root: Path, wait_s: float = 120.0) -> int
         finally:
             await redis.aclose()
     return len(names)
+
+
+async def wait_knowledge(s: Settings, spaces: dict[str, Space], timeout_s: float, progress_every_s: float = 10.0,
+                         say: Any = None) -> dict[str, str]:
+    """Ask the treebuilder for the knowledge of ``spaces`` (name -> space) and wait until each is
+    built from the dataset's current version, saying every ``progress_every_s`` which are still
+    building; at most ``timeout_s``. Returns name -> "ready" | "building" | "no dataset"."""
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    redis = redis_client(s)
+    try:
+        store = KnowledgeStore(redis)
+        version = await store.dataset_version()
+        if version is None:
+            return {name: "no dataset" for name in spaces}
+        async with KafkaPublisher(s) as pub:
+            for space in spaces.values():
+                if await store.stored_version(space) != version:
+                    await pub.publish(Event.new(KnowledgeRequested(space), "", PRODUCER))
+        t0 = time.monotonic()
+        told = t0
+        while True:
+            version = await store.dataset_version()
+            waiting = [n for n, sp in spaces.items() if await store.stored_version(sp) != version]
+            now = time.monotonic()
+            if not waiting or now - t0 > timeout_s:
+                return {n: "building" if n in waiting else "ready" for n in spaces}
+            if now - told >= progress_every_s:
+                told = now
+                done = len(spaces) - len(waiting)
+                say(f"building the offline knowledge ({done}/{len(spaces)} spaces ready; waiting for "
+                    f"{', '.join(waiting)}): {now - t0:.0f} s")
+            await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
 
 
 def cmd_publish_offline(a: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from tools.app.submit import (
     submit,
     wait_result,
 )
-from tools.cli._shared import EXIT_FAILED, EXIT_OK, command, home, out, settings, slug
+from tools.cli._shared import EXIT_FAILED, EXIT_OK, command, home, out, require_stack, settings, slug
 
 # the application layer's names, as other modules imported them from here before it existed
 __all__ = ["LIVE_OVERHEAD_S", "LIVE_SPACE", "Loaded", "SubmissionError", "SubmitOptions", "advertising_runners",
@@ -43,10 +43,14 @@ def cmd_submit(a: argparse.Namespace) -> int:
     runners = None
     if (o.backend or ("replay" if o.replay_table else "live")) == "live":
         runners = asyncio.run(advertising_runners(s))
-        if not any("live" in r.capabilities for r in runners or ()):
+        if runners is not None and not any("live" in r.capabilities for r in runners):
             print("falcon submit: warning: no runner advertises the live backend now, so the space is not checked "
                   "against what runners can apply (falcon runners)", file=sys.stderr)
-    search_id, submission = build_submission(o, runners)
+    notices: list[str] = []
+    search_id, submission = build_submission(o, runners, notices)
+    for n in notices:
+        print(f"falcon submit: {n}", file=sys.stderr)
+    require_stack(s)                         # the input is good: now the stack must answer (exit 3 if not)
     result = asyncio.run(submit(s, search_id, submission, a.wait, a.timeout))
     if not a.wait:
         out({"search_id": search_id, "status": "submitted"}, a.json, search_id)

@@ -17,14 +17,15 @@ from services.common.bus import KafkaPublisher
 from services.common.connections import redis_client
 from services.common.redis_keys import SEARCH_OPEN, TRIAL_RESULT
 from services.common.settings import Settings
+from services.common.space import PAPER_SPACE, Space
 from services.common.spec import DEFAULT_TRIAL_SECONDS
 from services.searcher.store import SearchStore
 from tools import localstack
 from tools.archive import archive_path
 from tools.cli._shared import DEFAULT_DATA, EXIT_FAILED, EXIT_OK, EXIT_USAGE, REPO, command, home, out
-from tools.cli.data_cmds import publish_offline
 from tools.app.audit import audit
 from tools.app.submit import SubmitOptions, build_submission, result_summary, submit
+from tools.cli.data_cmds import publish_offline, wait_knowledge
 
 
 async def resume_open_searches(s: Settings) -> list[str]:
@@ -65,10 +66,12 @@ def cmd_up(a: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed {len(resumed)} search(es) that were running at falcon down: {', '.join(resumed)}",
               file=sys.stderr)
-    for folder in offline_datasets(a.offline, a.no_offline):
+    published = offline_datasets(a.offline, a.no_offline)
+    for folder in published:
         n = asyncio.run(publish_offline(info.settings(base), folder))
         print(f"published {n} offline tables from {folder}", file=sys.stderr)
-    out({"broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
+    knowledge = knowledge_ready(info.settings(base), a.knowledge_timeout if published else 0.0)
+    out({"knowledge": knowledge, "broker": f"127.0.0.1:{info.broker_port}", "redis": f"127.0.0.1:{info.redis_port}",
          "processes": info.pids, "logs": str(home() / "logs"), "redis_data": str(home() / "redis"),
          "archive": str(archive_path(home())), "ui": ui,
          "metrics": {k: f"http://127.0.0.1:{v}/metrics" for k, v in info.metrics.items()}}, a.json,
@@ -77,8 +80,35 @@ def cmd_up(a: argparse.Namespace) -> int:
         f"{', '.join(f'{k}={v}' for k, v in info.metrics.items())}); history kept in {home() / 'redis'} "
         f"and {archive_path(home())}" + (f"\ndashboard: {ui}" + (
             "" if os.environ.get("FALCON_UI_TOKEN") else " (read-only: set FALCON_UI_TOKEN to submit and cancel)")
-            if ui else ""))
+            if ui else "") + "\n" + knowledge_line(knowledge))
     return EXIT_OK
+
+
+def shipped_spaces() -> dict[str, Space]:
+    """The spaces the stack ships offline knowledge for (bench/live-offline and the paper's tables)."""
+    from tools.app.submit import LIVE_SPACE
+    return {"the paper's space": PAPER_SPACE, "the live CPU space": Space.from_file(LIVE_SPACE)}
+
+
+def knowledge_ready(s: Settings, timeout_s: float) -> dict[str, str]:
+    """Wait (with progress) until the treebuilder has built the shipped spaces' knowledge; with a
+    timeout of 0, only look."""
+    spaces = shipped_spaces()
+    if timeout_s > 0:
+        print(f"building the offline knowledge for {' and '.join(spaces)} (a search waits for it; "
+              f"up to {timeout_s:.0f} s) ...", file=sys.stderr, flush=True)
+    return asyncio.run(wait_knowledge(s, spaces, timeout_s))
+
+
+def knowledge_line(state: dict[str, str]) -> str:
+    ready = [n for n, v in state.items() if v == "ready"]
+    building = [n for n, v in state.items() if v == "building"]
+    if not building and ready:
+        return f"ready: offline knowledge built for {' and '.join(ready)}"
+    if building:
+        return (f"ready, but the offline knowledge for {' and '.join(building)} is still building: a search of "
+                "that space submitted now waits up to 60 s for it, then runs without it and says so in its notices")
+    return "ready: no offline dataset published, so searches run without offline knowledge (and say so)"
 
 
 SHIPPED_OFFLINE = (
@@ -122,6 +152,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
     try:
         s = info.settings(base)
         n = asyncio.run(publish_offline(s, data))
+        state = asyncio.run(wait_knowledge(s, {"the paper's space": PAPER_SPACE}, a.knowledge_timeout))
+        if state["the paper's space"] != "ready":
+            print(f"the offline knowledge is still building after {a.knowledge_timeout:.0f} s: this search runs "
+                  "without it (its notices say so)", file=sys.stderr)
         print(f"published {n} offline tables; searching a configuration for {target} "
               f"({a.max_trials} trials of a simulated {DEFAULT_TRIAL_SECONDS / 60:.0f} min each) ...", file=sys.stderr)
         search_id, submission = build_submission(SubmitOptions(
@@ -154,6 +188,8 @@ def register(sub: Any) -> None:
                    "once up; repeatable (default: the datasets shipped for the live CPU and the paper's spaces)")
     c.add_argument("--no-offline", action="store_true", help="publish no offline dataset")
     c.add_argument("--ui-port", type=int, default=18080, help="the dashboard's port on 127.0.0.1 (0: no dashboard)")
+    c.add_argument("--knowledge-timeout", type=float, default=600.0, help="seconds to wait for the offline "
+                   "knowledge of the shipped spaces to be built before saying ready (0: do not wait)")
     cmd("down", cmd_down, "stop the local stack")
     c = cmd("demo", cmd_demo, "start the stack, search a configuration for a falcon-data target, print it")
     c.add_argument("--data", default=str(DEFAULT_DATA), help="falcon-data folder")
@@ -166,3 +202,5 @@ def register(sub: Any) -> None:
     c.add_argument("--broker-port", type=int, default=19092)
     c.add_argument("--redis-port", type=int, default=16379)
     c.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    c.add_argument("--knowledge-timeout", type=float, default=600.0, help="seconds to wait for the offline "
+                   "knowledge of the paper's space before searching")

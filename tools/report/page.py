@@ -19,7 +19,7 @@ from tools.report.summary import PARETO_TITLE, Baseline, objective_label, summar
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-_ENV.filters.update(cfg=lambda c: units.config(dict(c)), ms=units.ms, usd=units.usd, rps=units.rps,
+_ENV.filters.update(reason=units.reason, cfg=lambda c: units.config(dict(c)), ms=units.ms, usd=units.usd, rps=units.rps,
                     usd_per_hour=units.usd_per_hour)
 
 
@@ -120,7 +120,25 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
         pareto_title=PARETO_TITLE, pareto_image=images.get(PARETO_TITLE),
         images=[(title, src) for title, src in images.items() if title != PARETO_TITLE],
         objective_label=objective_label, objective_cell=lambda v: objective_cell(v, kind), rps_text=rps_text,
-        energy_text=energy_text)
+        energy_text=energy_text, no_runner_up=no_runner_up(s),
+        constrained=any(v is not None for v in (s.get("constraints") or {}).values()))
+
+
+def no_runner_up(s: Mapping[str, Any]) -> str:
+    """Why the recommendation has no runner-up: the other trials failed, or missed a constraint
+    (named so only when one was set), or there was no other trial."""
+    others = [r for r in s["history"] if not s["recommended"] or r["trial"] != s["recommended"]["trial"]]
+    failed = sum(1 for r in others if r["status"] != "ok")
+    missed = len(others) - failed
+    constrained = any(v is not None for v in (s.get("constraints") or {}).values())
+    if not others:
+        return "No other trial was run."
+    if failed == len(others):
+        return ("The other trial failed" if failed == 1 else f"All {failed} other trials failed") + \
+            " (their reasons are in the trial history below)."
+    why = "missed a constraint" if constrained else "did not measure what the objective needs"
+    return (f"Of the {len(others)} other trials, {failed} failed and {missed} {why}" if failed else
+            f"The other trial{'s' if missed != 1 else ''} {why}") + " (see the trial history below)."
 
 
 def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None = None, wall_s: float | None = None,

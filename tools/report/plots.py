@@ -16,6 +16,11 @@ from services.searcher.search import SearchState
 from tools import units
 from tools.report.summary import best_so_far, objective_label
 
+
+def _constrained(state: SearchState) -> bool:
+    """Whether the user set a constraint (else "met the constraints" means nothing to them)."""
+    return any(v is not None for v in state.spec.constraints.to_dict().values())
+
 def _plt() -> Any:
     import matplotlib
     matplotlib.use("Agg")
@@ -72,9 +77,11 @@ def plot_progress(state: SearchState, path: Path, knowledge: Knowledge | None = 
             ax.plot(x, est, "-o", color="black", lw=2, ms=4, label="recommendation's estimate")
             ax.plot(x, best, "--", color="grey", lw=1, label="best single measurement")
     elif len(best) and not np.isnan(best).all():
-        ax.plot(x, best, "-o", color="black", lw=2, ms=4, label="best so far (meets constraints)")
+        ax.plot(x, best, "-o", color="black", lw=2, ms=4,
+                label="best so far (meets constraints)" if _constrained(state) else "best so far")
     elif len(best):
-        ax.text(0.5, 0.5, "no trial met the constraints", transform=ax.transAxes, ha="center", va="center",
+        ax.text(0.5, 0.5, "no trial met the constraints" if _constrained(state) and any(t.ok for t in state.trials)
+                else "every trial failed", transform=ax.transAxes, ha="center", va="center",
                 fontsize=13, color="tab:red", alpha=0.8)
     shown = [(i + 1, _natural(state, t), t) for i, t in enumerate(state.trials) if t.status == "ok"]
     ok = [(i, v) for i, v, _ in shown if not np.isnan(v)]
@@ -161,12 +168,19 @@ def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
                        linestyle="--", zorder=4, label="misses a constraint")
         # trial numbers inside the markers, dark on light colours and light on dark ones
         lo, hi = (np.nanmin(vals), np.nanmax(vals)) if done.any() else (0.0, 1.0)
+        failed_at: dict[tuple[float, float], list[str]] = {}
         for i, (px, py) in enumerate(p):
+            number = str(state.trials[i].index + 1)            # as the report's tables number it
+            if not done[i]:       # beside its red X, not under it (several failed in one cell: "1,6")
+                failed_at.setdefault((float(px), float(py)), []).append(number)
+                continue
             frac = 1.0 if hi == lo else (vals[i] - lo) / (hi - lo)
-            light = done[i] and (hi == lo or (frac > 0.55 if obj.maximise else frac < 0.45))
-            ax.annotate(str(i + 1), (px, py), xytext=(0, 0), textcoords="offset points", fontsize=7, zorder=6,
-                        ha="center", va="center", color="black" if light or not done[i] else "white",
-                        fontweight="bold")
+            light = hi == lo or (frac > 0.55 if obj.maximise else frac < 0.45)
+            ax.annotate(number, (px, py), xytext=(0, 0), textcoords="offset points", fontsize=7, zorder=6,
+                        ha="center", va="center", color="black" if light else "white", fontweight="bold")
+        for (px, py), numbers in failed_at.items():
+            ax.annotate(",".join(numbers), (px, py), xytext=(7, 5), textcoords="offset points", fontsize=8,
+                        zorder=6, ha="left", va="bottom", color="tab:red", fontweight="bold")
         if done.any():
             cb = fig.colorbar(sc, ax=ax, format=_value_formatter(kind, obj), pad=0.02)
             cb.set_label(_value_label(kind, obj))

@@ -63,6 +63,9 @@ def parse_config(text: str, space: Space) -> dict[str, Any]:
         if "=" not in part:
             raise SpaceError(f"baseline {text!r}: {part!r} is not knob=value")
         k, v = (x.strip() for x in part.split("=", 1))
+        unit = units.KNOB_UNITS.get(k)
+        if unit and v.endswith(unit):              # as the output prints it: gpumem=2.4 GB, gpupower=50%
+            v = v[:-len(unit)].strip()
         for conv in (int, float):
             try:
                 raw[k] = conv(v)

@@ -37,6 +37,7 @@ from services.common.bus import KafkaPublisher
 from services.common.connections import redis_client
 from services.common.settings import Settings
 from services.common.topics import SEARCH_CONTROL
+from tools import units
 from tools.app.submit import SubmitOptions, build_submission
 from tools.ui.logindex import LogIndex, Note
 from tools.ui.views import SORTS, STATUSES, Views
@@ -55,8 +56,12 @@ SUBMIT_FIELDS = {f.name: f for f in fields(SubmitOptions)}
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters["num"] = lambda v, spec=".3g": "-" if v is None else format(v, spec)
-    env.filters["cfg"] = lambda c: ", ".join(f"{k}={v}" for k, v in (c or {}).items())
+    # the product's number formats (tools/units.py), as the CLI and the report print them
+    env.filters["num"] = lambda v, spec=None: "-" if v is None else (format(v, spec) if spec else units.number(v))
+    env.filters["usd"] = units.usd
+    env.filters["usd_per_hour"] = units.usd_per_hour
+    env.filters["reason"] = units.reason
+    env.filters["cfg"] = lambda c: units.config(dict(c or {}))
     env.filters["age"] = fmt_age
     return env
 

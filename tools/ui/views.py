@@ -15,6 +15,7 @@ from services.common.runners import read_adverts
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 from services.common.objectives import RPS_PER_USD
+from tools import units
 from tools.report.summary import best_so_far, overview
 from tools.report.summary import summary as report_summary
 from tools.ui.logindex import LogIndex, SearchLog
@@ -101,7 +102,7 @@ def row(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
     o = overview(st)
     return {"search_id": o["search_id"], "model": str(o["model"]), "status": o["status"],
             "strategy": o["strategy"], "trials": o["trials"], "max_trials": o["max_trials"],
-            "best_value": o["best_value"], "spent_usd": round(o["spent_usd"], 4),
+            "best_value": o["best_value"], "spent_usd": units.round_sig(o["spent_usd"]),
             # what the search optimises and its best, in the objective's unit (best_value stays RPS/$)
             "objective": o["objective"], "objective_title": o["objective_title"],
             "best_objective": o["best_objective"],
@@ -141,8 +142,11 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
     # the objective in its own unit (RPS/$ by default): the report's best-so-far curve (a noisy
     # search's recommendation estimate, not its luckiest measurement) and each trial's measurement
     curve = best_so_far(st).curve
-    series = [[i, best, obj.natural(st.objective_value(t)) if t.status == "ok" else None]
-              for i, (t, best) in enumerate(zip(st.trials, curve), start=1)]
+    measured = [obj.natural(st.objective_value(t)) if t.status == "ok" else None for t in st.trials]
+    # every trial is drawn: a failed one as a red mark on the chart's floor (the lowest value shown)
+    floor = min([v for v in measured + list(curve) if v is not None], default=0.0)
+    series = [[t.index + 1, best, value, floor if t.status != "ok" else None]
+              for t, best, value in zip(st.trials, curve, measured)]
     kops = set(st.kops)
     operators = sorted(({"op": str(o.get("op")), "time_share": float(o.get("time_share") or 0.0),
                          "memory_share": o.get("memory_share"), "kop": o.get("op") in kops} for o in st.operators),

@@ -39,6 +39,7 @@ class SearchState:
     # noisy searches: what the strategy's model expected of each tried configuration at the last
     # decision (space key -> value); the recommendation shrinks the measurements towards it
     predicted: Mapping[str, float] = field(default_factory=dict)
+    notices: tuple[str, ...] = ()               # what its user should know (e.g. it began without knowledge)
 
     @property
     def spent_usd(self) -> float:
@@ -116,7 +117,8 @@ class SearchState:
                 "operators": [dict(o) for o in self.operators], "trials": [t.to_data() for t in self.trials],
                 "pending": [p.to_data() for p in self.pending], "parallel": self.parallel,
                 "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox],
-                "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted)}
+                "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted),
+                **({"notices": list(self.notices)} if self.notices else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
@@ -133,4 +135,5 @@ class SearchState:
                    # stored before several trials could be pending: the request is in the outbox
                    pending_events=tuple(d["pending_events"] if "pending_events" in d else
                                         (e for e in d.get("outbox", ()) if e.get("type") == "trial-requested")),
-                   predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()})
+                   predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()},
+                   notices=tuple(str(n) for n in d.get("notices") or ()))

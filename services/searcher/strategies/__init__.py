@@ -58,4 +58,15 @@ def knowledge_notice(name: str, objective: Objective) -> str | None:
     return None
 
 
-__all__ = ["STRATEGIES", "SearchContext", "Strategy", "StrategyError", "knowledge_notice", "make_strategy"]
+def missing_knowledge_notice(name: str, objective: Objective, why: str) -> str | None:
+    """What a search that began without the offline knowledge of its space should tell its user
+    (None for a strategy that never reads it, or an objective it says nothing of)."""
+    cls = STRATEGIES.get(name)
+    if cls is None or not cls.offline or objective.name not in cls.offline:
+        return None
+    online = "plain GP-EI" if cls.name.startswith("falcon") else "its online model"
+    return f"searched without offline knowledge for this space: {why}, so {name} began as {online}"
+
+
+__all__ = ["STRATEGIES", "SearchContext", "Strategy", "StrategyError", "knowledge_notice", "make_strategy",
+           "missing_knowledge_notice"]

@@ -58,7 +58,7 @@ def test_report_files_are_written_and_the_html_shows_what_matters(tmp_path):
     assert "p99 latency at most 40 ms" in page and "runner died" in page
     best = st.best
     assert best.p99_ms <= 40
-    assert ", ".join(f"{k}={v}" for k, v in best.config.items()) in page
+    assert units.config(best.config) in page and "gpumem=" in page and " GB" in page      # knob units shown
     assert f"{units.rps(best.rps)} ±{best.index:.0f}%" in page        # the measurement's spread is shown with it
     assert (tmp_path / "summary.json").exists() and s["files"]["html"].endswith("report.html")
 
@@ -174,3 +174,37 @@ def test_a_report_under_another_objective_shows_it_the_front_and_the_monthly_cos
     assert "cheapest for 20,000 RPS" in page and "lowest p99" in page
     assert "read as the cost of 20,000 RPS before replicas are rounded up" in page      # how the knowledge is read
     assert not SCIENTIFIC.search(re.sub(r"<[^>]+>", " ", page))
+
+
+def failing(s, ok_at: int, reason: str = "ValueError: input data_0's batch (first) dimension is fixed at 1"):
+    """Every trial fails but the one at ``ok_at`` (what a fixed-batch model did before intake knew it)."""
+    d = start_search("f1", s, ["conv2d"], [{"op": "conv2d", "time_share": 1.0, "memory_share": None, "flops": None}])
+    while d.request is not None:
+        r = d.request
+        if r.index != ok_at:
+            rec = TrialResult(r.trial_id, r.index, r.config, "failed", None, 4.5e-6, 0.4, reason=reason)
+        else:
+            v = TABLE.lookup(r.config)["value"]
+            rec = TrialResult(r.trial_id, r.index, r.config, "ok", v, 2.6e-5, 2.2, rps=141.0, p50_ms=6.5, p99_ms=15.1)
+        d = record_trial(d.state, rec)
+    return d.state
+
+
+def test_failed_trials_are_explained_in_words_and_numbered_as_everywhere(tmp_path):
+    from tools.app.audit import _trial_summary
+    st = failing(spec(max_trials=5), ok_at=2)
+    write_report(st, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "ValueError:" not in page and "input data_0&#39;s batch (first) dimension is fixed at 1" in page
+    assert "met the constraints" not in page                      # no constraint was set: the others failed
+    assert "All 4 other trials failed" in page
+    # the audit numbers the trials as the report's tables do (trial 1 is index 0, t0)
+    assert _trial_summary(st.trials[0], False).startswith("trial 1 failed: input data_0")
+    assert "ValueError" not in _trial_summary(st.trials[0], False)
+    assert _trial_summary(st.trials[2], False).startswith("trial 3 ok")
+
+
+def test_the_runner_up_note_names_a_constraint_only_when_one_was_set():
+    from tools.report.page import no_runner_up
+    st = failing(spec(max_trials=3), ok_at=0)
+    assert no_runner_up(summary(st)) == "All 2 other trials failed (their reasons are in the trial history below)."

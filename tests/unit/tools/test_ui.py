@@ -54,7 +54,8 @@ def test_the_trial_table_shows_the_reports_figures_and_the_failures(state, parts
     assert data["history"][1]["reason"] == "runner said <no>" and not data["history"][1]["feasible"]
     html = str(parts.trials(data))
     assert html.count("<tr") == 6 and "runner said &lt;no&gt;" in html
-    assert data["best_so_far"][1][2] is None                  # a failed trial has no dot on the chart
+    assert data["best_so_far"][1][2] is None                  # a failed trial has no value dot on the chart
+    assert data["best_so_far"][1][3] is not None              # but a red mark on its floor
     assert data["best_so_far"][-1][1] == st.best.value
 
 
@@ -77,11 +78,11 @@ def test_the_chart_and_the_report_draw_one_best_so_far_curve(state):
     from tools.report.summary import best_so_far
     lucky = replace(state.trials[0], value=state.trials[0].value * 3)          # one measurement far too high
     noisy = replace(state, trials=tuple(replace(t, rps=100.0, stability_cv=0.3) for t in (lucky, *state.trials[1:])))
-    chart = [b for _, b, _ in detail(noisy, 1.0e9, None)["best_so_far"]]
+    chart = [b for _, b, *_ in detail(noisy, 1.0e9, None)["best_so_far"]]
     curve = best_so_far(noisy)
     assert chart == pytest.approx(curve.estimate) and chart[-1] == pytest.approx(noisy.recommendation.value)
     assert chart[-1] < max(curve.measured)                     # not the lucky measurement
-    exact = [b for _, b, _ in detail(state, 1.0e9, None)["best_so_far"]]
+    exact = [b for _, b, *_ in detail(state, 1.0e9, None)["best_so_far"]]
     assert curve.estimate is not None and best_so_far(state).estimate is None
     assert exact == best_so_far(state).measured and exact[-1] == state.best.value
 
@@ -272,3 +273,20 @@ async def test_the_runners_page_reads_adverts_as_the_searcher_does():
     rows = await Views(FakeRedis(), LogIndex(Settings())).runners()
     assert [r["runner"] for r in rows] == ["r1"] and rows[0]["trials_done"] == 3 and not rows[0]["stale"]
     assert rows[0]["capabilities"] == {"replay": {"any": "table"}} and rows[0]["classes"] == ["replay"]
+
+
+def test_the_dashboard_prints_the_product_s_units_not_exponents_or_zero_costs(state, parts):
+    """A live search's req/$ in the millions and CPU trials costing millionths of a dollar: the
+    dashboard said 5.14e+06, $0.00 spent and 0.000 per trial; the report said 5.14 million and
+    $0.000071."""
+    live = [replace(t, value=5.14e6 + i, cost_usd=7.1e-6 * (i + 1),
+                    reason=None if t.status == "ok" else "ValueError: fixed at 1")
+            for i, t in enumerate(state.trials)]
+    failed = replace(live[1], status="failed", value=None, reason="ValueError: input data_0's batch is fixed at 1")
+    st = replace(state, trials=(live[0], failed, *live[2:]))
+    data = detail(st, 1.0e9, None)
+    html = str(parts.summary(data)) + str(parts.trials(data)) + str(parts.search_row(row(st, 1.0e9, None)))
+    assert "e+0" not in html and "5.14 million" in html
+    assert "$0.00<" not in html and ">0.000<" not in html and "$0.0000071" in html
+    assert "ValueError" not in html and "input data_0" in html
+    assert data["spent_usd"] == pytest.approx(sum(t.cost_usd for t in st.trials), rel=0.01)

@@ -21,3 +21,29 @@ def test_the_objective_says_which_one_it_is():
     assert units.objective(0.99712, "replay") == "0.997 norm. RPS/$"
     assert units.objective(1.93e8, "live") == "193 million req/$"
     assert "table's best" in units.objective_name("replay") and units.objective_name("live") == "requests per $"
+
+
+def test_knobs_show_their_units_and_a_baseline_may_be_written_with_them():
+    from services.common.space import PAPER_SPACE
+    from tools.report import parse_config
+    c = {"batchsize": 8, "cpus": 2, "gpumem": 2.4, "gpupower": 50, "gputype": "T4"}
+    assert units.config(c) == "batchsize=8, cpus=2, gpumem=2.4 GB, gpupower=50%, gputype=T4"
+    assert parse_config("batchsize=16, cpus=2, gpumem=1.6 GB, gpupower=100%, gputype=V100", PAPER_SPACE)["gpumem"] == 1.6
+
+
+def test_costs_keep_enough_digits_to_be_non_zero_and_json_agrees_with_the_text():
+    for x in (7.07e-05, 4.4998e-06, 1.86e-06, 0.0162):
+        assert units.usd(x) not in ("$0.00", "$0.000", "$0.0000") and units.round_sig(x) != 0
+        assert units.usd(units.round_sig(x)) == units.usd(x)          # --json spent_usd and status's text agree
+    assert units.round_sig(7.07e-05) == 7.07e-05 and units.round_sig(None) is None and units.round_sig(0.0) == 0.0
+
+
+def test_compact_figures_for_charts_never_use_exponents():
+    assert units.compact(5.14e6) == "5.14M" and units.compact(12_300) == "12.3k" and units.compact(0.997) == "0.997"
+    assert "e" not in units.compact(5.14e6) and units.number(5.14e6) == "5.14 million"
+
+
+def test_failure_notes_lose_the_exception_class():
+    assert units.reason("ValueError: input data_0's batch is fixed at 1") == "input data_0's batch is fixed at 1"
+    assert units.reason("runner died: lease expired") == "runner died: lease expired"
+    assert units.reason(None) == ""

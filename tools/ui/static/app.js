@@ -174,7 +174,24 @@ function initSearches() {
 let chart = null;
 
 function chartData(series) {
-  return [series.map((p) => p[0]), series.map((p) => p[1]), series.map((p) => p[2])];
+  return [0, 1, 2, 3].map((k) => series.map((p) => (p.length > k ? p[k] : null)));
+}
+
+// the product's compact figures (tools/units.py compact): 5.14M, 12.3k, 0.997 - never 5.14e+6
+function compact(x) {
+  if (x === null || x === undefined || !isFinite(x)) return "";
+  const a = Math.abs(x);
+  for (const [d, s] of [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "k"]]) {
+    if (a >= d) return String(Number((x / d).toPrecision(3))) + s;
+  }
+  return x === 0 ? "0" : String(Number(x.toPrecision(3)));
+}
+
+function paddedRange(u, min, max) {       // one value (one successful trial) still gets a visible band
+  if (min === null || max === null) return [0, 1];
+  if (min === max) { const d = Math.abs(min) * 0.1 || 1; return [min - d, max + d]; }
+  const d = (max - min) * 0.08;
+  return [min - d, max + d];
 }
 
 let valueLabel = "RPS/$";     // the search's objective and its unit (from the page's JSON island)
@@ -185,18 +202,23 @@ function drawChart(series) {
   const data = chartData(series);
   if (chart) { chart.setData(data); return; }
   const width = Math.max(320, box.clientWidth || 560);
+  const trials = data[0].length;
   chart = new uPlot({
-    width, height: 240,
-    scales: { x: { time: false } },
+    width, height: 250,
+    scales: { x: { time: false, range: () => [0.5, Math.max(1, trials) + 0.5] }, y: { range: paddedRange } },
     axes: [
       { label: "trial", size: 40, incrs: [1, 2, 5, 10, 20, 50, 100], values: (u, v) => v.map((x) => String(x)) },
-      { label: valueLabel, size: 56 },
+      // compact ticks and room between them and the label (the label overlapped "12,000,000")
+      { label: valueLabel, size: 62, labelSize: 18, labelGap: 4, values: (u, v) => v.map(compact) },
     ],
     series: [
       { label: "trial" },
-      { label: "best so far", stroke: "#1f6feb", width: 2, spanGaps: true, points: { show: true, size: 5 } },
+      { label: "best so far", stroke: "#1f6feb", width: 2, spanGaps: true,
+        points: { show: true, size: 8, stroke: "#1f6feb", fill: "#1f6feb" } },
       { label: "trial " + valueLabel, stroke: "#8a8f98", width: 0, paths: () => null,
-        points: { show: true, size: 6, stroke: "#8a8f98", fill: "#ffffff" } },
+        points: { show: true, size: 7, stroke: "#57606a", fill: "#8a8f98" } },
+      { label: "failed trial", stroke: "#d1242f", width: 0, paths: () => null,
+        points: { show: true, size: 9, stroke: "#d1242f", fill: "#d1242f" } },
     ],
     legend: { live: false },
   }, data, box);

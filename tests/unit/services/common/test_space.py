@@ -108,3 +108,14 @@ def test_the_process_limit_on_space_size_is_configurable():
     finally:
         set_max_space_size(MAX_SPACE_SIZE)
     assert Space.from_dict(PAPER_SPACE.to_dict()).size == 1440
+
+
+def test_a_knob_written_outside_knobs_is_refused_not_left_out(tmp_path):
+    """The README once said a knob is added with a line ``name: [values]``: at the top level that
+    line was silently ignored; it goes under knobs:."""
+    p = tmp_path / "space.yaml"
+    p.write_text("knobs:\n  cpus: [1, 2]\n  graph_opt: [all]\nbatchsize: [1]\n")
+    with pytest.raises(SpaceError, match=r"'batchsize' is not a section of a space file .* under knobs:"):
+        Space.from_file(p)
+    p.write_text("knobs:\n  cpus: [1, 2]\n  graph_opt: [all]\n  batchsize: [1]\n")
+    assert Space.from_file(p).names == ("cpus", "graph_opt", "batchsize")

@@ -1,6 +1,8 @@
 """The live trial backend measures a real model on this machine's cores, refuses knobs it cannot
 apply, and routes by hardware class."""
 
+from pathlib import Path
+
 import pytest
 
 from services.common.topics import runner_class, topic_for, trial_topic
@@ -74,3 +76,17 @@ def test_requests_are_routed_to_the_runner_class_that_can_serve_them():
     assert trial_topic("replay") == "trial-requested"
     assert topic_for("trial-requested", {"runner_class": "live-h100"}) == "trial-requested.live-h100"
     assert topic_for("trial-requested", {}) == "trial-requested"
+
+
+def test_the_batch_error_names_the_model_s_batch_also_from_the_optimised_copy(tmp_path):
+    """light_squeezenet (old IR: initializers listed as inputs) optimised at graph_opt=all was saved by
+    ONNX Runtime with extra '..._SHAPE' inputs of shape [4], and the error said "fixed at 4"."""
+    import onnx
+    model = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_squeezenet.onnx"
+    if not model.is_file():
+        pytest.skip("no light_squeezenet.onnx in this onnx package")
+    backend = LiveBackend(tmp_path / "cache")
+    for _ in range(2):          # the second run finds the optimised copy in the cache
+        out = backend.run(spec(model, {"cpus": 1, "batchsize": 4, "graph_opt": "all"}))
+        assert out.status == "failed" and "input data_0's batch (first) dimension is fixed at 1" in out.reason, \
+            out.reason
