@@ -756,6 +756,7 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
 <dl class="facts">{facts_html}</dl>
 {"".join(f'<p class="notice">{html.escape(n)}</p>' for n in s.get("notices", []))}
 <h2>Recommended configuration</h2>{rec_html}
+{_export_html(s) if rec else ""}
 {_baseline_html(s.get("baseline"), rec, kind)}
 <h2>Runners-up</h2>{ups}
 {_pareto_html(s, images.get(PARETO_TITLE), kind)}
@@ -765,6 +766,21 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
 $ per million requests assumes the configuration runs at its measured throughput. Rows in red failed or missed a
 constraint and are never recommended.</p>
 </body></html>"""
+
+
+def _export_html(s: Mapping[str, Any]) -> str:
+    """How to deploy the recommendation (``falcon export``; docs/export.md): the command, and the
+    downloads the dashboard serves beside this report."""
+    sid = html.escape(s["search_id"])
+    if s["backend"] != "live":
+        return ('<p id="export" class="muted">No export: a replay table\'s recommendation was never served, so '
+                'there is no measured deployment to hand over (run a live search to export one).</p>')
+    load = f"?load={s['load_rps']}" if s.get("load_rps") else ""
+    links = " · ".join(f'<a href="../export/{f}.zip{load}">{f}</a>' for f in ("triton", "kserve", "k8s", "compose"))
+    return (f'<p id="export">Deploy it: <code>falcon export {sid} --format triton|kserve|k8s|compose '
+            f'[--load RPS]</code> writes a Triton model repository entry, a KServe InferenceService, a Kubernetes '
+            f'Deployment + Service + HPA or a compose file, sized for the load. From the dashboard: {links} '
+            f'(zip).</p>')
 
 
 def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None = None, wall_s: float | None = None,

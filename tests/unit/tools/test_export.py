@@ -334,3 +334,67 @@ def test_an_in_process_search_is_exported_with_a_clear_note(model, tmp_path):
     e = exported(served_search(model, served=False), "triton", tmp_path)
     head = (tmp_path / "triton" / "model_repository" / "tiny-model" / "config.pbtxt").read_text().split("\n\n")[0]
     assert "NOTE: the trials ran in-process" in head and e.notes
+
+
+# ---- the dashboard's download and the report's link ---------------------------------------------
+
+
+def dashboard(monkeypatch, state, tmp_path):
+    from starlette.testclient import TestClient
+
+    from services.common.settings import Settings
+    from tools.ui.app import create_app
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"), follow=False, reports_dir=tmp_path / "reports")
+    d = next(r.endpoint.__self__ for r in app.routes if getattr(r, "path", "").endswith("/export/{format}.zip"))
+
+    async def the_state(search_id):
+        return state if search_id == state.search_id else None
+    monkeypatch.setattr(d.views, "state", the_state)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_the_dashboard_serves_the_export_as_a_zip(monkeypatch, model, tmp_path):
+    import io
+    import zipfile
+    st = served_search(model)
+    c = dashboard(monkeypatch, st, tmp_path)
+    r = c.get("/searches/tiny-0123abcd/export/k8s.zip?load=300")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert 'filename="tiny-0123abcd-k8s.zip"' in r.headers["content-disposition"]
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    assert sorted(z.namelist()) == sorted(f"tiny-0123abcd-k8s/{p}" for p in (
+        "deployment.yaml", "model_repository/tiny-model/1/model.onnx", "model_repository/tiny-model/1/model.py",
+        "model_repository/tiny-model/config.pbtxt", "model_repository/tiny-model/configs/python-ort.pbtxt"))
+    dep = docs(z.read("tiny-0123abcd-k8s/deployment.yaml").decode())[0]
+    assert dep["spec"]["replicas"] == 4                                   # ceil(300 / 84)
+    assert c.get("/searches/tiny-0123abcd/export/helm.zip").status_code == 404
+    assert c.get("/searches/nope/export/k8s.zip").status_code == 404
+    bad = c.get("/searches/tiny-0123abcd/export/k8s.zip?load=lots")
+    assert bad.status_code == 400 and "load must be a number" in bad.json()["error"]
+    far = c.get("/searches/tiny-0123abcd/export/compose.zip?load=1e6")
+    assert far.status_code == 409 and "cannot be carried within the space" in far.json()["error"]
+
+
+def test_the_dashboard_refuses_a_replay_export_in_one_line(monkeypatch, tmp_path):
+    from tests.unit.tools.test_report import searched
+    st = searched(spec(max_trials=4))
+    r = dashboard(monkeypatch, st, tmp_path).get(f"/searches/{st.search_id}/export/triton.zip")
+    assert r.status_code == 409 and "came from a replay table" in r.json()["error"]
+
+
+def test_the_search_page_and_the_report_link_the_export(model, tmp_path):
+    from tests.unit.tools.test_report import searched
+    from tools.report import write_report
+    from tools.ui.app import templates
+    from tools.ui.views import detail
+    parts = templates().get_template("parts.html").module
+    st = served_search(model)
+    html = str(parts.recommendation(detail(st, 1.0e9, None)))
+    assert 'href="/searches/tiny-0123abcd/export/kserve.zip"' in html and "falcon export tiny-0123abcd" in html
+    write_report(st, tmp_path / "live")
+    page = (tmp_path / "live" / "report.html").read_text()
+    assert '<a href="../export/k8s.zip">k8s</a>' in page and "falcon export tiny-0123abcd --format" in page
+    replay = searched(spec(max_trials=4))
+    assert "export/" not in str(parts.recommendation(detail(replay, 1.0e9, None)))
+    write_report(replay, tmp_path / "replay")
+    assert "No export: a replay table" in (tmp_path / "replay" / "report.html").read_text()
