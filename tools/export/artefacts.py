@@ -246,6 +246,10 @@ def header_lines(rec: Recommendation, sizing: Sizing | None, fmt: str) -> list[s
                      f"{_n(est.get('high'))} ({est.get('measurements', 1)} measurement(s))")
     if sizing is not None:
         lines.append(f"sizing: {sizing.text()}")
+    power = rec.config.get(GPU_POWER)
+    if has_gpu(rec.config) and power not in (None, 100, "none"):
+        lines.append(f"GPU power cap {power}% of the board's TDP: not a Triton or Kubernetes setting; set it on the "
+                     f"node (nvidia-smi -pl) or the measured figures do not hold")
     lines += list(rec.notes)
     return lines
 
