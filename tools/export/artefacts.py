@@ -95,6 +95,7 @@ class Recommendation:
     model_bytes: int | None = None            # size of the (precision variant's) model file
     space_max_cpus: int | None = None         # the largest machine the space describes (compose)
     notes: tuple[str, ...] = ()               # e.g. the trials ran in-process, not served
+    served: bool = True                       # measured served behind Triton (else in-process, closed loop)
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,10 @@ class Sizing:
     def text(self) -> str:
         head = (f"{self.replicas} replica{'s' if self.replicas != 1 else ''} for {_n(self.load_rps)} RPS"
                 if self.load_rps else "1 replica (no --load given)")
+        scaling = (f"autoscaling {self.replicas}..{self.max_replicas} replicas at that target"
+                   if self.max_replicas > self.replicas else "a fixed count (no autoscaler)")
         return (f"{head}: each runs at {_n(self.target_rps)} RPS = {_n(self.peak_rps)} RPS peak within the SLO "
-                f"x (1 - {self.headroom:g} headroom); autoscaling {self.replicas}..{self.max_replicas} replicas "
-                f"at that target")
+                f"x (1 - {self.headroom:g} headroom); {scaling}")
 
 
 @dataclass(frozen=True)
@@ -235,15 +237,19 @@ def header_lines(rec: Recommendation, sizing: Sizing | None, fmt: str) -> list[s
         f"Exported by falcon export --format {fmt} on {rec.date}",
         f"search {rec.search_id}, model {rec.model}, recommended trial {rec.trial} ({rec.backend_kind} trials)",
         f"configuration: {_config_text(rec.config)}",
-        f"peak RPS within the SLO: {_n(rec.rps)}{slo}" + (f", measured at {rec.measured_at}" if rec.measured_at
-                                                           else ""),
+        (f"peak RPS within the SLO: {_n(rec.rps)}{slo}" if rec.served else
+         f"RPS measured in-process (closed loop, not a served peak): {_n(rec.rps)}{slo}")
+        + (f", measured at {rec.measured_at}" if rec.measured_at else ""),
         f"p99 at that load: {_n(rec.p99_ms)} ms" + (f", p50 {_n(rec.p50_ms)} ms" if rec.p50_ms is not None else ""),
         f"price: {'$' + format(rec.usd_per_hour, '.4g') + '/h' if rec.usd_per_hour is not None else 'unknown'}"
         " per replica",
     ]
     if est:
-        lines.append(f"estimate: {_n(est.get('value'))} {rec.estimate_unit}, 95% interval {_n(est.get('low'))} to "
-                     f"{_n(est.get('high'))} ({est.get('measurements', 1)} measurement(s))")
+        n = est.get("measurements", 1)
+        interval = (f"95% interval {_n(est.get('low'))} to {_n(est.get('high'))}" if est.get("high") != est.get("low")
+                    else "no interval (no spread measured)")
+        lines.append(f"estimate: {_n(est.get('value'))} {rec.estimate_unit}, {interval}, from {n} "
+                     f"measurement{'s' if n != 1 else ''}")
     if sizing is not None:
         lines.append(f"sizing: {sizing.text()}")
     power = rec.config.get(GPU_POWER)

@@ -72,7 +72,7 @@ def served_search(model: Path, best_rps: float = 120.0, gpu: bool = False, slo: 
         hourly = s.prices.hourly(r.config)
         details = {"mode": "served", "peak": {"concurrency": 4, "rps": rps, "p99_ms": 60.0}} if served else {}
         d = record_trial(d.state, TrialResult(r.trial_id, r.index, r.config, "ok", rps * 3600 / hourly,
-                                              hourly * 30 / 3600, 30.0, rps=rps, p50_ms=20.0, p99_ms=60.0,
+                                              hourly * 30 / 3600, 30.0, rps=rps, p50_ms=20.0, p99_ms=60.0, stability_cv=0.05,
                                               details=details))
     return d.state
 
@@ -334,6 +334,8 @@ def test_an_in_process_search_is_exported_with_a_clear_note(model, tmp_path):
     e = exported(served_search(model, served=False), "triton", tmp_path)
     head = (tmp_path / "triton" / "model_repository" / "tiny-model" / "config.pbtxt").read_text().split("\n\n")[0]
     assert "NOTE: the trials ran in-process" in head and e.notes
+    assert "RPS measured in-process (closed loop, not a served peak): 120" in head
+    assert "peak RPS within the SLO" not in head.split("sizing:")[0]
 
 
 # ---- the dashboard's download and the report's link ---------------------------------------------
