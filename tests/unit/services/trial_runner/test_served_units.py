@@ -36,6 +36,9 @@ def test_knobs_map_to_tritons_model_settings():
     assert 'backend: "onnxruntime"' in pbtxt and "max_batch_size: 8" in pbtxt
     assert "max_queue_delay_microseconds: 2000" in pbtxt and "count: 2 kind: KIND_CPU" in pbtxt
     assert 'key: "intra_op_thread_count" value: { string_value: "1" }' in pbtxt
+    assert "optimization { graph { level: -1 } }" in pbtxt          # Triton's ORT backend: -1 = basic
+    assert "level: 2" in serving_config({"graph_opt": "disabled"}).triton_pbtxt("m")
+    assert "optimization" not in serving_config({"graph_opt": "all"}).triton_pbtxt("m")   # its default: all
     defaults = serving_config({})
     assert (defaults.cores, defaults.max_batch_size, defaults.instances, defaults.precision) == (1, 1, 1, "fp32")
 
