@@ -76,6 +76,10 @@ class LiveBackend(TrialBackend):
                                 "precision": ["fp32", "int8", *(["fp16"] if self.gpus else [])]}
         if self.gpus:
             caps["gpumem"] = "any size within the GPU's memory"
+        closed = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
+                  OPT_KNOB: list(GRAPH_OPT), "gputype": caps["gputype"],
+                  **({"gpumem": caps["gpumem"]} if self.gpus else {})}
+        caps["modes"] = {"closed-loop": closed}     # what a trial with backend mode closed-loop applies
         return caps
 
     def measures(self) -> list[str]:
