@@ -66,9 +66,9 @@ class ServingConfig:
         if platform_backend == "onnxruntime":
             cfg["parameters"] = {"intra_op_thread_count": {"string_value": str(self.intra_op_threads)},
                                  "inter_op_thread_count": {"string_value": "1"}}
-            # Triton's ORT backend encodes the level itself: -1 basic, 1 extended, unset/0 all; it has no
-            # "disabled" (that level is served as basic there, and the dict says so)
-            level = {"disabled": -1, "basic": -1, "extended": 1, "all": 0}[self.graph_opt]
+            # Triton's ORT backend encodes the level itself (its README): -1 basic, 1 basic + extended,
+            # 2 all disabled, unset: all optimisations
+            level = {"disabled": 2, "basic": -1, "extended": 1, "all": 0}[self.graph_opt]
             if level:
                 cfg["optimization"] = {"graph": {"level": level}}
         return cfg

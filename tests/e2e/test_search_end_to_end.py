@@ -183,7 +183,8 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
     """A zoo model submitted as ONNX: the profiler finds its KOPs with TVM, a live runner (the only
     one serving class live-cpu) measures real RPS and p99 under an SLO, and the report shows it."""
     home, settings = local_stack
-    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live", "--max-trials", "4",
+    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live",
+               "--live-mode", "closed-loop", "--max-trials", "4",
                "--measure-s", "0.5", "--slo-p99-ms", "500", "--search-id", "e2e-live", "--wait", "--json",
                timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

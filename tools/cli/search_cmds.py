@@ -45,8 +45,11 @@ from tools import units
 from tools.archive import archive_path, history
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, PRODUCER, REPO, command, home, out, settings, slug
 
-LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
+LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"      # closed-loop live trials
+SERVED_SPACE = REPO / "deploy" / "config" / "live-served-space.yaml"  # served live trials (the default)
 LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
+SERVED_TRIAL_S = 45.0     # a served trial: server start, warm-up, load sweep (docs/served-trials.md)
+DEFAULT_SLO_P99_MS = 100.0   # served trials judge the peak load against this p99 when no --slo-p99-ms is given
 LOG_TYPES = ("kops-identified", "trial-completed", "trial-requested", "search-completed", "search-failed")
 
 
@@ -78,6 +81,7 @@ class SubmitOptions:
     search_id: str | None = None
     parallel: int | None = None
     cost_aware: bool = False
+    live_mode: str = "served"
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "SubmitOptions":
@@ -110,7 +114,9 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     if o.zoo:
         from tools.zoo import export_onnx
         model_file, fmt = str(export_onnx(o.zoo, home() / "models" / f"{slug(o.zoo)}.onnx")), "onnx"
-    space_file = o.space or (LIVE_SPACE if kind == "live" else None)
+    if o.live_mode not in ("served", "closed-loop"):
+        raise SubmissionError(f"--live-mode {o.live_mode!r}: served or closed-loop")
+    space_file = o.space or ((SERVED_SPACE if o.live_mode == "served" else LIVE_SPACE) if kind == "live" else None)
     space = Space.from_file(space_file) if space_file else None
     prices = PriceCatalogue.from_file(o.prices) if o.prices else None
     backend: dict[str, Any]
@@ -123,7 +129,12 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     elif kind == "live":
         if not model_file:
             raise DataError("a live search needs the model: --model-file FILE.onnx or --zoo NAME")
-        backend = {"kind": "live", "measure_s": o.measure_s, "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
+        if o.live_mode == "served":
+            backend = {"kind": "live", "mode": "served", "slo_p99_ms": o.slo_p99_ms or DEFAULT_SLO_P99_MS,
+                       "trial_seconds": SERVED_TRIAL_S}
+        else:
+            backend = {"kind": "live", "mode": "closed-loop", "measure_s": o.measure_s,
+                       "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
     else:
         raise DataError(f"unknown trial backend {kind!r} (replay or live)")
     model_format, uri = "falcon-profile", None
@@ -529,9 +540,15 @@ def register(sub: Any) -> None:
                         "(default: replay when --replay-table is given)")
     c.add_argument("--replay-table", help="measurement table csv the replay backend answers from (a path or a "
                    "file://, s3:// or https:// URI)")
-    c.add_argument("--measure-s", type=positive, default=3.0, help="live trials: seconds of stress test per trial")
+    c.add_argument("--live-mode", choices=("served", "closed-loop"), default="served",
+                   help="live trials: served (Triton + perf_analyzer, the peak RPS within the p99 SLO, default "
+                        f"{DEFAULT_SLO_P99_MS:g} ms) or closed-loop (one batch in flight in one process: fast, no "
+                        "server); docs/served-trials.md")
+    c.add_argument("--measure-s", type=positive, default=3.0, help="closed-loop live trials: seconds of stress "
+                   "test per trial")
     c.add_argument("--space", help="configuration space file (.yaml/.toml); default: the paper's 1,440 points "
-                   "(replay) or deploy/config/live-cpu-space.yaml (live)")
+                   "(replay), deploy/config/live-served-space.yaml (live) or live-cpu-space.yaml (live "
+                   "closed-loop)")
     c.add_argument("--prices", help="price catalogue file (.yaml/.toml); default: EC2 on-demand")
     c.add_argument("--max-trials", type=positive_int, default=15)
     c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value, in the "
