@@ -180,7 +180,7 @@ def refusal(rec: Recommendation | None, search_id: str, status: str = "", stop_r
         return (f"search {search_id} has no recommendation to export{why}"
                 + ("; it is still running" if status == "running" else ""))
     if rec.backend_kind not in LIVE_KINDS:
-        return (f"search {search_id}'s recommendation came from a replay table ({rec.backend_kind} trials): no "
+        return (f"search {search_id}'s recommendation came from a replay table: no "
                 f"configuration was served, so there is nothing measured to deploy; its knob values are "
                 f"{_config_text(rec.config)} (falcon report {search_id}); run a live search to export")
     if not rec.rps or rec.rps <= 0:
