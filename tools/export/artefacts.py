@@ -96,6 +96,7 @@ class Recommendation:
     space_max_cpus: int | None = None         # the largest machine the space describes (compose)
     notes: tuple[str, ...] = ()               # e.g. the trials ran in-process, not served
     served: bool = True                       # measured served behind Triton (else in-process, closed loop)
+    deviation: Mapping[str, Any] | None = None   # a lower precision's outputs against fp32 (the trial's figure)
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,10 @@ def header_lines(rec: Recommendation, sizing: Sizing | None, fmt: str) -> list[s
                      f"measurement{'s' if n != 1 else ''}")
     if sizing is not None:
         lines.append(f"sizing: {sizing.text()}")
+    if rec.deviation:
+        lines.append(f"precision {rec.config.get('precision')}: outputs moved from fp32 by at most "
+                     f"{rec.deviation.get('max_abs', 0):.3g} (relative L2 {rec.deviation.get('rel_l2', 0):.3g}) on "
+                     f"the trial's inputs")
     power = rec.config.get(GPU_POWER)
     if has_gpu(rec.config) and power not in (None, 100, "none"):
         lines.append(f"GPU power cap {power}% of the board's TDP: not a Triton or Kubernetes setting; set it on the "

@@ -85,7 +85,8 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
                      else None),
         inputs=inputs, outputs=outputs, model_uri=state.spec.model.get("uri"),
         model_bytes=model.stat().st_size if model is not None else None,
-        space_max_cpus=max(int(c) for c in cpus) if cpus else None, notes=notes, served=_served(best))
+        space_max_cpus=max(int(c) for c in cpus) if cpus else None, notes=notes, served=_served(best),
+        deviation=details.get("output_deviation"))
 
 
 def local_model(state: SearchState, cache_dir: Path) -> Path | None:

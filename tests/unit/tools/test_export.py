@@ -37,7 +37,7 @@ from tests.helpers import REPO, spec
 
 KSERVE_SCHEMA = REPO / "tests" / "data" / "kserve-inferenceservice-v1beta1.schema.json.gz"
 SERVED_SPACE = {"knobs": {"cpus": [1, 2, 4], "batchsize": [1, 4, 8, 16], "queue_delay_us": [0, 500, 2000],
-                          "replicas": [1, 2], "graph_opt": ["basic", "all"], "precision": ["fp32"]},
+                          "replicas": [1, 2], "graph_opt": ["basic", "all"], "precision": ["fp32", "int8"]},
                 "rules": ["replicas <= cpus"]}
 
 
@@ -71,6 +71,8 @@ def served_search(model: Path, best_rps: float = 120.0, gpu: bool = False, slo: 
         rps = best_rps if r.index == 0 else best_rps / (2 + r.index)
         hourly = s.prices.hourly(r.config)
         details = {"mode": "served", "peak": {"concurrency": 4, "rps": rps, "p99_ms": 60.0}} if served else {}
+        if served and r.config.get("precision") == "int8":
+            details["output_deviation"] = {"max_abs": 0.0123, "rel_l2": 0.0045, "samples": 4}
         d = record_trial(d.state, TrialResult(r.trial_id, r.index, r.config, "ok", rps * 3600 / hourly,
                                               hourly * 30 / 3600, 30.0, rps=rps, p50_ms=20.0, p99_ms=60.0, stability_cv=0.05,
                                               details=details))
@@ -213,6 +215,15 @@ def test_the_triton_config_applies_every_knob_of_the_recommendation(model, tmp_p
     served = onnx.load(str(entry / "1" / "model.onnx"))
     kinds = {n.op_type for n in served.graph.node}
     assert ("MatMulInteger" in kinds or "DynamicQuantizeLinear" in kinds) == (cfg["precision"] == "int8")
+
+
+def test_an_int8_recommendation_ships_the_quantised_model_and_says_how_far_it_moved(model, tmp_path):
+    st = served_search(model, trials=1, space={"knobs": {**SERVED_SPACE["knobs"], "precision": ["int8"]}})
+    exported(st, "triton", tmp_path)
+    entry = tmp_path / "triton" / "model_repository" / "tiny-model"
+    assert {n.op_type for n in onnx.load(str(entry / "1" / "model.onnx")).graph.node} >= {"MatMulInteger"}
+    head = (entry / "config.pbtxt").read_text().split("\n\n")[0]
+    assert "precision int8: outputs moved from fp32 by at most 0.0123 (relative L2 0.0045)" in head
 
 
 def test_onnx_io_reads_triton_types_and_drops_the_batch_dimension(model):
