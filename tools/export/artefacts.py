@@ -214,7 +214,8 @@ def size(rec: Recommendation, fmt: str, load_rps: float | None, headroom: float 
         fit = 1 if s.gputype else max(1, host // s.cpus)
         if n > fit:
             where = (f"one machine has one {s.gputype} GPU, so it runs 1 replica" if s.gputype else
-                     f"one machine of the space has at most {host} cores, {fit} replica{'s' if fit != 1 else ''} "
+                     f"one machine of the space has at most {host} core{'s' if host != 1 else ''}, "
+                     f"{fit} replica{'s' if fit != 1 else ''} "
                      f"of {s.cpus}")
             raise ExportRefused(f"a load of {_n(load_rps)} RPS needs {n} replicas at {_n(target)} RPS each "
                                 f"({_n(rec.rps)} peak x (1 - {headroom:g} headroom)), but {where}: it cannot be "
