@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.cli._shared import EXIT_FAILED, EXIT_OK, command, home, out, settings, slug
+from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out, settings, slug
 from tools.cli.search_cmds import load_search, positive, positive_int
 from tools.export.artefacts import DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, FORMATS, summary
 from tools.export.files import build, write
@@ -23,7 +23,11 @@ def cmd_export(a: argparse.Namespace) -> int:
     e, model = build(st, a.format, home() / "cache", a.load, a.headroom, a.max_replicas,
                      a.storage_uri)          # ExportRefused (a ValueError): one line, exit 2, nothing written
     out_dir = Path(a.out or home() / "exports" / slug(a.search_id) / a.format)
-    paths = write(e, model, out_dir)
+    try:
+        paths = write(e, model, out_dir)
+    except OSError as exc:
+        print(f"falcon export: cannot write the export into {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     data: dict[str, Any] = {**summary(e), "search_id": a.search_id, "out": str(out_dir),
                             "written": [str(p) for p in paths]}
     text = f"exported {a.format} for search {a.search_id} to {out_dir}/\n" + "\n".join(

@@ -341,6 +341,14 @@ def test_the_cli_writes_the_export_and_says_where(monkeypatch, model, tmp_path, 
         "model_repository/tiny-model/config.pbtxt", "model_repository/tiny-model/configs/python-ort.pbtxt"]
 
 
+def test_an_unwritable_out_folder_is_a_usage_error_not_an_unreachable_stack(monkeypatch, model, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = run_cli(monkeypatch, served_search(model), "tiny-0123abcd", "--format", "triton",
+                 "--out", str(tmp_path / "file" / "out"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith(f"falcon export: cannot write the export into {tmp_path / 'file' / 'out'}")
+
+
 def test_an_in_process_search_is_exported_with_a_clear_note(model, tmp_path):
     e = exported(served_search(model, served=False), "triton", tmp_path)
     head = (tmp_path / "triton" / "model_repository" / "tiny-model" / "config.pbtxt").read_text().split("\n\n")[0]
