@@ -460,10 +460,25 @@ def k8s_docs(rec: Recommendation, sizing: Sizing, name: str, claim: str) -> list
                                                                                             "labels": labels},
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                     "minReplicas": sizing.replicas, "maxReplicas": sizing.max_replicas,
-                    "metrics": [{"type": "Resource", "resource": {
-                        "name": "cpu", "target": {"type": "Utilization",
-                                                  "averageUtilization": cpu_target_percent(sizing)}}}]}}
+                    "metrics": [hpa_metric(sizing, s)]}}
     return [deployment, service, hpa]
+
+
+# The per-pod request rate a GPU replica's HPA scales on: prometheus-adapter serves it from Triton's
+# nv_inference_request_success counter (the rule is in docs/export.md).
+REQUEST_RATE_METRIC = "triton_inference_requests_per_second"
+
+
+def hpa_metric(sizing: Sizing, s: Serving) -> dict[str, Any]:
+    """What the HPA scales on. CPU serving: CPU utilisation at the share of the peak each replica
+    runs at. GPU serving: its CPU says little about its load, so the request rate per pod at the
+    target (a Pods metric, served by prometheus-adapter from Triton's own counter)."""
+    if s.gputype:
+        return {"type": "Pods", "pods": {"metric": {"name": REQUEST_RATE_METRIC},
+                                         "target": {"type": "AverageValue",
+                                                    "averageValue": str(max(1, int(sizing.target_rps)))}}}
+    return {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": cpu_target_percent(sizing)}}}
 
 
 def cpu_target_percent(sizing: Sizing) -> int:
@@ -527,9 +542,12 @@ def export(rec: Recommendation, fmt: str, model_py: str, load_rps: float | None 
         assert sizing is not None
         extra = [f"the model repository: copy model_repository/ into the PersistentVolumeClaim {claim!r} "
                  "(mounted read-only at /models)",
-                 f"HPA: CPU utilisation target {cpu_target_percent(sizing)}% = the share of the peak each replica "
-                 f"runs at; with prometheus-adapter, a Pods metric on Triton's nv_inference_request_success rate at "
-                 f"{_n(sizing.target_rps)} per pod says the same in requests"]
+                 (f"HPA: {REQUEST_RATE_METRIC} at {max(1, int(sizing.target_rps))} per pod (GPU serving: CPU says "
+                  f"little); prometheus-adapter must serve it from Triton's nv_inference_request_success "
+                  f"(docs/export.md)" if s.gputype else
+                  f"HPA: CPU utilisation target {cpu_target_percent(sizing)}% = the share of the peak each replica "
+                  f"runs at; with prometheus-adapter, a Pods metric on Triton's nv_inference_request_success rate at "
+                  f"{_n(sizing.target_rps)} per pod says the same in requests")]
         files["deployment.yaml"] = "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt) + extra) \
             + "\n" + _yaml(k8s_docs(rec, sizing, name, claim))
     elif fmt == "compose":

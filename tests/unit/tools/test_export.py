@@ -134,6 +134,12 @@ def test_k8s_export_validates_strictly_and_selects_gpu_nodes_by_product(model, t
     assert c["resources"]["limits"]["cpu"] == str(e.serving.cpus)
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    metric = hpa["spec"]["metrics"][0]
+    if gpu:          # a GPU replica scales on its request rate at the target, not on its CPU
+        assert metric["pods"] == {"metric": {"name": "triton_inference_requests_per_second"},
+                                  "target": {"type": "AverageValue", "averageValue": str(int(e.sizing.target_rps))}}
+    else:
+        assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["averageUtilization"] == 70
     if gpu:
         assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
