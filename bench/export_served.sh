@@ -21,9 +21,10 @@ PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 PATH="$VENV/bin:$PATH" LD_LIBRARY_PATH="$SITE/nvidia_pytriton.libs:$LIBDIR" setsid taskset -c 0 \
   "$WORK/tritonserver/bin/tritonserver" --model-repository="$REPO_DIR" --model-config-name=python-ort \
   --backend-directory="$WORK/tritonserver/backends" --http-address=127.0.0.1 --grpc-address=127.0.0.1 \
-  --http-port="$PORT" --allow-grpc=false --allow-metrics=false > "$WORK/triton.log" 2>&1 &
+  --http-port="$PORT" --allow-grpc=false --allow-metrics=false --exit-timeout-secs=5 > "$WORK/triton.log" 2>&1 &
 SERVER=$!
-trap 'kill -9 -- -$SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# SIGTERM first (Triton unloads the model and its Python backend deletes its /tmp copy), then SIGKILL
+trap 'kill -TERM -- -$SERVER 2>/dev/null; for _ in $(seq 50); do kill -0 $SERVER 2>/dev/null || break; sleep 0.2; done; kill -9 -- -$SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 90); do curl -sf "127.0.0.1:$PORT/v2/models/$MODEL/ready" && break; sleep 1; done
 curl -sf "127.0.0.1:$PORT/v2/models/$MODEL/ready" || { tail -20 "$WORK/triton.log"; exit 1; }
 LD_LIBRARY_PATH="$SITE/nvidia/cuda_runtime/lib" taskset -c 1 "$VENV/bin/perf_analyzer" -m "$MODEL" \

@@ -94,7 +94,8 @@ def test_the_exported_triton_entry_loads_in_triton_and_serves_requests(tmp_path,
     proc = subprocess.Popen([str(server / "bin" / "tritonserver"), f"--model-repository={repo}",
                              "--model-config-name=python-ort", f"--backend-directory={server / 'backends'}",
                              f"--http-port={port}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
-                             "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--allow-metrics=false"],
+                             "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--allow-metrics=false",
+                             "--exit-timeout-secs=5"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v2/models/{e.name}"
     try:
@@ -133,11 +134,17 @@ def test_the_exported_triton_entry_loads_in_triton_and_serves_requests(tmp_path,
         stats = http(f"{base}/stats")["model_stats"][0]
         assert stats["inference_count"] == 8 and stats["execution_count"] < 8     # batched by Triton
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:                   # the group is gone already
-            pass
-        proc.wait(timeout=30)
+        # SIGTERM first: Triton unloads the model, and the Python backend deletes the copy of it it
+        # keeps in /tmp (it does not when killed); then SIGKILL whatever is left of the group
+        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait_s)
+                break
+            except ProcessLookupError:               # the group is gone already
+                break
+            except subprocess.TimeoutExpired:
+                continue
         log.close()
     deadline = time.monotonic() + 10                 # no server or stub outlives the test (killed, then reaped)
     while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 0:
