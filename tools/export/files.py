@@ -114,6 +114,10 @@ def build(state: SearchState, fmt: str, cache_dir: Path, load_rps: float | None 
     why not, before anything is written)."""
     best = state.best
     kind = str(state.spec.backend.get("kind"))
+    if state.status == "running" and best is not None:
+        raise ExportRefused(f"search {state.search_id} is still running ({len(state.trials)} of "
+                            f"{state.spec.stop.max_trials} trials): its recommendation may still change; export it "
+                            f"when it has completed (falcon watch {state.search_id})")
     if best is None or kind != "live":
         # refused before the model is read: no recommendation, or a replay table's
         rec = None if best is None else Recommendation(state.search_id, "", dict(best.config), kind, 0, None, None,

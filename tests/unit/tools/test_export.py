@@ -330,6 +330,13 @@ def test_the_cli_refuses_a_search_without_recommendation(monkeypatch, model, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_running_search_is_not_exported_until_it_completes(monkeypatch, model, tmp_path, capsys):
+    running = replace(served_search(model), status="running")
+    rc = run_cli(monkeypatch, running, "tiny-0123abcd", "--format", "k8s", "--out", str(tmp_path / "out"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is still running (5 of 5 trials)" in err and not (tmp_path / "out").exists()
+
+
 def test_the_cli_refuses_a_load_beyond_the_space(monkeypatch, model, tmp_path, capsys):
     rc = run_cli(monkeypatch, served_search(model), "tiny-0123abcd", "--format", "kserve", "--load", "1e6",
                  "--out", str(tmp_path / "out"))
