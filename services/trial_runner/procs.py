@@ -100,8 +100,10 @@ def start_group(argv: Sequence[str], registry: Path, env: dict[str, str], stdout
     ACTIVE.add(proc.pid)
     registry.mkdir(parents=True, exist_ok=True)
     record = registry / f"{proc.pid}.json"
-    record.write_text(json.dumps({"pgid": proc.pid, "runner_pid": os.getpid(), "argv0": str(argv[0]),
-                                  "started": time.time(), "cleanup": [str(p) for p in cleanup]}))
+    tmp = registry / f".{proc.pid}.tmp"
+    tmp.write_text(json.dumps({"pgid": proc.pid, "runner_pid": os.getpid(), "argv0": str(argv[0]),
+                               "started": time.time(), "cleanup": [str(p) for p in cleanup]}))
+    tmp.replace(record)             # whole or absent, for a reaper reading it now
     return Group(proc, record)
 
 

@@ -202,6 +202,8 @@ class ServedTrial:
             res = find_peak(measure, self.opts.slo_ms, self.opts.max_concurrency, max_levels=self.opts.max_levels)
             if res.peak is None:
                 raise ServedTrialFailed(str(res.reason))
+            if res.stop == "failed" and self.server is not None and self.server.proc.poll() is not None:
+                raise ServedTrialFailed(str(res.error))        # a deployment that dies under load failed
             peak, rps_seen, cv = res.peak, [res.peak.rps], None
             if self.opts.remeasure_peak and time.monotonic() < sweep_end:
                 try:
