@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from services.common.serving import ServingConfig
 from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
-from services.trial_runner.perf import PerfAnalyzer
+from services.trial_runner.perf import PerfAnalyzer, perf_error
 from services.trial_runner.procs import Group, start_group
 from services.trial_runner.serving_env import TRITON_VERSION, ServingEnv
 
@@ -140,8 +140,10 @@ class ServedTrial:
                "workspace": str(self.workspace / "w")}
         out, err = (self.dir / "serve.out").open("w"), (self.dir / "serve.log").open("w")
         try:
+            # TMPDIR: PyTriton's model store (/tmp/folder*) lands in the scratch space deleted after the trial
             self.server = start_group([str(self.env.python), "-m", "services.trial_runner.triton_serve",
-                                       json.dumps(req)], self.registry, self.env.env(), out, err,
+                                       json.dumps(req)], self.registry, self.env.env(TMPDIR=str(self.workspace)),
+                                      out, err,
                                       self.serving_cores, pdeathsig="TERM",
                                       cleanup=[self.dir, self.workspace])
         finally:
@@ -179,8 +181,7 @@ class ServedTrial:
                 raise ServedTrialFailed(f"warm-up failed: {exc}") from None
             if rc != 0:
                 self._alive_or_fail_as_trial()
-                raise ServedTrialFailed(f"warm-up failed (perf_analyzer exit {rc}): "
-                                        f"{(log.strip().splitlines() or ['no output'])[-1][:300]}")
+                raise ServedTrialFailed(f"warm-up failed (perf_analyzer exit {rc}): {perf_error(log)}")
             t_warm = time.monotonic()
             sweep_end = t_warm + self.opts.sweep_timeout_s
             unstable: list[int] = []
