@@ -88,6 +88,15 @@ class PerfAnalyzer:
             raise LoadError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s")
         return rc, text, out.read_text() if out.is_file() else ""
 
+    def warm_up(self, requests: int = 20) -> None:
+        """Send ``requests`` at concurrency 1 and measure nothing: the backend's first batches
+        (session arenas, the stub's first calls) are paid before the sweep. LoadError if it fails."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "warmup.csv"
+            rc, log, _ = self._run(self.command(1, out, request_count=requests), out)
+        if rc != 0:
+            raise LoadError(f"perf_analyzer exit {rc}: {perf_error(log)}")
+
     def measure(self, concurrency: int, rps_hint: float | None = None) -> tuple[LoadPoint, bool]:
         """Measure ``concurrency``: time windows until throughput and p99 are stable; where they
         do not settle within ``max_trials`` windows (a shared machine), one count-based

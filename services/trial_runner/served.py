@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from services.common.serving import ServingConfig
 from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
-from services.trial_runner.perf import PerfAnalyzer, perf_error
+from services.trial_runner.perf import PerfAnalyzer
 from services.trial_runner.procs import Group, start_group
 from services.trial_runner.serving_env import TRITON_VERSION, ServingEnv
 
@@ -175,13 +175,11 @@ class ServedTrial:
             pa = PerfAnalyzer(self.env, MODEL_NAME, f"127.0.0.1:{port}", self.token, self.registry,
                               self.client_cores, self.config.client_batch, self.opts.interval_ms,
                               self.opts.stability_pct, self.opts.max_trials)
-            try:   # warm-up: the first requests pay for the backend's first batches; not measured
-                rc, log, _ = pa._run(pa.command(1, self.dir / "warmup.csv", request_count=20), self.dir / "warmup.csv")
+            try:
+                pa.warm_up()
             except LoadError as exc:
-                raise ServedTrialFailed(f"warm-up failed: {exc}") from None
-            if rc != 0:
                 self._alive_or_fail_as_trial()
-                raise ServedTrialFailed(f"warm-up failed (perf_analyzer exit {rc}): {perf_error(log)}")
+                raise ServedTrialFailed(f"warm-up failed: {exc}") from None
             t_warm = time.monotonic()
             sweep_end = t_warm + self.opts.sweep_timeout_s
             unstable: list[int] = []
