@@ -208,8 +208,10 @@ class ServedTrial:
                 try:
                     again = measure(peak.concurrency)
                     rps_seen.append(again.rps)
-                    peak = _mean_point(peak, again)
                     cv = statistics.pstdev(rps_seen) / statistics.mean(rps_seen)
+                    both = _mean_point(peak, again)
+                    if both.meets(self.opts.slo_ms):    # else: a borderline peak, reported as first measured
+                        peak = both
                 except LoadError:
                     pass          # the peak measured once still stands
             t_end = time.monotonic()
