@@ -235,7 +235,8 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
         try:
             for _ in range(100):
                 ds = await KnowledgeStore(redis).load_dataset()
-                tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")]
+                tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")
+                          and set(t.knobs) == {"cpus", "batchsize", "graph_opt"}]    # this space's, not the served one's
                 if tables:
                     return tables[0]
                 await asyncio.sleep(0.1)
