@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             if a.role == "targets" else []
         rows = measure_model(name, onnx, space, a.measure_s, a.repeats, backend, a.mode, a.slo_p99_ms)
         write_table(rows, space, a.out / "models" / a.role / f"reg-{name}.csv")
+        meta = {"model": name, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": a.mode,
+                "space": str(a.space), "repeats": a.repeats, "slo_p99_ms": a.slo_p99_ms if a.mode == "served" else None,
+                "cv_median": statistics.median(r["cv"] for r in rows), "cv_max": max(r["cv"] for r in rows),
+                "seconds": round(time.monotonic() - t0, 1)}
+        (a.out / "models" / a.role / f"reg-{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         best = max(rows, key=lambda r: r["rps_per_usd"])
         cvs = [r["cv"] for r in rows]
         print(f"{name}: KOPs {kops}; optimum {({k: best[k] for k in space.names})} "

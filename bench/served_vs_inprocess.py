@@ -47,6 +47,29 @@ def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "ratio_min": min(r["ratio"] for r in ok), "ratio_max": max(r["ratio"] for r in ok)}
 
 
+def render_txt(report: dict[str, Any]) -> str:
+    """The report as text: the run's settings, each configuration's figures, each model's verdict."""
+    out = [f"served vs in-process, {report['when']}, p99 SLO {report['slo_p99_ms']:g} ms, serving core(s) "
+           f"{report['serving_cores']}, client core(s) {report['client_cores']}, dynamic batcher delay "
+           f"{report.get('queue_delay_us', 2000)} us, 1-sample requests; in-process: closed loop, batch = batchsize"]
+    for name, res in report["models"].items():
+        for r in res["rows"]:
+            served = (f"{r['served_rps']:8.1f} rps at {r['served_concurrency']} in flight, p99 {r['served_p99_ms']:5.1f} ms"
+                      if r["served_rps"] else f"failed: {r['served_reason']}")
+            ratio = f"  ratio {r['ratio']:.2f}" if r.get("ratio") else ""
+            out.append(f"  {name:18s} batch {r['config']['batchsize']:3d}: in-process {r['inprocess_rps'] or 0:8.1f} rps"
+                       f" | served {served}{ratio}")
+        if "inprocess_optimum" in res:
+            out.append(f"{name}: served/in-process {res['ratio_min']:.2f}-{res['ratio_max']:.2f}; in-process optimum "
+                       f"batch {res['inprocess_optimum']['batchsize']}, served optimum batch "
+                       f"{res['served_optimum']['batchsize']} ({'same' if res['same_optimum'] else 'different'}); "
+                       f"the in-process optimum served gives {res['inprocess_optimum_served_share']:.0%} of the "
+                       f"served optimum")
+        else:
+            out.append(f"{name}: no configuration measured in both modes")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="resnet8,mobilenet-v2-tiny,bert-tiny,gru")
@@ -62,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     backend = LiveBackend(work / "compiled", gpus=[])
     batches = [int(b) for b in a.batches.split(",")]
     report: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "slo_p99_ms": a.slo_p99_ms,
+                              "queue_delay_us": a.queue_delay_us,
                               "serving_cores": backend.serving_cores[:1], "client_cores": backend.client_cores,
                               "models": {}}
-    lines = []
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
         onnx = export_onnx(name, work / "onnx" / f"{name}.onnx")
         rows = []
@@ -94,14 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"optimum")
         else:
             line = f"{name}: no configuration measured in both modes"
-        lines.append(line)
         print(line, flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    a.out.with_suffix(".txt").write_text("\n".join(
-        [f"served vs in-process, {report['when']}, p99 SLO {a.slo_p99_ms:g} ms, 1 serving core "
-         f"{report['serving_cores']}, client core {report['client_cores']}, queue delay {a.queue_delay_us} us",
-         *lines]) + "\n")
+    a.out.with_suffix(".txt").write_text(render_txt(report))
     return 0
 
 

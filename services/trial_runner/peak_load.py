@@ -46,6 +46,7 @@ class PeakResult:
     curve: tuple[LoadPoint, ...]         # every level measured, by concurrency
     reason: str | None                   # why there is no peak
     stop: str                            # why raising stopped: slo | saturated | max-load | failed
+    error: str | None = None             # the LoadError that ended the search (stop 'failed')
 
 
 class LoadError(RuntimeError):
@@ -70,7 +71,7 @@ def find_peak(measure: Callable[[int], LoadPoint], slo_ms: float, max_concurrenc
             seen[c] = measure(c)
         return seen[c]
 
-    def result(stop: str, reason: str | None = None) -> PeakResult:
+    def result(stop: str, reason: str | None = None, error: str | None = None) -> PeakResult:
         curve = tuple(seen[c] for c in sorted(seen))
         ok = [p for p in curve if p.meets(slo_ms)]
         peak = max(ok, key=lambda p: (p.rps, -p.concurrency)) if ok else None
@@ -78,7 +79,7 @@ def find_peak(measure: Callable[[int], LoadPoint], slo_ms: float, max_concurrenc
             first = curve[0] if curve else None
             reason = (f"no load meets the p99 SLO of {slo_ms:g} ms: at concurrency {first.concurrency} p99 is "
                       f"{first.p99_ms:.1f} ms" if first else "nothing was measured")
-        return PeakResult(peak, curve, None if peak else reason, stop)
+        return PeakResult(peak, curve, None if peak else reason, stop, error)
 
     c, lo, hi, flat, best = start, None, None, 0, 0.0
     try:
@@ -105,4 +106,4 @@ def find_peak(measure: Callable[[int], LoadPoint], slo_ms: float, max_concurrenc
                 hi = mid
         return result("slo")
     except LoadError as exc:
-        return result("failed", str(exc))
+        return result("failed", str(exc), str(exc))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ from services.trial_runner.procs import start_group
 from services.trial_runner.serving_env import ServingEnv
 
 US = 1000.0    # perf_analyzer reports microseconds
+
+
+def perf_error(log: str) -> str:
+    """The telling line of perf_analyzer's output when it failed (the server's error, not the
+    traceback lines around it), one line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if re.search(r"error|failed|unable|unavailable", ln, re.I)
+               and not ln.startswith(("File ", "/"))]
+    return ((telling or lines or ["no output"])[-1])[:300]
 
 
 def parse_perf_csv(text: str) -> LoadPoint:
@@ -55,7 +65,9 @@ class PerfAnalyzer:
     def command(self, concurrency: int, out: Path, request_count: int | None = None) -> list[str]:
         cmd = [str(self.env.perf_analyzer), "-m", self.model, "-u", self.url, "-i", "http",
                "-H", f"triton-access-token:{self.token}", "-b", str(self.client_batch),
-               "--concurrency-range", str(concurrency), "--percentile=99", "-f", str(out), "--verbose-csv"]
+               "--concurrency-range", str(concurrency), "--percentile=99", "-f", str(out), "--verbose-csv",
+               # zeros: valid for every input (random int64 would index past a token embedding)
+               "--input-data", "zero"]
         if request_count:
             return [*cmd, "--request-count", str(request_count)]
         return [*cmd, "--measurement-interval", str(self.interval_ms), "-s", str(self.stability_pct),
@@ -76,6 +88,15 @@ class PerfAnalyzer:
             raise LoadError(f"perf_analyzer did not finish within {self.timeout_s:.0f} s")
         return rc, text, out.read_text() if out.is_file() else ""
 
+    def warm_up(self, requests: int = 20) -> None:
+        """Send ``requests`` at concurrency 1 and measure nothing: the backend's first batches
+        (session arenas, the stub's first calls) are paid before the sweep. LoadError if it fails."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "warmup.csv"
+            rc, log, _ = self._run(self.command(1, out, request_count=requests), out)
+        if rc != 0:
+            raise LoadError(f"perf_analyzer exit {rc}: {perf_error(log)}")
+
     def measure(self, concurrency: int, rps_hint: float | None = None) -> tuple[LoadPoint, bool]:
         """Measure ``concurrency``: time windows until throughput and p99 are stable; where they
         do not settle within ``max_trials`` windows (a shared machine), one count-based
@@ -90,7 +111,5 @@ class PerfAnalyzer:
                 out.unlink(missing_ok=True)
                 rc, log, text = self._run(self.command(concurrency, out, request_count=n), out)
             if rc != 0 or not text:
-                lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-                raise LoadError(f"perf_analyzer failed at concurrency {concurrency} (exit {rc}): "
-                                f"{(lines or ['no output'])[-1][:300]}")
+                raise LoadError(f"perf_analyzer failed at concurrency {concurrency} (exit {rc}): {perf_error(log)}")
         return parse_perf_csv(text), stable

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,18 +53,58 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
+STUB_DIR = re.compile(r"(/tmp/folder[A-Za-z0-9]{6})/")   # Triton's Python backend copies each model there
+
+
+def stub_dirs(pids: list[int]) -> set[str]:
+    """The scratch directories of Triton's Python backend stubs among ``pids`` (Triton deletes
+    them when it unloads a model, never when it is killed)."""
+    out: set[str] = set()
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "triton_python_backend_stub" in cmd:
+            out.update(STUB_DIR.findall(cmd))
+    return out
+
+
 def kill_group(pgid: int, grace_s: float = 2.0) -> None:
-    """SIGTERM the group (the serving process then kills its own group), SIGKILL what is left."""
+    """SIGTERM the group (the serving process then kills its own group), SIGKILL what is left;
+    then delete the stubs' scratch directories."""
+    dirs = stub_dirs(group_members(pgid))
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 1.0)):
         if not group_members(pgid):
-            return
+            break
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
-            return
+            break
         end = time.monotonic() + wait
         while time.monotonic() < end and group_members(pgid):
             time.sleep(0.05)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def kill_own_group() -> None:
+    """From inside a group's leader (its SIGTERM handler): SIGKILL every other member, delete the
+    stubs' scratch directories, then SIGKILL the group (the caller included)."""
+    pgid = os.getpgid(0)
+    others = [p for p in group_members(pgid) if p != os.getpid()]
+    dirs = stub_dirs(others)
+    for pid in others:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end and [p for p in group_members(pgid) if p != os.getpid()]:
+        time.sleep(0.02)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    os.killpg(pgid, signal.SIGKILL)
 
 
 @dataclass
@@ -100,8 +141,10 @@ def start_group(argv: Sequence[str], registry: Path, env: dict[str, str], stdout
     ACTIVE.add(proc.pid)
     registry.mkdir(parents=True, exist_ok=True)
     record = registry / f"{proc.pid}.json"
-    record.write_text(json.dumps({"pgid": proc.pid, "runner_pid": os.getpid(), "argv0": str(argv[0]),
-                                  "started": time.time(), "cleanup": [str(p) for p in cleanup]}))
+    tmp = registry / f".{proc.pid}.tmp"
+    tmp.write_text(json.dumps({"pgid": proc.pid, "runner_pid": os.getpid(), "argv0": str(argv[0]),
+                               "started": time.time(), "cleanup": [str(p) for p in cleanup]}))
+    tmp.replace(record)             # whole or absent, for a reaper reading it now
     return Group(proc, record)
 
 

@@ -140,8 +140,10 @@ class ServedTrial:
                "workspace": str(self.workspace / "w")}
         out, err = (self.dir / "serve.out").open("w"), (self.dir / "serve.log").open("w")
         try:
+            # TMPDIR: PyTriton's model store (/tmp/folder*) lands in the scratch space deleted after the trial
             self.server = start_group([str(self.env.python), "-m", "services.trial_runner.triton_serve",
-                                       json.dumps(req)], self.registry, self.env.env(), out, err,
+                                       json.dumps(req)], self.registry, self.env.env(TMPDIR=str(self.workspace)),
+                                      out, err,
                                       self.serving_cores, pdeathsig="TERM",
                                       cleanup=[self.dir, self.workspace])
         finally:
@@ -173,14 +175,11 @@ class ServedTrial:
             pa = PerfAnalyzer(self.env, MODEL_NAME, f"127.0.0.1:{port}", self.token, self.registry,
                               self.client_cores, self.config.client_batch, self.opts.interval_ms,
                               self.opts.stability_pct, self.opts.max_trials)
-            try:   # warm-up: the first requests pay for the backend's first batches; not measured
-                rc, log, _ = pa._run(pa.command(1, self.dir / "warmup.csv", request_count=20), self.dir / "warmup.csv")
+            try:
+                pa.warm_up()
             except LoadError as exc:
-                raise ServedTrialFailed(f"warm-up failed: {exc}") from None
-            if rc != 0:
                 self._alive_or_fail_as_trial()
-                raise ServedTrialFailed(f"warm-up failed (perf_analyzer exit {rc}): "
-                                        f"{(log.strip().splitlines() or ['no output'])[-1][:300]}")
+                raise ServedTrialFailed(f"warm-up failed: {exc}") from None
             t_warm = time.monotonic()
             sweep_end = t_warm + self.opts.sweep_timeout_s
             unstable: list[int] = []
@@ -202,13 +201,17 @@ class ServedTrial:
             res = find_peak(measure, self.opts.slo_ms, self.opts.max_concurrency, max_levels=self.opts.max_levels)
             if res.peak is None:
                 raise ServedTrialFailed(str(res.reason))
+            if res.stop == "failed" and self.server is not None and self.server.proc.poll() is not None:
+                raise ServedTrialFailed(str(res.error))        # a deployment that dies under load failed
             peak, rps_seen, cv = res.peak, [res.peak.rps], None
             if self.opts.remeasure_peak and time.monotonic() < sweep_end:
                 try:
                     again = measure(peak.concurrency)
                     rps_seen.append(again.rps)
-                    peak = _mean_point(peak, again)
                     cv = statistics.pstdev(rps_seen) / statistics.mean(rps_seen)
+                    both = _mean_point(peak, again)
+                    if both.meets(self.opts.slo_ms):    # else: a borderline peak, reported as first measured
+                        peak = both
                 except LoadError:
                     pass          # the peak measured once still stands
             t_end = time.monotonic()

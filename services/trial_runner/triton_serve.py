@@ -5,7 +5,8 @@ the trial's model running in ONNX Runtime inside Triton's Python backend, config
 Runs in the serving virtualenv (``.venv-serving``: PyTriton and tritonclient need numpy < 2 and
 protobuf < 5, the project's own environment has numpy 2 and protobuf 7), started by the runner as
 ``.venv-serving/bin/python -m services.trial_runner.triton_serve '<json>'`` in a process group of
-its own. It imports nothing of the project but the pure serving mapping.
+its own. It imports nothing of the project but the pure serving mapping and (on SIGTERM) the stdlib-only
+:mod:`services.trial_runner.procs`.
 
 Lifetime: it pins itself (and so the tritonserver and Python-backend stubs it starts, which
 inherit the affinity) to the serving cores; it asks the kernel for SIGTERM when its parent (the
@@ -37,7 +38,8 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def _kill_group(*_: Any) -> None:
-    os.killpg(os.getpgid(0), signal.SIGKILL)
+    from services.trial_runner.procs import kill_own_group
+    kill_own_group()
 
 
 def ort_session(model: str, cfg: Any) -> Any:

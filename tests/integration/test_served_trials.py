@@ -146,3 +146,25 @@ def test_a_runner_killed_with_sigkill_mid_trial_leaves_no_server_or_client(resne
     LiveBackend(cache, gpus=[])
     assert list(registry.glob("*.json")) == []
     assert not any((tmp_path / "serving" / "trials").iterdir())
+
+
+def test_a_server_that_dies_under_load_is_a_failed_trial_with_the_reason(backend, resnet8):
+    import threading
+    registry = backend.state_dir / "groups"
+    before = set(registry.glob("*.json")) if registry.is_dir() else set()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=backend.run(served(resnet8, {"cpus": 1, "batchsize": 2}))))
+    t.start()
+    server = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server is None:     # the server, once perf_analyzer loads it
+        infos = [json.loads(rec.read_text()) for rec in set(registry.glob("*.json")) - before]
+        if any(i["argv0"].endswith("perf_analyzer") for i in infos):
+            server = next((i["pgid"] for i in infos if i["argv0"].endswith("python")), None)
+        time.sleep(0.05)
+    assert server is not None, "the trial never loaded its server"
+    os.killpg(server, signal.SIGKILL)
+    t.join(90)
+    r = result["r"]
+    assert r.status == "failed" and "the Triton server died under load" in r.reason, r.reason
+    assert leftovers(str(backend.state_dir)) == []

@@ -3,7 +3,7 @@ judged by what it serves."""
 
 import pytest
 
-from bench.served_vs_inprocess import compare
+from bench.served_vs_inprocess import compare, render_txt
 
 
 def row(b, inproc, served):
@@ -22,3 +22,13 @@ def test_failed_measurements_are_left_out_of_the_comparison():
     res = compare([row(1, 100.0, None), row(4, 200.0, 220.0)])
     assert res["inprocess_optimum"]["batchsize"] == 4 and res["same_optimum"] is True
     assert "inprocess_optimum" not in compare([row(1, 100.0, None)])
+
+
+def test_the_text_report_shows_each_configuration_and_the_verdict():
+    rows = [{**row(1, 100.0, 90.0), "served_concurrency": 4, "served_p99_ms": 20.0},
+            {**row(4, 200.0, None), "served_reason": "no load meets the p99 SLO"}]
+    text = render_txt({"when": "t", "slo_p99_ms": 100.0, "serving_cores": [0], "client_cores": [1],
+                       "models": {"m": compare(rows)}})
+    assert "m                  batch   1: in-process    100.0 rps | served     90.0 rps at 4 in flight" in text
+    assert "served failed: no load meets the p99 SLO" in text
+    assert "m: served/in-process 0.90-0.90; in-process optimum batch 1" in text

@@ -75,7 +75,8 @@ def test_a_server_that_dies_under_load_ends_the_search_with_the_reason():
         return LoadPoint(c, 100.0 * c, 5.0, 6.0)
     res = find_peak(measure, slo_ms=100.0)
     assert res.stop == "failed"
-    assert res.peak.concurrency == 2            # what was measured before it died still stands
+    assert res.peak.concurrency == 2            # what was measured before it died still stands ...
+    assert res.error == "the server died under load (exit -9)"     # ... and the caller learns why it stopped
     dead = find_peak(lambda c: (_ for _ in ()).throw(LoadError("server died")), slo_ms=100.0)
     assert dead.peak is None and dead.reason == "server died"
 

@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from schemas.events import TrialRequested
 from services.common.serving import ServingConfigError, serving_config
 from services.trial_runner.backends import LiveBackend
-from services.trial_runner.perf import parse_perf_csv
+from services.trial_runner.perf import parse_perf_csv, perf_error
 from services.trial_runner.precision import precision_refusal
 from services.trial_runner.procs import group_members, reap_leftovers, start_group
 
@@ -130,3 +131,27 @@ def test_a_group_left_by_a_dead_runner_is_killed_at_start_and_a_live_runners_is_
         orphan.stop()
         kept.stop()
     assert group_members(kept.pgid) == []
+
+
+def test_a_failed_load_level_is_told_by_the_servers_error_not_the_traceback_around_it():
+    log = """Request concurrency: 1
+Thread [0] had error: [StatusCode.INTERNAL] Failed to process the request(s) for model 'model_0_0', message: \
+ONNXRuntimeError: INVALID_ARGUMENT : indices element out of data bounds
+  /tmp/folderQZi43N/1/model.py(501): execute
+"""
+    assert perf_error(log).startswith("Thread [0] had error: [StatusCode.INTERNAL]")
+    assert perf_error("") == "no output"
+
+
+def test_stopping_a_server_deletes_the_scratch_copies_its_python_backend_stubs_made(tmp_path):
+    import secrets
+    from services.trial_runner.procs import kill_group
+    stub = Path(f"/tmp/folder{secrets.token_hex(3)}")                 # Triton's mkdtemp("/tmp/folderXXXXXX")
+    (stub / "1").mkdir(parents=True)
+    (stub / "1" / "model.py").write_text("# the stub's copy of the model\n")
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "triton_python_backend_stub", f"{stub}/1/model.py"]
+    g = start_group(argv, tmp_path / "groups", dict(os.environ), subprocess.DEVNULL, subprocess.DEVNULL)
+    time.sleep(0.2)
+    kill_group(g.pgid)
+    g.stop()
+    assert group_members(g.pgid) == [] and not stub.exists()
