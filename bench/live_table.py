@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -27,7 +28,7 @@ from services.trial_runner.backends import LiveBackend
 
 
 def measure_model(name: str, onnx: Path, space: Space, measure_s: float, repeats: int,
-                  backend: LiveBackend) -> list[dict]:
+                  backend: LiveBackend, mode: str = "served", slo_p99_ms: float = 100.0) -> list[dict]:
     rows = []
     for i, cfg in enumerate(space.configs()):
         price = DEFAULT_PRICES.hourly(cfg)
@@ -35,15 +36,17 @@ def measure_model(name: str, onnx: Path, space: Space, measure_s: float, repeats
         for r in range(repeats):
             out = backend.run(TrialRequested(f"{name}/{i}/{r}", i, cfg,
                                              {"name": name, "format": "onnx", "uri": str(onnx)},
-                                             {"kind": "live", "measure_s": measure_s}, price, "live-cpu"))
+                                             {"kind": "live", "mode": mode, "measure_s": measure_s,
+                                              "slo_p99_ms": slo_p99_ms}, price, "live-cpu"))
             if out.status != "ok":
                 raise RuntimeError(f"{name} {dict(cfg)}: {out.reason}")
             outs.append(out)
         rps = statistics.median(o.rps for o in outs)
         rows.append({**cfg, "rps": rps, "p50_ms": statistics.median(o.p50_ms for o in outs),
                      "p99_ms": statistics.median(o.p99_ms for o in outs), "usd_per_hour": price,
-                     "cv": statistics.median(o.stability_cv for o in outs),
-                     "compile_s": max(o.details["compile_s"] for o in outs), "rps_per_usd": rps / price})
+                     "cv": statistics.median(o.stability_cv or 0.0 for o in outs),
+                     "compile_s": max(o.details.get("compile_s") or o.details.get("wall_s", {}).get("start", 0.0)
+                                      for o in outs), "rps_per_usd": rps / price})
         print(f"  {name} {dict(cfg)}: {rps:9.1f} rps  p99 {rows[-1]['p99_ms']:7.2f} ms  cv {rows[-1]['cv']:.3f}",
               flush=True)
     return rows
@@ -77,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="resnet8,bert-tiny,gru")
     p.add_argument("--space", type=Path, default=Path("deploy/config/live-cpu-space.yaml"))
     p.add_argument("--out", type=Path, default=Path("bench/live"))
-    p.add_argument("--measure-s", type=float, default=2.0)
+    p.add_argument("--measure-s", type=float, default=2.0, help="closed-loop mode: seconds per measurement")
+    p.add_argument("--mode", choices=("served", "closed-loop"), default="closed-loop",
+                   help="live trial mode (served: Triton + perf_analyzer, the peak RPS within --slo-p99-ms; "
+                        "use --space deploy/config/live-served-space.yaml)")
+    p.add_argument("--slo-p99-ms", type=float, default=100.0)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--role", choices=("targets", "sources"), default="targets",
                    help="write models/targets (judged on) or models/sources (offline knowledge for the space)")
@@ -90,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         onnx = export_onnx(name, a.out / "onnx" / f"{name}.onnx")
         kops = write_operators(name, a.out / "models" / "operators" / name / "operators.csv") \
             if a.role == "targets" else []
-        rows = measure_model(name, onnx, space, a.measure_s, a.repeats, backend)
+        rows = measure_model(name, onnx, space, a.measure_s, a.repeats, backend, a.mode, a.slo_p99_ms)
         write_table(rows, space, a.out / "models" / a.role / f"reg-{name}.csv")
+        meta = {"model": name, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "mode": a.mode,
+                "space": str(a.space), "repeats": a.repeats, "slo_p99_ms": a.slo_p99_ms if a.mode == "served" else None,
+                "cv_median": statistics.median(r["cv"] for r in rows), "cv_max": max(r["cv"] for r in rows),
+                "seconds": round(time.monotonic() - t0, 1)}
+        (a.out / "models" / a.role / f"reg-{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         best = max(rows, key=lambda r: r["rps_per_usd"])
         cvs = [r["cv"] for r in rows]
         print(f"{name}: KOPs {kops}; optimum {({k: best[k] for k in space.names})} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from services.common.falcon_data import ModelTable
 from services.common.objectives import ENERGY, FIGURES, RPS_PER_USD
@@ -162,9 +162,14 @@ def runner_problems(spec: SearchSpec, runners: Sequence[RunnerAdvert]) -> list[s
                 out.append(f"{gpu_knob}={v}: no runner serves trial class {cls} ({what}); runners serve "
                            f"{_listed(sorted(classes))}")
     applied: dict[str, list[Any]] = {}
+    mode = spec.backend.get("mode")
     for r in serving:
-        for knob, allowed in r.capabilities[kind].items():
-            applied.setdefault(knob, []).append(allowed)
+        caps = r.capabilities[kind]
+        if mode and isinstance(caps.get("modes"), Mapping) and mode in caps["modes"]:
+            caps = caps["modes"][mode]          # e.g. live closed-loop trials apply other values than served
+        for knob, allowed in caps.items():
+            if knob != "modes":
+                applied.setdefault(knob, []).append(allowed)
     for k in spec.space.knobs:
         if k.name == gpu_knob:
             continue

@@ -82,7 +82,8 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_published(stack, tm
         assert "Traceback" not in r.stderr
     # a live space value no runner can apply (the runner advertises graph_opt's levels)
     live = space_file(tmp_path, "knobs:\n  cpus: [1, 2]\n  batchsize: [1, 8]\n  graph_opt: [al, all]\n", "live.yaml")
-    r = falcon(home, "submit", "m", "--model-file", model, "--backend", "live", "--space", live, "--profile",
+    r = falcon(home, "submit", "m", "--model-file", model, "--backend", "live",
+               "--live-mode", "closed-loop", "--space", live, "--profile",
                str(PROFILES / "gru" / "operators.csv"), "--search-id", "bad-live")
     assert r.returncode == 2 and "graph_opt value(s) al cannot be applied by any live runner" in r.stderr, r.stderr
     assert "disabled, basic" in r.stderr
@@ -155,6 +156,7 @@ def test_history_survives_down_and_up(stack, tmp_path):
     ops = tmp_path / "operators.csv"
     ops.write_text("op_name,running time percentage\nconv2d,90\nrelu,10\n")
     r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--profile", str(ops), "--backend", "live",
+               "--live-mode", "closed-loop",
                # 30: its first 6 trials are distinct configurations (a noisy search re-measures only
                # after a fifth of its budget), what a partly measured source needs; it stops when converged
                "--max-trials", "30", "--measure-s", "0.2", "--search-id", "keep-live", "--wait", "--json", timeout=400)
@@ -194,6 +196,7 @@ def test_history_survives_down_and_up(stack, tmp_path):
     # a new search in that space is given the stored knowledge at once: the first live search had to ask
     # the treebuilder for it (knowledge-requested), the one after the restart does not
     r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--profile", str(ops), "--backend", "live",
+               "--live-mode", "closed-loop",
                "--max-trials", "1", "--measure-s", "0.2", "--search-id", "keep-live-2", "--wait", "--json",
                timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

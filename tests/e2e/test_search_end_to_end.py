@@ -179,11 +179,32 @@ def test_rebuild_command_restores_searches_after_redis_is_wiped(local_stack):
     assert after == before
 
 
+def test_a_served_live_search_deploys_each_trial_in_triton_and_reports_the_peak_within_the_slo(local_stack,
+                                                                                               tmp_path):
+    """The default live search: each trial a Triton deployment stressed by perf_analyzer (the
+    runner service runs them), on the served space, judged against the SLO."""
+    home, settings = local_stack
+    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live", "--max-trials", "2",
+               "--slo-p99-ms", "100", "--search-id", "e2e-served", "--wait", "--json", timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["status"] == "completed" and result["trials"] == 2 and result["rps"] > 0
+    assert {"queue_delay_us", "replicas", "precision"} <= set(result["recommended"])
+    r = falcon(home, "report", "e2e-served", "--out", str(tmp_path / "report"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert 0 < rep["recommended"]["p99_ms"] <= 100
+    runners = json.loads(falcon(home, "runners", "--json").stdout)
+    live = [x for x in runners if "live-cpu" in x["classes"]][0]["capabilities"]["live"]
+    assert "closed-loop" in live["modes"] and "precision" in live
+
+
 def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports(local_stack, tmp_path):
     """A zoo model submitted as ONNX: the profiler finds its KOPs with TVM, a live runner (the only
     one serving class live-cpu) measures real RPS and p99 under an SLO, and the report shows it."""
     home, settings = local_stack
-    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live", "--max-trials", "4",
+    r = falcon(home, "submit", "resnet8", "--zoo", "resnet8", "--backend", "live",
+               "--live-mode", "closed-loop", "--max-trials", "4",
                "--measure-s", "0.5", "--slo-p99-ms", "500", "--search-id", "e2e-live", "--wait", "--json",
                timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -214,7 +235,8 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
         try:
             for _ in range(100):
                 ds = await KnowledgeStore(redis).load_dataset()
-                tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")]
+                tables = [t for n, t in ds.model_tables.items() if n.startswith("observed-resnet8-")
+                          and set(t.knobs) == {"cpus", "batchsize", "graph_opt"}]    # this space's, not the served one's
                 if tables:
                     return tables[0]
                 await asyncio.sleep(0.1)

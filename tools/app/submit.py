@@ -32,8 +32,11 @@ from services.searcher.search import resolve_parallel, validate_spec
 from tools import units
 from tools.app.context import PRODUCER, REPO, home, slug
 
-LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
+LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"      # closed-loop live trials
+SERVED_SPACE = REPO / "deploy" / "config" / "live-served-space.yaml"  # served live trials (the default)
 LIVE_OVERHEAD_S = 4.0     # a live trial's process start and warm-up, on top of its measurement
+SERVED_TRIAL_S = 45.0     # a served trial: server start, warm-up, load sweep (docs/served-trials.md)
+DEFAULT_SLO_P99_MS = 100.0   # served trials judge the peak load against this p99 when no --slo-p99-ms is given
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class SubmitOptions:
     search_id: str | None = None
     parallel: int | None = None
     cost_aware: bool = False
+    live_mode: str = "served"
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "SubmitOptions":
@@ -103,7 +107,9 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     if o.zoo:
         from tools.zoo import export_onnx
         model_file, fmt = str(export_onnx(o.zoo, home() / "models" / f"{slug(o.zoo)}.onnx")), "onnx"
-    space_file = o.space or (LIVE_SPACE if kind == "live" else None)
+    if o.live_mode not in ("served", "closed-loop"):
+        raise SubmissionError(f"--live-mode {o.live_mode!r}: served or closed-loop")
+    space_file = o.space or ((SERVED_SPACE if o.live_mode == "served" else LIVE_SPACE) if kind == "live" else None)
     space = Space.from_file(space_file) if space_file else None
     prices = PriceCatalogue.from_file(o.prices) if o.prices else None
     backend: dict[str, Any]
@@ -119,7 +125,12 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     elif kind == "live":
         if not model_file:
             raise DataError("a live search needs the model: --model-file FILE.onnx or --zoo NAME")
-        backend = {"kind": "live", "measure_s": o.measure_s, "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
+        if o.live_mode == "served":
+            backend = {"kind": "live", "mode": "served", "slo_p99_ms": o.slo_p99_ms or DEFAULT_SLO_P99_MS,
+                       "trial_seconds": SERVED_TRIAL_S}
+        else:
+            backend = {"kind": "live", "mode": "closed-loop", "measure_s": o.measure_s,
+                       "trial_seconds": o.measure_s + LIVE_OVERHEAD_S}
     else:
         raise DataError(f"unknown trial backend {kind!r} (replay or live)")
     model_format, uri = "falcon-profile", None

@@ -2,7 +2,7 @@
 
 One module per command group: ``stack_cmds`` (up, down, demo), ``search_cmds`` (submit, status,
 watch, audit, report, rebuild), ``data_cmds`` (publish-offline, trees, runners, profile),
-``calibrate_cmds`` (calibrate), ``log_cmds`` (dead-letters), ``ui_cmds`` (ui).
+``calibrate_cmds`` (calibrate), ``log_cmds`` (dead-letters), ``ui_cmds`` (ui), ``export_cmds`` (export).
 
 Exit codes: 0 success, 1 the search failed (or did not finish in time), 2 bad usage/input,
 3 the stack is not reachable."""
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from services.common.settings import Settings
 from services.common.space import set_max_space_size
 from tools import localstack
-from tools.cli import calibrate_cmds, data_cmds, log_cmds, search_cmds, stack_cmds, ui_cmds
+from tools.cli import calibrate_cmds, data_cmds, export_cmds, log_cmds, search_cmds, stack_cmds, ui_cmds
 from tools.cli._shared import (
     EXIT_OK,
     EXIT_UNREACHABLE,
@@ -35,7 +35,7 @@ from tools.cli._shared import (
 # the commands that need the stack before they can do anything (submit and calibrate check their input
 # first and reach the stack after: bad input is exit 2 whether the stack is up or not)
 NEEDS_STACK = frozenset({"status", "watch", "audit", "report", "rebuild", "publish-offline", "runners", "trees",
-                         "dead-letters", "ui"})
+                         "dead-letters", "ui", "export"})
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,7 +49,7 @@ class Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="falcon", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack_cmds, search_cmds, data_cmds, calibrate_cmds, log_cmds, ui_cmds):
+    for group in (stack_cmds, search_cmds, data_cmds, calibrate_cmds, log_cmds, ui_cmds, export_cmds):
         group.register(sub)
     return p
 

@@ -76,7 +76,7 @@ def submission(plan: cal.Plan, item: cal.Item, search_id: str, a: argparse.Names
     _, sub = build_submission(SubmitOptions(
         model=item.model, model_file=item.onnx, format="onnx", profile=str(profile_file(plan, item)), backend="live",
         measure_s=plan.measure_s, space=a.space, prices=a.prices, max_trials=len(plan.design), budget_usd=budget,
-        strategy=cal.STRATEGY, seed=plan.seed, search_id=search_id), runners)
+        strategy=cal.STRATEGY, seed=plan.seed, search_id=search_id, live_mode="closed-loop"), runners)
     return sub
 
 

@@ -17,6 +17,7 @@ from tools import units
 from tools.app.audit import audit, audit_row
 from tools.app.searches import Loaded, in_log, load_search, rebuild, search_events, search_rows, state_summary
 from tools.app.submit import (
+    DEFAULT_SLO_P99_MS,
     LIVE_OVERHEAD_S,
     LIVE_SPACE,
     SubmissionError,
@@ -210,9 +211,15 @@ def register(sub: Any) -> None:
                         "(default: replay when --replay-table is given)")
     c.add_argument("--replay-table", help="measurement table csv the replay backend answers from (a path or a "
                    "file://, s3:// or https:// URI)")
-    c.add_argument("--measure-s", type=positive, default=3.0, help="live trials: seconds of stress test per trial")
+    c.add_argument("--live-mode", choices=("served", "closed-loop"), default="served",
+                   help="live trials: served (Triton + perf_analyzer, the peak RPS within the p99 SLO, default "
+                        f"{DEFAULT_SLO_P99_MS:g} ms) or closed-loop (one batch in flight in one process: fast, no "
+                        "server); docs/served-trials.md")
+    c.add_argument("--measure-s", type=positive, default=3.0, help="closed-loop live trials: seconds of stress "
+                   "test per trial")
     c.add_argument("--space", help="configuration space file (.yaml/.toml); default: the paper's 1,440 points "
-                   "(replay) or deploy/config/live-cpu-space.yaml (live)")
+                   "(replay), deploy/config/live-served-space.yaml (live) or live-cpu-space.yaml (live "
+                   "closed-loop)")
     c.add_argument("--prices", help="price catalogue file (.yaml/.toml); default: EC2 on-demand")
     c.add_argument("--max-trials", type=positive_int, default=15)
     c.add_argument("--target-value", type=float, help="stop once a trial reaches this objective value, in the "

@@ -191,6 +191,31 @@ class Dashboard:
         resp.headers["Content-Security-Policy"] = REPORT_CSP
         return resp
 
+    async def export(self, request: Request) -> Response:
+        """``falcon export`` as a download: the search's recommendation as a zip of the chosen
+        format's files (``?load=RPS`` sizes the replicas); a refusal is its one line, 409."""
+        search_id, fmt = request.path_params["search_id"], request.path_params["format"]
+        from tools.export.artefacts import FORMATS, ExportRefused
+        from tools.export.files import build, zipped
+        if fmt not in FORMATS:
+            raise HTTPException(404)
+        try:
+            load = float(request.query_params["load"]) if request.query_params.get("load") else None
+        except ValueError:
+            return JSONResponse({"error": f"load must be a number of requests per second, not "
+                                          f"{request.query_params['load']!r}"}, 400)
+        st = await self.views.state(search_id)
+        if st is None:
+            return JSONResponse({"error": no_search(search_id)}, 404)
+        folder = re.sub(r"[^A-Za-z0-9._-]", "_", search_id) + f"-{fmt}"
+        try:
+            e, model = await asyncio.to_thread(build, st, fmt, self.reports_dir.parent / "cache", load)
+        except ExportRefused as exc:
+            return JSONResponse({"error": str(exc)}, 409)
+        data = await asyncio.to_thread(zipped, e, model, folder)
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{folder}.zip"'})
+
     # -- JSON API ------------------------------------------------------------------------------
     async def api_searches(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -452,6 +477,7 @@ def create_app(settings: Settings, token: str | None = None, reports_dir: Path |
         Route("/searches/{search_id}", d.search_page),
         Route("/searches/{search_id}/report/", d.report),
         Route("/searches/{search_id}/report/{name}", d.report),
+        Route("/searches/{search_id}/export/{format}.zip", d.export),
         Route("/runners", d.runners_page),
         Route("/dead-letters", d.dead_letters_page),
         Route("/api/searches", d.api_searches),

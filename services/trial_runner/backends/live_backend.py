@@ -1,5 +1,14 @@
 """Live trials on this machine: deploy the model under the requested configuration and measure
-it (see :mod:`services.trial_runner.stress` for how, and why ONNX Runtime does the serving).
+it. Two modes, chosen per trial by ``backend["mode"]``:
+
+- ``served`` (the default): a Triton server with the configuration applied, stressed by
+  perf_analyzer up to the peak throughput whose p99 meets the SLO (``backend["slo_p99_ms"]``,
+  default 100 ms): :mod:`services.trial_runner.served`, docs/served-trials.md. Knobs: ``cpus``,
+  ``batchsize``, ``queue_delay_us``, ``replicas``, ``precision``, ``graph_opt``. The runner keeps
+  one core for the load generator (``client_cores``) and serves on the others.
+- ``closed-loop``: one process, one batch in flight, RPS = batch / batch latency
+  (:mod:`services.trial_runner.stress`): what the model's compute alone sustains, no server,
+  queueing or batching; fast (tests, quick tables), knobs ``cpus``, ``batchsize``, ``graph_opt``.
 
 Knobs it applies: ``cpus`` (cores pinned, thread pool of that size), ``batchsize``,
 ``graph_opt`` (ONNX Runtime graph optimisation level), and on a machine with an NVIDIA GPU
@@ -28,7 +37,10 @@ from services.trial_runner.stress import GRAPH_OPT
 
 CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
 GPU_KNOBS = ("gputype", "gpumem", "gpupower")
+SERVED_KNOBS = ("queue_delay_us", "replicas", "precision")     # applied by served trials only
 DEFAULT_MEASURE_S = 3.0
+MODES = ("served", "closed-loop")
+DEFAULT_SLO_P99_MS = 100.0
 
 
 class LiveBackend(TrialBackend):
@@ -44,12 +56,30 @@ class LiveBackend(TrialBackend):
         self.timeout_s = timeout_s
         self.gpus = detect_gpus() if gpus is None else gpus      # e.g. ["NVIDIA H100 80GB HBM3"]
         self._energy: bool | None = None                          # NVML present (asked once)
+        allowed = sorted(os.sched_getaffinity(0))[:self.max_cores]
+        # served trials: the last core generates load (perf_analyzer), the others serve; on a
+        # 1-core machine both share it (a trial's details say so). Production: client on another node.
+        self.client_cores = allowed[-1:]
+        self.serving_cores = allowed[:-1] or allowed
+        self.state_dir = self.cache_dir.parent / "serving"
+        self._serving_env: Any = None
+        from services.trial_runner.procs import reap_leftovers
+        reap_leftovers(self.state_dir / "groups")     # servers/clients a killed runner left behind
 
     def capabilities(self) -> dict[str, Any]:
-        caps: dict[str, Any] = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
-                                OPT_KNOB: list(GRAPH_OPT), "gputype": ["none", *self.gpus]}
+        """What the default (served) mode applies: ``cpus`` counts serving cores (one is kept for
+        the load generator); closed-loop trials may also use that one."""
+        caps: dict[str, Any] = {CPU_KNOB: list(range(1, len(self.serving_cores) + 1)),
+                                BATCH_KNOB: "any positive integer", OPT_KNOB: list(GRAPH_OPT),
+                                "gputype": ["none", *self.gpus], "queue_delay_us": "any integer from 0 to 10000000",
+                                "replicas": "1 to the serving cores (CPU)",
+                                "precision": ["fp32", "int8", *(["fp16"] if self.gpus else [])]}
         if self.gpus:
             caps["gpumem"] = "any size within the GPU's memory"
+        closed = {CPU_KNOB: list(range(1, self.max_cores + 1)), BATCH_KNOB: "any positive integer",
+                  OPT_KNOB: list(GRAPH_OPT), "gputype": caps["gputype"],
+                  **({"gpumem": caps["gpumem"]} if self.gpus else {})}
+        caps["modes"] = {"closed-loop": closed}     # what a trial with backend mode closed-loop applies
         return caps
 
     def measures(self) -> list[str]:
@@ -69,12 +99,16 @@ class LiveBackend(TrialBackend):
         return any(str(gpu).lower() in name.lower().split() or str(gpu).lower() == name.lower()
                    for name in self.gpus)
 
-    def refusal(self, config: Mapping[str, Any]) -> str | None:
-        """Why this machine cannot apply ``config``; None when it can."""
+    def refusal(self, config: Mapping[str, Any], mode: str = "served") -> str | None:
+        """Why this machine cannot apply ``config`` in ``mode``; None when it can."""
+        if mode not in MODES:
+            return f"live mode {mode!r} is not one of {list(MODES)}"
+        served = mode == "served"
         for knob in config:
-            if knob not in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *GPU_KNOBS):
-                return f"knob {knob!r} cannot be applied by the live CPU backend (it applies {CPU_KNOB}, " \
-                       f"{BATCH_KNOB}, {OPT_KNOB})"
+            if knob not in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *GPU_KNOBS, *(SERVED_KNOBS if served else ())):
+                applies = [CPU_KNOB, BATCH_KNOB, OPT_KNOB, *(SERVED_KNOBS if served else ())]
+                return f"knob {knob!r} cannot be applied by the live backend's {mode} trials (they apply " \
+                       f"{', '.join(applies)})"
         gpu = config.get("gputype")
         if not is_no_gpu(gpu) and not self.gpu_present(str(gpu)):
             return f"GPU type {gpu!r} is not present on this runner (it has {self.gpus or 'no GPU'})"
@@ -86,14 +120,35 @@ class LiveBackend(TrialBackend):
         cores = int(config.get(CPU_KNOB, 1))
         if not 1 <= cores <= self.max_cores:
             return f"{cores} CPU cores asked for; this runner has {self.max_cores}"
+        if served and cores > len(self.serving_cores):
+            return (f"{cores} serving cores asked for; this runner serves on {len(self.serving_cores)} and keeps "
+                    f"core {self.client_cores[0]} for the load generator")
+        if served:
+            from services.common.serving import ServingConfigError, serving_config
+            from services.trial_runner.precision import precision_refusal
+            try:
+                sc = serving_config(config, len(self.serving_cores), gpu=not is_no_gpu(config.get("gputype")))
+            except ServingConfigError as exc:
+                return str(exc)
+            why = precision_refusal(sc.precision, self.providers(sc.device))
+            if why:
+                return why
         if int(config.get(BATCH_KNOB, 1)) < 1:
             return f"batch size {config.get(BATCH_KNOB)} is not a positive integer"
         if str(config.get(OPT_KNOB, "all")) not in GRAPH_OPT:
             return f"graph_opt {config.get(OPT_KNOB)!r} is not one of {list(GRAPH_OPT)}"
         return None
 
+    def providers(self, device: str) -> list[str]:
+        """The ONNX Runtime execution providers a trial on ``device`` (cpu | gpu) gets here."""
+        if device != "gpu":
+            return ["CPUExecutionProvider"]
+        import onnxruntime as ort
+        return [p for p in ort.get_available_providers() if p != "CPUExecutionProvider"]
+
     def run(self, trial: TrialRequested) -> TrialResult:
-        why = self.refusal(trial.config)
+        mode = str(trial.backend.get("mode", "served"))
+        why = self.refusal(trial.config, mode)
         if why:
             return trial.failed(why)
         try:
@@ -102,6 +157,8 @@ class LiveBackend(TrialBackend):
             return trial.failed(str(exc))
         if trial.model.get("format") != "onnx" or not model.is_file():
             return trial.failed(f"the live backend runs ONNX model files; got {dict(trial.model)}")
+        if mode == "served":
+            return self._served(trial, model)
         measure_s = float(trial.backend.get("measure_s", DEFAULT_MEASURE_S))
         req = {"model": str(model.resolve()), "batch": int(trial.config.get(BATCH_KNOB, 1)),
                "cores": int(trial.config.get(CPU_KNOB, 1)), "graph_opt": str(trial.config.get(OPT_KNOB, "all")),
@@ -132,9 +189,68 @@ class LiveBackend(TrialBackend):
                             p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], stability_cv=out["cv"],
                             energy_j_per_request=out.get("energy_j_per_request"),
                             mean_power_w=out.get("mean_power_w"),
-                            details={k: out[k] for k in ("compile_s", "compile_cached", "batches", "measured_s",
-                                                         "threads", "providers", "energy_source")
-                                     if out.get(k) is not None or k != "energy_source"})
+                            details={"mode": "closed-loop",
+                                     **{k: out[k] for k in ("compile_s", "compile_cached", "batches", "measured_s",
+                                                            "threads", "providers", "energy_source")
+                                        if out.get(k) is not None or k != "energy_source"}})
+
+    def _served(self, trial: TrialRequested, model: Path) -> TrialResult:
+        """A served trial (see :mod:`services.trial_runner.served`); every failure is a failed
+        result with its reason."""
+        from services.common.serving import serving_config
+        from services.trial_runner import precision as prec
+        from services.trial_runner.procs import reap_leftovers
+        from services.trial_runner.served import ServedOptions, ServedTrial, ServedTrialFailed, batch_refusal, details
+        from services.trial_runner.serving_env import ServingEnv, ServingStackMissing
+        t0 = time.monotonic()
+        b = trial.backend
+
+        def failed(reason: str) -> TrialResult:
+            d = time.monotonic() - t0
+            return trial.result("failed", duration_s=d, cost_usd=trial.price_per_hour * d / 3600.0, reason=reason)
+        try:
+            slo = float(b.get("slo_p99_ms") or DEFAULT_SLO_P99_MS)
+            opts = ServedOptions(slo_ms=slo, **{k: type(getattr(ServedOptions, k))(b[k]) for k in
+                                                ("start_timeout_s", "sweep_timeout_s", "max_concurrency",
+                                                 "max_levels", "interval_ms", "stability_pct") if k in b})
+        except (TypeError, ValueError) as exc:
+            return failed(f"bad served-trial option: {exc}")
+        if slo <= 0:
+            return failed(f"the p99 SLO must be positive, not {slo:g} ms")
+        sc = serving_config(trial.config, len(self.serving_cores), gpu=not is_no_gpu(trial.config.get("gputype")))
+        try:
+            if self._serving_env is None:
+                self._serving_env = ServingEnv.find()
+            env = self._serving_env
+        except ServingStackMissing as exc:
+            return failed(str(exc))
+        reap_leftovers(self.state_dir / "groups")
+        try:
+            why = batch_refusal(model, sc.max_batch_size)
+        except Exception as exc:   # noqa: BLE001 — not an ONNX file Triton could load
+            return failed(f"the model cannot be read as ONNX: {type(exc).__name__}: {str(exc)[:300]}")
+        if why:
+            return failed(why)
+        try:
+            served_model = prec.prepare(model.resolve(), sc.precision, self.cache_dir.resolve() / "precision")
+            deviation = None if sc.precision == "fp32" else prec.output_deviation(model, served_model)
+        except Exception as exc:   # noqa: BLE001 — a model the converter cannot take is the trial's failure
+            return failed(f"precision {sc.precision} could not be applied: {type(exc).__name__}: {str(exc)[:300]}")
+        cores = self.serving_cores[:sc.cores]
+        run = ServedTrial(env, self.state_dir, served_model, sc, cores, self.client_cores, opts)
+        try:
+            m = run.run()
+        except ServedTrialFailed as exc:
+            return failed(str(exc))
+        except Exception as exc:   # noqa: BLE001 — the runner never crashes on a trial
+            return failed(f"the served trial failed: {type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            run.stop()
+        duration = time.monotonic() - t0
+        return trial.result("ok", value=requests_per_dollar(m.peak.rps, trial.price_per_hour), duration_s=duration,
+                            cost_usd=trial.price_per_hour * duration / 3600.0, rps=m.peak.rps, p50_ms=m.peak.p50_ms,
+                            p99_ms=m.peak.p99_ms, stability_cv=m.stability_cv,
+                            details=details(m, sc, slo, cores, self.client_cores, deviation))
 
 
 def detect_gpus() -> list[str]:

@@ -96,3 +96,19 @@ def test_a_broken_manifest_is_caught():
     doc["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(doc, "1.37.0", strict=True)
+
+
+def test_the_runner_image_and_setup_install_the_same_serving_stack():
+    """Served live trials need Triton + perf_analyzer (deploy/requirements-serving.txt, its own
+    virtualenv) and Debian's libb64-0d; the image points the runner at that virtualenv."""
+    from services.trial_runner.serving_env import TRITON_VERSION
+    docker = (DEPLOY / "Dockerfile").read_text()
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    reqs = [ln.split("#")[0].strip() for ln in (DEPLOY / "requirements-serving.txt").read_text().splitlines()]
+    reqs = [r for r in reqs if r]
+    assert all("==" in r for r in reqs)                                   # pinned, every one
+    assert f"tritonclient[all]=={TRITON_VERSION}" in reqs and "nvidia-pytriton==0.7.0" in reqs
+    venv = docker.split("FALCON_SERVING_VENV=", 1)[1].split()[0]
+    assert f"python -m venv {venv}" in docker and f"{venv}/bin/pip install --no-cache-dir -r " \
+        "deploy/requirements-serving.txt" in docker
+    assert "libb64-0d" in docker and "libb64-0d" in setup and "deploy/requirements-serving.txt" in setup

@@ -121,3 +121,23 @@ def test_the_objective_travels_in_the_spec(tmp_path):
     assert ev.payload.spec.objective.name == "p99"
     _, default = build_submission(SubmitOptions.from_args(args()))
     assert "objective" not in default.to_data()["spec"]          # the default reads as before
+
+
+def test_a_live_submission_is_served_by_default_with_the_slo_and_the_served_space(tmp_path):
+    from tests.helpers import REPO
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    ops = REPO / "bench" / "live" / "models" / "operators" / "gru" / "operators.csv"
+    _, served = build_submission(SubmitOptions.from_args(parser().parse_args(
+        ["submit", "m", "--model-file", str(model), "--profile", str(ops), "--backend", "live"])))
+    assert served.spec.backend["mode"] == "served" and served.spec.backend["slo_p99_ms"] == 100.0
+    assert {"queue_delay_us", "replicas", "precision"} <= set(served.spec.space.names)
+    _, slo = build_submission(SubmitOptions.from_args(parser().parse_args(
+        ["submit", "m", "--model-file", str(model), "--profile", str(ops), "--backend", "live",
+         "--slo-p99-ms", "40"])))
+    assert slo.spec.backend["slo_p99_ms"] == 40.0
+    _, closed = build_submission(SubmitOptions.from_args(parser().parse_args(
+        ["submit", "m", "--model-file", str(model), "--profile", str(ops), "--backend", "live",
+         "--live-mode", "closed-loop", "--measure-s", "0.5"])))
+    assert closed.spec.backend["mode"] == "closed-loop" and closed.spec.backend["measure_s"] == 0.5
+    assert list(closed.spec.space.names) == ["cpus", "batchsize", "graph_opt"]

@@ -129,3 +129,17 @@ def test_a_cost_ceiling_needs_rps_and_a_positive_number():
                                       Facts(GRU)))
     assert "the cost ceiling must be a positive number of $ per million requests, not -1" in spec_problems(
         replace(spec("gru"), constraints=Constraints(max_usd_per_million=-1)))
+
+
+def test_a_live_runner_advertises_per_mode_what_its_trials_apply():
+    """Served trials keep a core for the load generator; closed-loop trials may use it: the
+    search's backend mode picks which advertised values the space is checked against."""
+    served_runner = replace(RUNNER, capabilities={"live": {
+        "cpus": [1], "batchsize": "any positive integer", "graph_opt": ["basic", "all"], "gputype": ["none"],
+        "modes": {"closed-loop": {"cpus": [1, 2], "batchsize": "any positive integer",
+                                  "graph_opt": ["disabled", "basic", "extended", "all"], "gputype": ["none"]}}}})
+    served = replace(live(), backend={"kind": "live", "mode": "served", "trial_seconds": 45.0})
+    closed = replace(live(), backend={"kind": "live", "mode": "closed-loop", "measure_s": 1.0, "trial_seconds": 5.0})
+    assert any(p.startswith("cpus value(s) 2 cannot be applied by any live runner")
+               for p in spec_problems(served, Facts(None, [served_runner])))
+    assert not any("cpus" in p for p in spec_problems(closed, Facts(None, [served_runner])))

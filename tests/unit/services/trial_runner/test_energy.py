@@ -81,7 +81,7 @@ def test_a_live_result_carries_the_energy_the_stress_test_measured_and_none_when
     model = tmp_path / "m.onnx"
     model.write_bytes(b"onnx")
     req = TrialRequested("t/0", 0, {"cpus": 1, "batchsize": 8, "gputype": "H100", "gpumem": 16},
-                         {"name": "m", "format": "onnx", "uri": str(model)}, {"kind": "live", "measure_s": 1.0}, 4.0)
+                         {"name": "m", "format": "onnx", "uri": str(model)}, {"kind": "live", "mode": "closed-loop", "measure_s": 1.0}, 4.0)
     out = {"status": "ok", "rps": 800.0, "p50_ms": 9.0, "p99_ms": 12.0, "cv": 0.02, "compile_s": 0.1,
            "compile_cached": False, "batches": 100, "measured_s": 1.0, "threads": 1, "providers": ["CUDAExecutionProvider"],
            "energy_j_per_request": 0.31, "mean_power_w": 248.0, "energy_source": "nvml-energy-counter"}

@@ -20,8 +20,10 @@ def resnet8(tmp_path_factory):
 
 
 def spec(model, config, **backend):
+    """A closed-loop live trial (served trials: tests/integration/test_served_trials.py)."""
     return TrialRequested("t/0", 0, config, {"name": "resnet8", "format": "onnx", "uri": str(model)},
-                     {"kind": "live", "measure_s": 0.5, "warmup_s": 0.2, **backend}, PRICE * config.get("cpus", 1))
+                     {"kind": "live", "mode": "closed-loop", "measure_s": 0.5, "warmup_s": 0.2, **backend},
+                     PRICE * config.get("cpus", 1))
 
 
 @pytest.mark.parametrize("config, why", [
@@ -64,6 +66,8 @@ def test_a_model_with_a_fixed_batch_cannot_take_another_batch_size(tmp_path):
         torch.onnx.export(m.module(), m.example(1), str(path), dynamo=False)
     out = LiveBackend(tmp_path / "cache").run(spec(path, {"cpus": 1, "batchsize": 4}))
     assert out.status == "failed" and "fixed at 1" in out.reason
+    served = LiveBackend(tmp_path / "cache").run(spec(path, {"cpus": 1, "batchsize": 4}, mode="served"))
+    assert served.status == "failed" and "fixed at 1" in served.reason and "dynamic batcher" in served.reason
 
 
 def test_requests_are_routed_to_the_runner_class_that_can_serve_them():

@@ -1,0 +1,265 @@
+"""A served trial: deploy the model in Triton with the configuration applied, stress it with
+perf_analyzer raising the load until p99 passes the SLO, and report the peak throughput within it.
+
+The I/O shell around two pure parts: :mod:`services.common.serving` (knobs -> Triton/ORT
+settings) and :mod:`services.trial_runner.peak_load` (which loads to measure). Wall time is
+bounded (start, each load level and the whole sweep have limits) and reported split into start
+(launch to model ready), warm-up and sweep. Every failure is a :class:`ServedTrialFailed` with a
+one-line reason, and the server is stopped whatever happens (see :mod:`procs` for kill -9)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import shutil
+import statistics
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from services.common.serving import ServingConfig
+from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
+from services.trial_runner.perf import PerfAnalyzer
+from services.trial_runner.procs import Group, start_group
+from services.trial_runner.serving_env import TRITON_VERSION, ServingEnv
+
+MODEL_NAME = "model"
+
+
+class ServedTrialFailed(RuntimeError):
+    """The trial could not give a peak: the reason is the message (one line)."""
+
+
+@dataclass
+class ServedOptions:
+    slo_ms: float = 100.0
+    start_timeout_s: float = 60.0       # launch -> model ready
+    sweep_timeout_s: float = 45.0       # no new load level is started after this
+    max_concurrency: int = 64
+    max_levels: int = 10
+    interval_ms: int = 800
+    stability_pct: int = 25
+    max_trials: int = 5
+    remeasure_peak: bool = True
+
+
+@dataclass
+class ServedMeasurement:
+    peak: LoadPoint
+    curve: list[LoadPoint]
+    stop: str
+    stability_cv: float | None
+    wall_s: dict[str, float]
+    unstable_levels: list[int] = field(default_factory=list)
+    peak_measurements: list[float] = field(default_factory=list)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def batch_refusal(model: Path, max_batch_size: int) -> str | None:
+    """Why Triton's batcher cannot serve ``model`` at ``max_batch_size`` (a first dimension fixed
+    at another size); None when it can. Read from the ONNX graph, before anything starts."""
+    import onnx
+    graph = onnx.load(str(model), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    for i in graph.input:
+        if i.name in inits:
+            continue
+        dims = i.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and (dims[0].dim_value != 1 or max_batch_size > 1):
+            return (f"the model's batch dimension is fixed at {dims[0].dim_value} (input {i.name}): batch size "
+                    f"{max_batch_size} cannot be served by Triton's dynamic batcher (export it with a dynamic "
+                    f"first dimension)")
+    return None
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    return " | ".join(ln.strip() for ln in str(text).splitlines() if ln.strip())[:limit]
+
+
+def _tail_reason(server_log: Path, stdout_log: Path) -> str:
+    """The server's own account of why it stopped: its JSON failure line, else Triton's last error."""
+    for line in reversed(stdout_log.read_text(errors="replace").splitlines() if stdout_log.is_file() else []):
+        if line.startswith("{"):
+            try:
+                out = json.loads(line)
+            except ValueError:
+                continue
+            if out.get("status") == "failed":
+                return one_line(str(out.get("reason")).split("Traceback")[0])
+    lines = server_log.read_text(errors="replace").splitlines() if server_log.is_file() else []
+    errors = [ln for ln in lines if ln.startswith("E") or "Error" in ln or "error" in ln]
+    return one_line((errors or lines or ["no output"])[-1])
+
+
+def _ready(port: int, token: str) -> bool:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready",
+                                 headers={"triton-access-token": token})
+    try:
+        with urllib.request.urlopen(req, timeout=1.0) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class ServedTrial:
+    def __init__(self, env: ServingEnv, state_dir: Path, model: Path, config: ServingConfig,
+                 serving_cores: Sequence[int], client_cores: Sequence[int], options: ServedOptions) -> None:
+        self.env, self.model, self.config, self.opts = env, model, config, options
+        self.serving_cores, self.client_cores = list(serving_cores), list(client_cores)
+        self.registry = state_dir / "groups"
+        self.dir = state_dir / "trials" / uuid.uuid4().hex[:12]
+        self.token = secrets.token_urlsafe(16)
+        self.server: Group | None = None
+        # PyTriton's Unix sockets live in the workspace: a path short enough for sun_path (108 bytes)
+        self.workspace = Path(tempfile.mkdtemp(prefix="falcon-served-"))
+
+    def _start(self) -> int:
+        """Launch the server; returns its HTTP port once the model is ready."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        http, grpc, metrics = free_ports(3)
+        req = {"model": str(self.model), "name": MODEL_NAME, "config": self.config.as_dict(), "http_port": http,
+               "grpc_port": grpc, "metrics_port": metrics, "token": self.token, "cores": self.serving_cores,
+               "workspace": str(self.workspace / "w")}
+        out, err = (self.dir / "serve.out").open("w"), (self.dir / "serve.log").open("w")
+        try:
+            # TMPDIR: PyTriton's model store (/tmp/folder*) lands in the scratch space deleted after the trial
+            self.server = start_group([str(self.env.python), "-m", "services.trial_runner.triton_serve",
+                                       json.dumps(req)], self.registry, self.env.env(TMPDIR=str(self.workspace)),
+                                      out, err,
+                                      self.serving_cores, pdeathsig="TERM",
+                                      cleanup=[self.dir, self.workspace])
+        finally:
+            out.close()
+            err.close()
+        end = time.monotonic() + self.opts.start_timeout_s
+        while time.monotonic() < end:
+            if self.server.proc.poll() is not None:
+                raise ServedTrialFailed(f"the Triton server did not start (exit {self.server.proc.returncode}): "
+                                        f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
+            if _ready(http, self.token):
+                return http
+            time.sleep(0.2)
+        raise ServedTrialFailed(f"the Triton server did not get the model ready within "
+                                f"{self.opts.start_timeout_s:.0f} s: "
+                                f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
+
+    def _alive_or_fail(self) -> None:
+        assert self.server is not None
+        if self.server.proc.poll() is not None:
+            raise LoadError(f"the Triton server died under load (exit {self.server.proc.returncode}): "
+                            f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
+
+    def run(self) -> ServedMeasurement:
+        t0 = time.monotonic()
+        try:
+            port = self._start()
+            t_ready = time.monotonic()
+            pa = PerfAnalyzer(self.env, MODEL_NAME, f"127.0.0.1:{port}", self.token, self.registry,
+                              self.client_cores, self.config.client_batch, self.opts.interval_ms,
+                              self.opts.stability_pct, self.opts.max_trials)
+            try:
+                pa.warm_up()
+            except LoadError as exc:
+                self._alive_or_fail_as_trial()
+                raise ServedTrialFailed(f"warm-up failed: {exc}") from None
+            t_warm = time.monotonic()
+            sweep_end = t_warm + self.opts.sweep_timeout_s
+            unstable: list[int] = []
+            hint: dict[str, float] = {}
+
+            def measure(c: int) -> LoadPoint:
+                self._alive_or_fail()
+                if time.monotonic() > sweep_end:
+                    raise LoadError(f"the sweep ran out of its {self.opts.sweep_timeout_s:.0f} s")
+                try:
+                    point, stable = pa.measure(c, hint.get("rps"))
+                except LoadError:
+                    self._alive_or_fail()
+                    raise
+                if not stable:
+                    unstable.append(c)
+                hint["rps"] = point.rps
+                return point
+            res = find_peak(measure, self.opts.slo_ms, self.opts.max_concurrency, max_levels=self.opts.max_levels)
+            if res.peak is None:
+                raise ServedTrialFailed(str(res.reason))
+            if res.stop == "failed" and self.server is not None and self.server.proc.poll() is not None:
+                raise ServedTrialFailed(str(res.error))        # a deployment that dies under load failed
+            peak, rps_seen, cv = res.peak, [res.peak.rps], None
+            if self.opts.remeasure_peak and time.monotonic() < sweep_end:
+                try:
+                    again = measure(peak.concurrency)
+                    rps_seen.append(again.rps)
+                    cv = statistics.pstdev(rps_seen) / statistics.mean(rps_seen)
+                    both = _mean_point(peak, again)
+                    if both.meets(self.opts.slo_ms):    # else: a borderline peak, reported as first measured
+                        peak = both
+                except LoadError:
+                    pass          # the peak measured once still stands
+            t_end = time.monotonic()
+            return ServedMeasurement(peak, list(res.curve), res.stop, cv,
+                                     {"start": t_ready - t0, "warmup": t_warm - t_ready, "sweep": t_end - t_warm,
+                                      "total": t_end - t0}, unstable, rps_seen)
+        finally:
+            self.stop()
+
+    def _alive_or_fail_as_trial(self) -> None:
+        try:
+            self._alive_or_fail()
+        except LoadError as exc:
+            raise ServedTrialFailed(str(exc)) from None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.workspace, ignore_errors=True)
+
+
+def _mean_point(a: LoadPoint, b: LoadPoint) -> LoadPoint:
+    def m(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None else (x + y) / 2
+    split = {k: (a.split_ms[k] + b.split_ms[k]) / 2 for k in a.split_ms if k in b.split_ms}
+    return LoadPoint(a.concurrency, (a.rps + b.rps) / 2, (a.p50_ms + b.p50_ms) / 2, (a.p99_ms + b.p99_ms) / 2,
+                     m(a.p90_ms, b.p90_ms), m(a.p95_ms, b.p95_ms), m(a.queue_ms, b.queue_ms),
+                     m(a.compute_ms, b.compute_ms), split)
+
+
+def details(m: ServedMeasurement, config: ServingConfig, slo_ms: float, serving_cores: Sequence[int],
+            client_cores: Sequence[int], deviation: dict[str, Any] | None) -> dict[str, Any]:
+    """A served trial's ``details`` (the keys documented in docs/served-trials.md)."""
+    import onnxruntime
+    out: dict[str, Any] = {
+        "mode": "served", "serving": config.as_dict(), "slo_p99_ms": slo_ms,
+        "peak": {**m.peak.as_dict(), "measurements_rps": m.peak_measurements},
+        "curve": [p.as_dict(slo_ms) for p in m.curve],
+        "server_split_ms": dict(m.peak.split_ms),
+        "wall_s": {k: round(v, 3) for k, v in m.wall_s.items()},
+        "cores": {"serving": list(serving_cores), "client": list(client_cores)},
+        "load": {"kind": "concurrency", "client_batch": config.client_batch, "levels_measured": len(m.curve),
+                 "stop": m.stop, "unstable_levels": m.unstable_levels},
+        "versions": {"tritonserver": TRITON_VERSION, "perf_analyzer": TRITON_VERSION,
+                     "onnxruntime": onnxruntime.__version__},
+    }
+    if deviation is not None:
+        out["output_deviation"] = deviation
+    return out

@@ -1,0 +1,570 @@
+"""A recommendation as deployable artefacts: the pure core of ``falcon export``.
+
+In: a :class:`Recommendation` (the recommended configuration's knob values, the figures the
+winning trial measured, the model's inputs and outputs) and the user's load. Out: an
+:class:`Export`, file texts by relative path, or :class:`ExportRefused` with a one-line reason.
+No I/O here: the shell (``tools/cli/export_cmds.py``, the dashboard) reads the search and the
+model, copies the model file and writes the texts.
+
+Formats:
+- ``triton``: a model repository entry ``model_repository/<name>/``: ``config.pbtxt`` for
+  Triton's ONNX Runtime backend (what a plain Triton container serves), ``configs/python-ort.pbtxt``
+  (the same settings on Triton's Python backend running ONNX Runtime, as the served trials do:
+  ``tritonserver --model-config-name=python-ort``), ``1/model.py`` and the model file
+  ``1/model.onnx`` (copied by the shell, in the recommended precision);
+- ``kserve``: an InferenceService (serving.kserve.io/v1beta1) on the ``kserve-tritonserver``
+  runtime, plus the model repository it serves;
+- ``k8s``: a Deployment, a Service and a HorizontalPodAutoscaler running a plain Triton
+  container, plus the model repository;
+- ``compose``: the same on one machine (docker compose), plus the model repository.
+
+Sizing (k8s, kserve, compose): each replica is run at ``1 - headroom`` of the peak RPS the
+trial measured within the SLO; the replicas for ``--load`` are ceil(load / that target), the
+autoscaler keeps at least those and targets the same per-replica load."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from services.common.objectives import replicas_for
+from services.common.serving import ServingConfig, ServingConfigError, serving_config
+
+FORMATS = ("triton", "kserve", "k8s", "compose")
+DEFAULT_HEADROOM = 0.3          # each replica runs at 70% of the peak RPS measured within the SLO
+DEFAULT_MAX_REPLICAS = 100      # k8s/KServe: a load needing more pods than this is refused
+SCALE_UP_FACTOR = 2             # the autoscaler may grow to twice the replicas the stated load needs
+# The Triton release the exported manifests run: the NGC image of Triton 2.51.0, the release of
+# the server nvidia-pytriton 0.7.0 bundles (the server the served trials and the export's test
+# use); the image has the ONNX Runtime backend that config.pbtxt names.
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+PYTHON_CONFIG = "python-ort"    # configs/<this>.pbtxt: the Python-backend variant
+MODEL_FILE = "model.onnx"       # the ONNX Runtime backend's default file name
+KSERVE_RUNTIME = "kserve-tritonserver"
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+LIVE_KINDS = ("live", "served")   # trial backends that deployed the model (replay answers from a table)
+
+# The cloud space's GPU knobs (the serving knobs are services.common.serving's).
+GPU_TYPE, GPU_MEM, GPU_POWER = "gputype", "gpumem", "gpupower"
+NO_GPU = ("none", "cpu", "no-gpu", "", None, 0)
+
+# The label GPU feature discovery puts on a node (nvidia.com/gpu.product): the driver's product
+# name with spaces as dashes. The cloud variants each GPU type names in this project's spaces.
+GPU_PRODUCT = {"T4": "Tesla-T4", "V100": "Tesla-V100-SXM2-16GB", "M60": "Tesla-M60", "K80": "Tesla-K80",
+               "A10G": "NVIDIA-A10G", "A10": "NVIDIA-A10", "L4": "NVIDIA-L4", "L40S": "NVIDIA-L40S",
+               "A100": "NVIDIA-A100-SXM4-40GB", "H100": "NVIDIA-H100-80GB-HBM3", "H200": "NVIDIA-H200"}
+
+
+class ExportRefused(ValueError):
+    """The search cannot be exported as asked (one line: why, and what to do)."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A model input or output as Triton declares it: dims without the batch dimension."""
+    name: str
+    data_type: str               # TYPE_FP32, TYPE_INT64, ...
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What a search recommends and the figures it rests on (the winning trial's measurement)."""
+    search_id: str
+    model: str
+    config: Mapping[str, Any]
+    backend_kind: str                         # live, served, replay
+    trial: int                                # the winning trial's number (1-based, as the report shows)
+    rps: float | None                         # peak RPS within the SLO (served) / measured RPS (in-process)
+    p99_ms: float | None
+    usd_per_hour: float | None
+    date: str                                 # when the export was made (ISO 8601)
+    p50_ms: float | None = None
+    slo_p99_ms: float | None = None
+    estimate: Mapping[str, Any] | None = None   # value, low, high (95%), measurements; in estimate_unit
+    estimate_unit: str = ""
+    measured_at: str | None = None            # the load the peak was measured at (served trials)
+    inputs: tuple[Tensor, ...] = ()
+    outputs: tuple[Tensor, ...] = ()
+    model_uri: str | None = None
+    model_bytes: int | None = None            # size of the (precision variant's) model file
+    space_max_cpus: int | None = None         # the largest machine the space describes (compose)
+    notes: tuple[str, ...] = ()               # e.g. the trials ran in-process, not served
+    served: bool = True                       # measured served behind Triton (else in-process, closed loop)
+    deviation: Mapping[str, Any] | None = None   # a lower precision's outputs against fp32 (the trial's figure)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A knob assignment as a deployment: the served-trials mapping's Triton/ONNX Runtime settings
+    (:class:`services.common.serving.ServingConfig`) and the GPU the replica runs on."""
+    config: ServingConfig
+    gputype: str | None
+    gpu_mem_bytes: int | None                 # ONNX Runtime CUDA arena limit per instance
+
+    @property
+    def cpus(self) -> int:
+        return self.config.cores
+
+    @property
+    def kind(self) -> str:
+        return "KIND_GPU" if self.gputype else "KIND_CPU"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    load_rps: float | None
+    peak_rps: float
+    headroom: float
+    target_rps: float                         # what each replica is run at: peak x (1 - headroom)
+    replicas: int
+    max_replicas: int
+
+    def text(self) -> str:
+        head = (f"{self.replicas} replica{'s' if self.replicas != 1 else ''} for {_n(self.load_rps)} RPS"
+                if self.load_rps else "1 replica (no --load given)")
+        scaling = (f"autoscaling {self.replicas}..{self.max_replicas} replicas at that target"
+                   if self.max_replicas > self.replicas else "a fixed count (no autoscaler)")
+        return (f"{head}: each runs at {_n(self.target_rps)} RPS = {_n(self.peak_rps)} RPS peak within the SLO "
+                f"x (1 - {self.headroom:g} headroom); {scaling}")
+
+
+@dataclass(frozen=True)
+class Export:
+    format: str
+    name: str                                 # the Triton model name
+    files: Mapping[str, str]                  # relative path -> text
+    model_dest: str                           # where the shell copies the model file
+    serving: Serving
+    sizing: Sizing | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _n(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def model_name(model: str) -> str:
+    """A Triton model (and Kubernetes object) name: lower-case letters, digits and dashes."""
+    name = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")[:50].strip("-")
+    return name or "model"
+
+
+def has_gpu(config: Mapping[str, Any]) -> bool:
+    return config.get(GPU_TYPE) not in NO_GPU
+
+
+def serving(config: Mapping[str, Any]) -> Serving:
+    """The Triton configuration that applies ``config``'s knobs: the served trials' own mapping
+    (absent knobs take its defaults, as a trial that did not search them ran)."""
+    gpu = has_gpu(config)
+    try:
+        sc = serving_config(config, gpu=gpu)
+    except ServingConfigError as exc:
+        raise ExportRefused(f"the recommended configuration cannot be served: {exc}") from None
+    mem = config.get(GPU_MEM)
+    return Serving(sc, str(config[GPU_TYPE]) if gpu else None,
+                   int(float(mem) * 2**30 / sc.instances) if gpu and mem else None)
+
+
+def refusal(rec: Recommendation | None, search_id: str, status: str = "", stop_reason: str | None = None) -> str | None:
+    """Why this search cannot be exported at all (None: it can)."""
+    if rec is None:
+        why = f" ({stop_reason})" if stop_reason else ""
+        return (f"search {search_id} has no recommendation to export{why}"
+                + ("; it is still running" if status == "running" else ""))
+    if rec.backend_kind not in LIVE_KINDS:
+        return (f"search {search_id}'s recommendation came from a replay table: no "
+                f"configuration was served, so there is nothing measured to deploy; its knob values are "
+                f"{_config_text(rec.config)} (falcon report {search_id}); run a live search to export")
+    if not rec.rps or rec.rps <= 0:
+        return f"search {search_id}'s recommendation has no measured RPS, so no deployment can be sized from it"
+    if not rec.inputs or not rec.outputs:
+        return f"the model of search {search_id} declares no inputs or outputs: Triton cannot serve it"
+    return None
+
+
+def _config_text(config: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items())
+
+
+def size(rec: Recommendation, fmt: str, load_rps: float | None, headroom: float = DEFAULT_HEADROOM,
+         max_replicas: int = DEFAULT_MAX_REPLICAS) -> Sizing:
+    """Replicas to carry ``load_rps`` with each replica at ``1 - headroom`` of its peak; refused
+    when the load cannot be carried within the space (more pods than ``max_replicas``, or for
+    compose more than the one machine the space describes holds)."""
+    if not 0 <= headroom < 1:
+        raise ExportRefused(f"--headroom must be at least 0 and below 1, not {headroom:g}")
+    if load_rps is not None and not (math.isfinite(load_rps) and load_rps > 0):
+        raise ExportRefused(f"--load must be a positive number of requests per second, not {load_rps:g}")
+    assert rec.rps
+    target = rec.rps * (1 - headroom)
+    n = replicas_for(load_rps, target) if load_rps else 1
+    assert n is not None
+    if fmt == "compose":
+        s = serving(rec.config)
+        host = rec.space_max_cpus or s.cpus
+        fit = 1 if s.gputype else max(1, host // s.cpus)
+        if n > fit:
+            where = (f"one machine has one {s.gputype} GPU, so it runs 1 replica" if s.gputype else
+                     f"one machine of the space has at most {host} core{'s' if host != 1 else ''}, "
+                     f"{fit} replica{'s' if fit != 1 else ''} "
+                     f"of {s.cpus}")
+            raise ExportRefused(f"a load of {_n(load_rps)} RPS needs {n} replicas at {_n(target)} RPS each "
+                                f"({_n(rec.rps)} peak x (1 - {headroom:g} headroom)), but {where}: it cannot be "
+                                f"carried within the space on one machine; export --format k8s or kserve")
+        return Sizing(load_rps, rec.rps, headroom, target, n, n)
+    if n > max_replicas:
+        raise ExportRefused(f"a load of {_n(load_rps)} RPS needs {n} replicas at {_n(target)} RPS each "
+                            f"({_n(rec.rps)} peak x (1 - {headroom:g} headroom)), more than --max-replicas "
+                            f"{max_replicas}: it cannot be carried within the space; raise --max-replicas if "
+                            f"that many pods is intended")
+    return Sizing(load_rps, rec.rps, headroom, target, n, min(max_replicas, max(n * SCALE_UP_FACTOR, 2)))
+
+
+# ---- the comment header every file carries ------------------------------------------------
+
+
+def header_lines(rec: Recommendation, sizing: Sizing | None, fmt: str) -> list[str]:
+    est = rec.estimate
+    slo = f" (SLO p99 {_n(rec.slo_p99_ms)} ms)" if rec.slo_p99_ms else " (no SLO was set)"
+    lines = [
+        f"Exported by falcon export --format {fmt} on {rec.date}",
+        f"search {rec.search_id}, model {rec.model}, recommended trial {rec.trial} ({rec.backend_kind} trials)",
+        f"configuration: {_config_text(rec.config)}",
+        (f"peak RPS within the SLO: {_n(rec.rps)}{slo}" if rec.served else
+         f"RPS measured in-process (closed loop, not a served peak): {_n(rec.rps)}{slo}")
+        + (f", measured at {rec.measured_at}" if rec.measured_at else ""),
+        f"p99 at that load: {_n(rec.p99_ms)} ms" + (f", p50 {_n(rec.p50_ms)} ms" if rec.p50_ms is not None else ""),
+        f"price: {'$' + format(rec.usd_per_hour, '.4g') + '/h' if rec.usd_per_hour is not None else 'unknown'}"
+        " per replica",
+    ]
+    if est:
+        n = est.get("measurements", 1)
+        interval = (f"95% interval {_n(est.get('low'))} to {_n(est.get('high'))}" if est.get("high") != est.get("low")
+                    else "no interval (no spread measured)")
+        lines.append(f"estimate: {_n(est.get('value'))} {rec.estimate_unit}, {interval}, from {n} "
+                     f"measurement{'s' if n != 1 else ''}")
+    if sizing is not None:
+        lines.append(f"sizing: {sizing.text()}")
+    if rec.deviation:
+        lines.append(f"precision {rec.config.get('precision')}: outputs moved from fp32 by at most "
+                     f"{rec.deviation.get('max_abs', 0):.3g} (relative L2 {rec.deviation.get('rel_l2', 0):.3g}) on "
+                     f"the trial's inputs")
+    power = rec.config.get(GPU_POWER)
+    if has_gpu(rec.config) and power not in (None, 100, "none"):
+        lines.append(f"GPU power cap {power}% of the board's TDP: not a Triton or Kubernetes setting; set it on the "
+                     f"node (nvidia-smi -pl) or the measured figures do not hold")
+    lines += list(rec.notes)
+    return lines
+
+
+def commented(rec: Recommendation, sizing: Sizing | None, fmt: str, body: str) -> str:
+    return "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt)) + "\n" + body
+
+
+# ---- triton -------------------------------------------------------------------------------
+
+
+class Enum(str):
+    """A protobuf enum value (written bare: KIND_CPU, TYPE_FP32)."""
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, Enum):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))
+
+
+def pbtxt(fields: Mapping[str, Any], indent: str = "") -> str:
+    """Protobuf text format of a model configuration given as a dict (maps such as
+    ``parameters`` are written as repeated key/value entries, as protobuf wants them)."""
+    out = []
+    for key, v in fields.items():
+        if key == "parameters":
+            out += [f'{indent}parameters {{ key: {json.dumps(k)} value {{ string_value: '
+                    f'{json.dumps(str(p["string_value"]))} }} }}' for k, p in v.items()]
+        elif isinstance(v, Mapping):
+            out.append(f"{indent}{key} {{\n{pbtxt(v, indent + '  ')}{indent}}}")
+        elif isinstance(v, (list, tuple)) and v and isinstance(v[0], Mapping):
+            items = [f"{indent}  {{\n{pbtxt(x, indent + '    ')}{indent}  }}" for x in v]
+            out.append(f"{indent}{key} [\n" + ",\n".join(items) + f"\n{indent}]")
+        elif isinstance(v, (list, tuple)):
+            out.append(f"{indent}{key}: [ {', '.join(_scalar(x) for x in v)} ]")
+        else:
+            out.append(f"{indent}{key}: {_scalar(v)}")
+    return "".join(line + "\n" for line in out)
+
+
+def model_config(name: str, rec: Recommendation, s: Serving, backend: str) -> dict[str, Any]:
+    """Triton's model configuration for ``backend`` (onnxruntime or python): the served trials'
+    mapping (``ServingConfig.triton_model_config``, with its ONNX Runtime settings on either
+    backend) plus what a model repository needs beside it: the inputs and outputs, the GPU of a
+    GPU instance group, ONNX Runtime's GPU memory limit, and the knob values it was made from."""
+    cfg = s.config.triton_model_config(name, "onnxruntime")
+    cfg["backend"] = backend
+    if backend == "onnxruntime":
+        cfg["default_model_filename"] = MODEL_FILE
+    cfg["input"] = [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in rec.inputs]
+    cfg["output"] = [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in rec.outputs]
+    groups = [{**g, "kind": Enum(g["kind"]), **({"gpus": [0]} if s.gputype else {})} for g in cfg["instance_group"]]
+    params = {**cfg.pop("parameters", {}), "graph_opt": {"string_value": s.config.graph_opt},
+              "precision": {"string_value": s.config.precision}}
+    if s.gpu_mem_bytes:
+        params["gpu_mem_limit"] = {"string_value": str(s.gpu_mem_bytes)}
+    order = ["name", "backend", "default_model_filename", "max_batch_size", "input", "output", "dynamic_batching"]
+    out = {k: cfg[k] for k in order if k in cfg}
+    out["instance_group"] = groups
+    out.update({k: v for k, v in cfg.items() if k not in out})
+    out["parameters"] = params
+    return out
+
+
+def config_pbtxt(name: str, rec: Recommendation, s: Serving, backend: str) -> str:
+    return pbtxt(model_config(name, rec, s, backend))
+
+
+def triton_files(rec: Recommendation, sizing: Sizing | None, fmt: str, model_py: str,
+                 root: str = "model_repository") -> tuple[str, dict[str, str], str]:
+    name = model_name(rec.model)
+    s = serving(rec.config)
+    base = f"{root}/{name}"
+    notes = [f"model file: {base}/1/{MODEL_FILE} ({s.config.precision}"
+             + (f"; from {rec.model_uri}" if rec.model_uri else "") + ")",
+             f"config.pbtxt: Triton's ONNX Runtime backend; configs/{PYTHON_CONFIG}.pbtxt: the same settings on "
+             f"the Python backend (tritonserver --model-config-name={PYTHON_CONFIG}), as the served trials ran"]
+    files = {
+        f"{base}/config.pbtxt": commented(rec, sizing, fmt, config_pbtxt(name, rec, s, "onnxruntime")),
+        f"{base}/configs/{PYTHON_CONFIG}.pbtxt": commented(rec, sizing, fmt, config_pbtxt(name, rec, s, "python")),
+        f"{base}/1/model.py": "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt) + notes) + model_py,
+    }
+    return name, files, f"{base}/1/{MODEL_FILE}"
+
+
+# ---- resources ----------------------------------------------------------------------------
+
+
+def memory_mib(rec: Recommendation, s: Serving) -> int:
+    """Host memory for one replica: Triton's own (~512 MiB) plus, per model instance, four times
+    the model file (weights, the ONNX Runtime session's optimised copy and arenas) and the
+    batch's activations; rounded up to 256 MiB. An estimate, stated as such in the files."""
+    model_mib = (rec.model_bytes or 0) / 2**20
+    per_instance = 4 * model_mib + 8 * max(1, s.config.max_batch_size)
+    return int(math.ceil((512 + s.config.instances * per_instance) / 256) * 256)
+
+
+def _cpu_quantity(cpus: int) -> str:
+    return str(cpus)
+
+
+def resources(rec: Recommendation, s: Serving) -> dict[str, Any]:
+    mem = f"{memory_mib(rec, s)}Mi"
+    limits: dict[str, Any] = {"cpu": _cpu_quantity(s.cpus), "memory": mem}
+    if s.gputype:
+        limits["nvidia.com/gpu"] = 1
+    return {"requests": {"cpu": _cpu_quantity(s.cpus), "memory": mem}, "limits": limits}
+
+
+def gpu_product(gputype: str) -> str:
+    return GPU_PRODUCT.get(gputype, f"NVIDIA-{gputype}")
+
+
+def triton_args(repo: str) -> list[str]:
+    return ["tritonserver", f"--model-repository={repo}", f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}",
+            f"--metrics-port={METRICS_PORT}", "--strict-readiness=true"]
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:       # no &id001 anchors: every mapping written out
+        return True
+
+
+def _yaml(docs: Sequence[Mapping[str, Any]]) -> str:
+    return "---\n".join(yaml.dump(dict(d), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+                         for d in docs)
+
+
+def _labels(name: str, rec: Recommendation) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "falcon-export",
+            "falcon/search-id": model_name(rec.search_id)[:63]}
+
+
+# ---- kserve -------------------------------------------------------------------------------
+
+
+def kserve_doc(rec: Recommendation, sizing: Sizing, name: str, storage_uri: str) -> dict[str, Any]:
+    s = serving(rec.config)
+    predictor: dict[str, Any] = {
+        "minReplicas": sizing.replicas, "maxReplicas": sizing.max_replicas,
+        "scaleMetric": "rps", "scaleTarget": max(1, int(sizing.target_rps)),
+        "model": {"modelFormat": {"name": "onnx"}, "runtime": KSERVE_RUNTIME, "storageUri": storage_uri,
+                  "args": ["--strict-readiness=true"], "resources": resources(rec, s)},
+    }
+    if s.gputype:
+        predictor["nodeSelector"] = {"nvidia.com/gpu.product": gpu_product(s.gputype)}
+        predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "labels": _labels(name, rec),
+                         "annotations": {"falcon/search-id": rec.search_id,
+                                         "falcon/peak-rps-within-slo": f"{rec.rps:.6g}",
+                                         "falcon/headroom": f"{sizing.headroom:g}"}},
+            "spec": {"predictor": predictor}}
+
+
+# ---- k8s ----------------------------------------------------------------------------------
+
+
+def k8s_docs(rec: Recommendation, sizing: Sizing, name: str, claim: str) -> list[dict[str, Any]]:
+    s = serving(rec.config)
+    labels = _labels(name, rec)
+    selector = {"app.kubernetes.io/name": name}
+    container: dict[str, Any] = {
+        "name": "triton", "image": TRITON_IMAGE, "args": triton_args("/models"),
+        "ports": [{"containerPort": HTTP_PORT, "name": "http"}, {"containerPort": GRPC_PORT, "name": "grpc"},
+                  {"containerPort": METRICS_PORT, "name": "metrics"}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "initialDelaySeconds": 30,
+                          "periodSeconds": 15},
+        "resources": resources(rec, s),
+        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+    }
+    pod: dict[str, Any] = {"containers": [container],
+                           "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": claim,
+                                                                                   "readOnly": True}}]}
+    if s.gputype:
+        pod["nodeSelector"] = {"nvidia.com/gpu.product": gpu_product(s.gputype)}
+        pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+                  "spec": {"replicas": sizing.replicas, "selector": {"matchLabels": selector},
+                           "template": {"metadata": {"labels": labels,
+                                                     "annotations": {"prometheus.io/scrape": "true",
+                                                                     "prometheus.io/port": str(METRICS_PORT)}},
+                                        "spec": pod}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
+               "spec": {"type": "ClusterIP", "selector": selector,
+                        "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+                                  {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                                  {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name,
+                                                                                            "labels": labels},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "minReplicas": sizing.replicas, "maxReplicas": sizing.max_replicas,
+                    "metrics": [hpa_metric(sizing, s)]}}
+    return [deployment, service, hpa]
+
+
+# The per-pod request rate a GPU replica's HPA scales on: prometheus-adapter serves it from Triton's
+# nv_inference_request_success counter (the rule is in docs/export.md).
+REQUEST_RATE_METRIC = "triton_inference_requests_per_second"
+
+
+def hpa_metric(sizing: Sizing, s: Serving) -> dict[str, Any]:
+    """What the HPA scales on. CPU serving: CPU utilisation at the share of the peak each replica
+    runs at. GPU serving: its CPU says little about its load, so the request rate per pod at the
+    target (a Pods metric, served by prometheus-adapter from Triton's own counter)."""
+    if s.gputype:
+        return {"type": "Pods", "pods": {"metric": {"name": REQUEST_RATE_METRIC},
+                                         "target": {"type": "AverageValue",
+                                                    "averageValue": str(max(1, int(sizing.target_rps)))}}}
+    return {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": cpu_target_percent(sizing)}}}
+
+
+def cpu_target_percent(sizing: Sizing) -> int:
+    """The HPA's CPU target: a CPU-bound server at its peak RPS uses all its cores, so running
+    each replica at ``1 - headroom`` of the peak is about that share of its CPU."""
+    return max(10, min(95, int(round(100 * sizing.target_rps / sizing.peak_rps))))
+
+
+# ---- compose ------------------------------------------------------------------------------
+
+
+def compose_doc(rec: Recommendation, sizing: Sizing, name: str) -> dict[str, Any]:
+    s = serving(rec.config)
+    n = sizing.replicas
+
+    def ports(host: int, container: int) -> str:
+        return f"127.0.0.1:{host}:{container}" if n == 1 else f"127.0.0.1:{host}-{host + n - 1}:{container}"
+    svc: dict[str, Any] = {
+        "image": TRITON_IMAGE, "command": triton_args("/models"),
+        "volumes": ["./model_repository:/models:ro"],
+        "ports": [ports(HTTP_PORT, HTTP_PORT), ports(HTTP_PORT + 100, GRPC_PORT), ports(HTTP_PORT + 200, METRICS_PORT)],
+        "shm_size": "1gb",
+        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://localhost:{HTTP_PORT}/v2/health/ready"],
+                        "interval": "10s", "timeout": "5s", "retries": 5, "start_period": "60s"},
+        "deploy": {"replicas": n, "resources": {"limits": {"cpus": str(s.cpus), "memory": f"{memory_mib(rec, s)}M"}}},
+        "restart": "unless-stopped",
+    }
+    if s.gputype:
+        svc["deploy"]["resources"]["reservations"] = {"devices": [{"driver": "nvidia", "count": 1,
+                                                                   "capabilities": ["gpu"]}]}
+    return {"name": f"falcon-{name}", "services": {name: svc}}
+
+
+# ---- everything ---------------------------------------------------------------------------
+
+
+def export(rec: Recommendation, fmt: str, model_py: str, load_rps: float | None = None,
+           headroom: float = DEFAULT_HEADROOM, max_replicas: int = DEFAULT_MAX_REPLICAS,
+           storage_uri: str | None = None, claim: str = "falcon-models") -> Export:
+    """The files of ``fmt`` for ``rec`` (ExportRefused: why not, in one line)."""
+    if fmt not in FORMATS:
+        raise ExportRefused(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")
+    why = refusal(rec, rec.search_id)
+    if why:
+        raise ExportRefused(why)
+    if fmt == "triton" and load_rps is not None:
+        sizing: Sizing | None = size(rec, "k8s", load_rps, headroom, max_replicas)
+    else:
+        sizing = None if fmt == "triton" else size(rec, fmt, load_rps, headroom, max_replicas)
+    name, files, dest = triton_files(rec, sizing, fmt, model_py)
+    s = serving(rec.config)
+    if fmt == "kserve":
+        assert sizing is not None
+        uri = storage_uri or f"pvc://{claim}/{model_name(rec.search_id)}"
+        extra = [f"storageUri {uri}: upload model_repository/ there first",
+                 "scaleMetric rps is Knative's per-pod request rate (KServe's Serverless mode); one request = one "
+                 "inference as the trials counted (clients send single requests, Triton batches them)"]
+        files["inferenceservice.yaml"] = "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt) + extra) \
+            + "\n" + _yaml([kserve_doc(rec, sizing, name, uri)])
+    elif fmt == "k8s":
+        assert sizing is not None
+        extra = [f"the model repository: copy model_repository/ into the PersistentVolumeClaim {claim!r} "
+                 "(mounted read-only at /models)",
+                 (f"HPA: {REQUEST_RATE_METRIC} at {max(1, int(sizing.target_rps))} per pod (GPU serving: CPU says "
+                  f"little); prometheus-adapter must serve it from Triton's nv_inference_request_success "
+                  f"(docs/export.md)" if s.gputype else
+                  f"HPA: CPU utilisation target {cpu_target_percent(sizing)}% = the share of the peak each replica "
+                  f"runs at; with prometheus-adapter, a Pods metric on Triton's nv_inference_request_success rate at "
+                  f"{_n(sizing.target_rps)} per pod says the same in requests")]
+        files["deployment.yaml"] = "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt) + extra) \
+            + "\n" + _yaml(k8s_docs(rec, sizing, name, claim))
+    elif fmt == "compose":
+        assert sizing is not None
+        extra = [f"one machine: {sizing.replicas} Triton container(s) of {s.cpus} core(s)"
+                 + (f" and one {s.gputype} GPU" if s.gputype else "")
+                 + f"; HTTP on 127.0.0.1:{HTTP_PORT}" + (f"-{HTTP_PORT + sizing.replicas - 1}"
+                                                          if sizing.replicas > 1 else ""),
+                 "start: docker compose up -d (beside model_repository/)"]
+        files["docker-compose.yaml"] = "".join(f"# {ln}\n" for ln in header_lines(rec, sizing, fmt) + extra) \
+            + "\n" + _yaml([compose_doc(rec, sizing, name)])
+    return Export(fmt, name, files, dest, s, sizing, rec.notes)
+
+
+def summary(e: Export) -> dict[str, Any]:
+    """What the CLI prints with --json."""
+    return {"format": e.format, "model": e.name, "files": sorted([*e.files, e.model_dest]),
+            "serving": {**e.serving.config.as_dict(), "gputype": e.serving.gputype,
+                        "gpu_mem_bytes": e.serving.gpu_mem_bytes},
+            "sizing": None if e.sizing is None else dict(e.sizing.__dict__), "notes": list(e.notes)}
