@@ -10,7 +10,8 @@ from typing import Any
 
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out, settings, slug
 from tools.cli.search_cmds import load_search, positive, positive_int
-from tools.export.artefacts import DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, FORMATS, summary
+from tools.export.artefacts import DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, FORMATS
+from tools.export.deploy import summary
 from tools.export.files import build, write
 
 

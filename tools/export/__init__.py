@@ -1,8 +1,9 @@
 """``falcon export``: a search's recommendation as the artefacts users deploy.
 
-:mod:`tools.export.artefacts` is the pure core (a recommendation and its measured figures in,
-file texts out: a Triton model repository entry, a KServe InferenceService, a Kubernetes
-Deployment + Service + HPA, a compose file); the CLI (``tools/cli/export_cmds.py``) and the
+:mod:`tools.export.artefacts` and :mod:`tools.export.deploy` are the pure core (a recommendation
+and its measured figures in, file texts out): the first holds the types, the sizing, the headers and
+the Triton model configuration, the second the KServe InferenceService, the Kubernetes Deployment +
+Service + HPA, the compose file and :func:`~tools.export.deploy.export`, which builds any format; the CLI (``tools/cli/export_cmds.py``) and the
 dashboard's download endpoint are the shell that reads the search and writes the files.
 ``triton_model.py`` is the Triton Python-backend model the export ships beside the ONNX file
 (it is copied, never imported here). See docs/export.md."""

@@ -16,9 +16,9 @@ from services.common.model_files import ModelFileError, model_path
 from services.common.pricing import PricingError
 from services.searcher.search import SearchState, estimate_data
 from tools.export.artefacts import (
-    DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, Export, ExportRefused, Recommendation, Tensor, export, refusal,
-    serving,
+    DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, Export, ExportRefused, Recommendation, Tensor, refusal, serving,
 )
+from tools.export.deploy import export
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 # ONNX TensorProto element types -> Triton data types

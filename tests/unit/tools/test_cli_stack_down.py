@@ -20,6 +20,7 @@ NO_STACK = {"up", "down", "demo", "profile"}       # these start the stack, or n
 ARGS = {
     "status": [], "runners": [], "dead-letters": [], "rebuild": [], "trees": [], "ui": [],
     "report": ["some-search"], "watch": ["some-search"], "audit": ["some-search"],
+    "export": ["some-search", "--format", "k8s", "--load", "100"],
     "publish-offline": [str(REPO / "bench" / "live-offline")],
     "submit": ["gru", "--replay-table", TABLE, "--profile", str(PROFILES / "gru" / "operators.csv")],
     "calibrate": ["--space", str(REPO / "deploy" / "config" / "live-cpu-space.yaml"), "--operators", "dense",

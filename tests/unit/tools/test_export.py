@@ -29,9 +29,8 @@ from services.common.spec import Constraints, SearchSpec, StopRules
 from services.searcher.search import record_trial, start_search
 from tools.cli import main
 from tools.cli.search_cmds import Loaded
-from tools.export.artefacts import (
-    ExportRefused, Recommendation, Tensor, export, gpu_product, model_name, size,
-)
+from tools.export.artefacts import ExportRefused, Recommendation, Tensor, model_name, size
+from tools.export.deploy import export, gpu_product
 from tools.export.files import MODEL_PY, build, onnx_io, write
 from tests.helpers import REPO, spec
 
@@ -307,6 +306,7 @@ def run_cli(monkeypatch, state, *args):
     async def loaded(_s, _id):
         return Loaded(state, None, None)
     monkeypatch.setattr("tools.cli.export_cmds.load_search", loaded)
+    monkeypatch.setattr("tools.cli.require_stack", lambda _s: None)     # the search is given, not read
     return main(["export", *args])
 
 
