@@ -125,8 +125,8 @@ def test_the_objective_travels_in_the_spec(tmp_path):
 
 def test_a_live_submission_is_served_by_default_with_the_slo_and_the_served_space(tmp_path):
     from tests.helpers import REPO
-    model = tmp_path / "m.onnx"
-    model.write_bytes(b"onnx")
+    from tests.unit.tools.test_intake import stubborn
+    model = stubborn(tmp_path)          # a real ONNX model (intake reads it at submission)
     ops = REPO / "bench" / "live" / "models" / "operators" / "gru" / "operators.csv"
     _, served = build_submission(SubmitOptions.from_args(parser().parse_args(
         ["submit", "m", "--model-file", str(model), "--profile", str(ops), "--backend", "live"])))
