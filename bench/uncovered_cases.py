@@ -210,7 +210,7 @@ def run_search(case: Case, strategy: str, seed: int, trials: int, knowledge: Any
             best = max(best, float(x.value))
         curve.append(best)
     curve += [best] * (trials - len(curve))
-    return {"curve": curve, "times": times, "notices": list(getattr(d.state, "notices", ()) or ())}
+    return {"curve": curve, "times": times, "notices": list(d.state.learnt)}
 
 
 def summarise(results: dict[str, dict[str, dict[str, list[list[float]]]]], trials: int) -> str:

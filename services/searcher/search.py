@@ -62,6 +62,9 @@ class SearchState:
     # noisy searches: what the strategy's model expected of each tried configuration at the last
     # decision (space key -> value); the recommendation shrinks the measurements towards it
     predicted: Mapping[str, float] = field(default_factory=dict)
+    # what the strategy learnt that the recommendation should state (falcon: each knob no offline
+    # knowledge covers, its estimated effect and the trials behind it), as of the last decision
+    learnt: tuple[str, ...] = ()
 
     @property
     def spent_usd(self) -> float:
@@ -139,7 +142,8 @@ class SearchState:
                 "operators": [dict(o) for o in self.operators], "trials": [t.to_data() for t in self.trials],
                 "pending": [p.to_data() for p in self.pending], "parallel": self.parallel,
                 "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox],
-                "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted)}
+                "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted),
+                "learnt": list(self.learnt)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
@@ -156,7 +160,8 @@ class SearchState:
                    # stored before several trials could be pending: the request is in the outbox
                    pending_events=tuple(d["pending_events"] if "pending_events" in d else
                                         (e for e in d.get("outbox", ()) if e.get("type") == "trial-requested")),
-                   predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()})
+                   predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()},
+                   learnt=tuple(str(x) for x in d.get("learnt") or ()))
 
 
 @dataclass(frozen=True)
@@ -311,6 +316,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     spec, stop = state.spec, state.spec.stop
     strategy = _strategy(state, knowledge)
     state = with_predictions(state, knowledge, strategy)
+    state = replace(state, learnt=tuple(strategy.learnt()))
     if state.winding_down:
         return _stop(state, state.stop_reason or "")
     best = state.best
@@ -544,7 +550,7 @@ def trade_offs(state: SearchState, best: TrialResult | None) -> dict[str, Any]:
     value = None if best is None else spec.objective.natural(state.objective_value(best))
     return {"objective": spec.objective, "objective_value": value,
             "best_per_objective": per, "pareto": pareto_front(state.trials, state.hourly, meets, per),
-            "notices": [notice] if notice else []}
+            "notices": ([notice] if notice else []) + list(state.learnt)}
 
 
 def failed(state: SearchState) -> SearchFailed:

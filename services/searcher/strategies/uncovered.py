@@ -65,8 +65,10 @@ TREND_SHARE = 0.5           # an ordinal knob's prior: this share of its varianc
 LENGTHSCALE = 0.4           # RBF length over an ordinal knob's ranks scaled to [0, 1]
 NOISE_SD = 0.05             # log-space misfit of the model at a measured configuration
 DESIGN_LEVELS = 3           # values of an ordinal knob the early design measures (ends and middle)
-CYCLE = 3                   # after the design, trials cycle through: a value never measured (while some
-                            # are left), a covered configuration never measured, the acquisition
+DESIGN_CYCLE = 0            # during the design, every n-th trial is a covered move (0: none)
+# after the design, trials take turns: a value never measured (a covered move once none is left), a
+# covered move, the acquisition over covered x uncovered, a covered move
+AFTER_DESIGN: tuple[tuple[str, ...], ...] = (("untried", "covered"), ("covered",), (), ("covered",))
 MAX_COMBOS = 4096           # uncovered-value combinations scored per covered configuration at most
 TOP_COVERED = 24            # covered configurations (the knowledge's best) the acquisition scores
 BACKFIT_ROUNDS = 3
@@ -388,12 +390,22 @@ def _covered_move(strategy, fitted: Fitted) -> int | None:  # noqa: ANN001
         score = expected_improvement(fitted.m, fitted.m_sd, fitted.best_corrected)
     else:
         score = fitted.m.copy()
+    if fitted.best_row is not None:       # the chance to run, with the uncovered knobs as at the best trial
+        rows = space.rows(fitted.covered_idx)
+        rows[:, model.cols] = fitted.best_row[model.cols]
+        feasible = strategy.feasibility(space.indices_of(rows))
+        if feasible is not None:
+            score = score * feasible
     order = np.argsort(-np.where(fresh, score, -np.inf), kind="stable")[:min(8, int(fresh.sum()))]
     combos = _combos(space, model, strategy.ctx.seed, len(strategy.history), fitted.best_row)
+    if fitted.best_row is not None:     # the best trial's uncovered values first: a move of the covered knobs only
+        combos = np.vstack([fitted.best_row[model.cols][None, :], combos])
     for c in order:
         rows = np.tile(space.rows(fitted.covered_idx[c:c + 1])[0], (len(combos), 1))
         rows[:, model.cols] = combos
         rows = rows[_allowed_untried(strategy, rows)]
+        if len(rows) and fitted.best_row is not None and (rows[0, model.cols] == fitted.best_row[model.cols]).all():
+            return int(space.indices_of(rows[:1])[0])
         if len(rows):
             mu, _ = model.predict(fitted.post, model.features(rows))
             feasible = strategy.feasibility(space.indices_of(rows))
@@ -436,15 +448,13 @@ def ask(strategy, experts, knobs: Sequence[str]):  # noqa: ANN001, ANN201
     strategy.converged = False
     if len(obs.values):
         design_todo = _unmeasured(fitted, knobs, True)
-        turn = n_told % CYCLE
-        for what in ("design", "untried", "covered"):
-            if what == "design" and not design_todo:
-                continue
-            if what == "untried" and (design_todo or turn != 0):
-                continue
+        if design_todo:         # the design, every DESIGN_CYCLE-th trial a covered move
+            plan = ("covered", "design") if DESIGN_CYCLE and n_told % DESIGN_CYCLE == DESIGN_CYCLE - 1 \
+                else ("design",)
+        else:                   # then: AFTER_DESIGN in turn
+            plan = AFTER_DESIGN[n_told % len(AFTER_DESIGN)]
+        for what in plan:
             if what == "covered":
-                if design_todo or turn != 1:
-                    continue
                 pick = _covered_move(strategy, fitted)
                 if pick is not None:
                     return space.config_at(pick)
