@@ -32,7 +32,8 @@ The early design (the budget): after the first trial (the knowledge's best cover
 with every uncovered knob at its middle value), one-knob moves from the best configuration so
 far to a value not measured yet, the move with the highest expected improvement first, until
 every uncovered knob has been measured at its design levels: every value of a categorical knob,
-the two ends and the middle of an ordinal one (DESIGN_LEVELS). So the design costs
+the two ends and the middle of an ordinal one (DESIGN_LEVELS); the second end is skipped once the
+first one beat the middle, and tried next (before other knobs) when it lost to it. So the design costs
 
     B = sum over uncovered knobs of (levels(k) - 1),   levels(k) = |V_k| (categorical) or min(|V_k|, 3)
 
@@ -311,7 +312,7 @@ def _unmeasured(fitted: Fitted, knobs: Sequence[str], design: bool) -> dict[int,
     """Per uncovered knob (its column): the value indices not attempted yet (``design``: only the
     design levels it still needs)."""
     space, attempted = fitted.model.space, fitted.attempted
-    out = {}
+    out, urgent = {}, []
     for i, n in enumerate(knobs):
         j = space.names.index(n)
         kb = space.knob(n)
@@ -327,7 +328,9 @@ def _unmeasured(fitted: Fitted, knobs: Sequence[str], design: bool) -> dict[int,
                 continue
         if left:
             out[j] = left
-    return out
+            if design and kb.kind == "ordinal" and len(want) == 3 and len(left) == 1 and want[1] not in left:
+                urgent.append(j)      # one end measured and it lost to the middle: the other end next
+    return {j: out[j] for j in urgent} if urgent else out
 
 
 def _score(strategy, fitted: Fitted, rows: np.ndarray, m: np.ndarray, m_sd: np.ndarray) -> np.ndarray:  # noqa: ANN001
