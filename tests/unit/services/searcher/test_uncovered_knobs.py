@@ -79,7 +79,8 @@ def test_a_knob_that_doubles_the_value_at_one_setting_is_found_within_the_design
     budget = 1 + design_budget(space, knobs)          # the first trial, then the design's moves
 
     def objective(c):
-        return base(c) * (2.0 if c["runtime_flag"] == "pinned" else 1.0) * (1.0 + 0.1 * QUEUE.index(c["queue_delay_us"]) / 7)
+        queue = 1.0 + 0.1 * QUEUE.index(c["queue_delay_us"]) / 7
+        return base(c) * (2.0 if c["runtime_flag"] == "pinned" else 1.0) * queue
     state = search(space, k, objective, budget)
     assert state.best.config["runtime_flag"] == "pinned"
     first = state.trials[0].config
