@@ -182,6 +182,7 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
     spec, stop = state.spec, state.spec.stop
     strategy = _strategy(state, knowledge)
     state = with_predictions(state, knowledge, strategy)
+    state = replace(state, learnt=tuple(strategy.learnt()))
     if state.winding_down:
         return _stop(state, state.stop_reason or "")
     best = state.best

@@ -61,7 +61,7 @@ def trade_offs(state: SearchState, best: TrialResult | None) -> dict[str, Any]:
     value = None if best is None else spec.objective.natural(state.objective_value(best))
     return {"objective": spec.objective, "objective_value": value,
             "best_per_objective": per, "pareto": pareto_front(state.trials, state.hourly, meets, per),
-            "notices": list(state.notices) + ([notice] if notice else [])}
+            "notices": list(state.notices) + ([notice] if notice else []) + list(state.learnt)}
 
 
 def failed(state: SearchState) -> SearchFailed:

@@ -40,6 +40,9 @@ class SearchState:
     # decision (space key -> value); the recommendation shrinks the measurements towards it
     predicted: Mapping[str, float] = field(default_factory=dict)
     notices: tuple[str, ...] = ()               # what its user should know (e.g. it began without knowledge)
+    # what the strategy learnt that the recommendation should state (falcon: each knob no offline
+    # knowledge covers, its estimated effect and the trials behind it), as of the last decision
+    learnt: tuple[str, ...] = ()
 
     @property
     def spent_usd(self) -> float:
@@ -118,7 +121,7 @@ class SearchState:
                 "pending": [p.to_data() for p in self.pending], "parallel": self.parallel,
                 "status": self.status, "stop_reason": self.stop_reason, "outbox": [dict(e) for e in self.outbox],
                 "pending_events": [dict(e) for e in self.pending_events], "predicted": dict(self.predicted),
-                **({"notices": list(self.notices)} if self.notices else {})}
+                **({"notices": list(self.notices)} if self.notices else {}), "learnt": list(self.learnt)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], spec: SearchSpec | None = None) -> "SearchState":
@@ -136,4 +139,5 @@ class SearchState:
                    pending_events=tuple(d["pending_events"] if "pending_events" in d else
                                         (e for e in d.get("outbox", ()) if e.get("type") == "trial-requested")),
                    predicted={str(k): float(v) for k, v in (d.get("predicted") or {}).items()},
-                   notices=tuple(str(n) for n in d.get("notices") or ()))
+                   notices=tuple(str(n) for n in d.get("notices") or ()),
+                   learnt=tuple(str(x) for x in d.get("learnt") or ()))

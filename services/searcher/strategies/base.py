@@ -94,6 +94,11 @@ class Strategy(ABC):
     def ask(self) -> Config | None:
         """The next configuration to try, never one already tried; None when nothing is left."""
 
+    def learnt(self) -> list[str]:
+        """What the search learnt that the user should read with its recommendation (falcon: the
+        effect of each knob no offline knowledge covers, and on how many trials); none by default."""
+        return []
+
     def predict(self, configs: Sequence[Mapping[str, Any]]) -> list[float] | None:
         """What the strategy's model expects each configuration to measure, from what it knew
         before the search and the trials so far (None: no model beyond the measurements). A noisy

@@ -33,6 +33,7 @@ from services.common.space import Config
 from services.knowledge.cost_model import CostModelError
 from services.knowledge.hardware import HardwareError
 from services.knowledge.transfer import uncovered_ratio
+from services.searcher.strategies import uncovered
 from services.searcher.strategies.base import LOCAL_SEEDS, Observed, SearchContext, Strategy
 from services.searcher.strategies.cost_model import cost_model_for
 from services.searcher.strategies.gp import expected_improvement, fit_gp
@@ -186,6 +187,9 @@ class Falcon(Strategy):
     def ask(self) -> Config | None:
         obs = self.observed()
         experts = self.experts()
+        knobs = uncovered.applies(self, experts)
+        if knobs:          # knobs no knowledge covers: learnt online (strategies.uncovered)
+            return uncovered.ask(self, experts, knobs)
         if self.exhaustive:
             untried = self.untried_mask()
             if not untried.any():
@@ -274,6 +278,12 @@ class Falcon(Strategy):
         idx = np.array([self.ctx.space.index(c) for c in configs], dtype=np.int64)
         belief = self.belief(experts, obs, Columns.of(obs, idx))
         return [float(v) for v in belief.mean[len(obs.indices):]]
+
+    def learnt(self) -> list[str]:
+        """Per knob no knowledge covers: its estimated effect and the trials behind it."""
+        experts = self.experts()
+        knobs = uncovered.applies(self, experts)
+        return uncovered.explain(self, experts, knobs) if knobs else []
 
     def predict(self, configs: Sequence[Config]) -> list[float] | None:
         """The offline consensus (every expert at equal weight, as before the first trial), scaled
