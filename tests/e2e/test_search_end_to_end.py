@@ -8,10 +8,13 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
+from schemas import Event
+from schemas.events import ModelSubmitted
+from services.common.bus import KafkaPublisher
 from services.common.falcon_data import load_model_table
 from services.common.settings import Settings
 from services.knowledge.store import KnowledgeStore
-from tests.helpers import DATA, PROFILES, TARGETS, run_falcon
+from tests.helpers import DATA, PROFILES, TARGETS, run_falcon, spec
 from tools import localstack, units
 
 pytestmark = pytest.mark.e2e
@@ -79,13 +82,24 @@ def test_search_end_to_end_and_its_audit(local_stack):
     assert len(ds.model_tables) == 18 and len(ds.kop_curves) == published - 18
 
 
+def publish_from_another_client(settings, sid, submitted):
+    """A submission that does not come through falcon submit's checks (another client of the bus)."""
+    async def go():
+        async with KafkaPublisher(settings) as pub:
+            await pub.publish(Event.new(submitted, sid, "other-client"))
+    asyncio.run(go())
+
+
 def test_failed_search_exits_non_zero_with_the_reason(local_stack):
-    home, _ = local_stack
+    home, settings = local_stack
+    # falcon submit refuses it before anything is published (exit 2, one line) ...
     r = falcon(home, "submit", "mystery", "--replay-table", str(TARGETS / "reg-gru.csv"), "--wait", "--json",
                "--search-id", "e2e-noprofile", "--timeout", "60")
-    assert r.returncode == 1
-    out = json.loads(r.stdout)
-    assert out["status"] == "failed" and out["stage"] == "profile" and "operator profile" in out["reason"]
+    assert r.returncode == 2 and "needs the model's operators" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # ... and from another client the profiler fails the search, which falcon watch reports with exit 1
+    publish_from_another_client(settings, "e2e-noprofile", ModelSubmitted(spec("gru"), None))
+    r = falcon(home, "watch", "e2e-noprofile", "--timeout", "60", "--interval", "0.5")
+    assert r.returncode == 1 and "operator profile" in r.stdout, r.stdout + r.stderr
 
 
 def test_budget_stop_is_honoured(local_stack):
@@ -98,13 +112,18 @@ def test_budget_stop_is_honoured(local_stack):
 
 
 def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
-    home, _ = local_stack
+    home, settings = local_stack
     bad = tmp_path / "resnet.onnx"
     bad.write_bytes(b"definitely not a protobuf \xff\xfe")
+    # refused by falcon submit's intake, exit 2, before anything is published ...
     r = falcon(home, "submit", "resnet", "--model-file", str(bad), "--profile", str(PROFILES / "gru" / "operators.csv"),
                "--replay-table", str(TARGETS / "reg-gru.csv"), "--wait", "--json", "--timeout", "60")
-    out = json.loads(r.stdout)
-    assert r.returncode == 1 and out["stage"] == "profile" and "not an ONNX model" in out["reason"]
+    assert r.returncode == 2 and "is not an ONNX model" in r.stderr, r.stderr
+    # ... and the profiler still fails such a search from another client, with the reason
+    other = replace(spec("gru"), model={"name": "resnet", "format": "onnx", "uri": str(bad)})
+    publish_from_another_client(settings, "e2e-not-a-model", ModelSubmitted(other, None))
+    r = falcon(home, "watch", "e2e-not-a-model", "--timeout", "60", "--interval", "0.5")
+    assert r.returncode == 1 and "not an ONNX model" in r.stdout, r.stdout + r.stderr
 
 
 def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack):
