@@ -25,11 +25,11 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, ensure_topics, read_events
-from services.common.falcon_data import read_operator_profile
-from services.common.settings import Settings
-from services.common.spec import SearchSpec, StopRules
-from services.common.redis_keys import TRIAL_RUNS
+from services.platform.bus import KafkaPublisher, ensure_topics, read_events
+from services.domain.falcon_data import read_operator_profile
+from services.platform.settings import Settings
+from services.domain.spec import SearchSpec, StopRules
+from services.platform.redis_keys import TRIAL_RUNS
 from services.profiler.kops import identify_kops
 from services.trial_runner.backends import ReplayBackend
 from tools import localstack

@@ -31,8 +31,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from services.common.falcon_data import load_model_table, read_operator_profile
-from services.common.pricing import PriceCatalogue
+from services.domain.falcon_data import load_model_table, read_operator_profile
+from services.domain.pricing import PriceCatalogue
 from services.knowledge.cost_model import CostModel, OperatorCost, operators_from_calls
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue
 

@@ -14,7 +14,7 @@ each with its reason:
 - replicas: r model instances share the GPU, each reserving ``gpumem``: r x gpumem above the
   device's memory (M60 8, K80 12, T4 16, V100 16 GB) is out of memory, and each replica needs a
   CPU core (r > cpus cannot start); overlapping kernels give r / (1 + 0.6 (r - 1)) the
-  throughput while the bill counts r x gpumem of GPU memory (EC2 prices, services.common.pricing).
+  throughput while the bill counts r x gpumem of GPU memory (EC2 prices, services.domain.pricing).
 - queue_ms: waiting up to q ms to fill a batch helps small batches (up to +15% at q = 100 ms for
   the smallest batch) and costs a little at large ones (up to -2%).
 
@@ -30,8 +30,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from services.common.falcon_data import VALUE_COLUMN, read_csv
-from services.common.pricing import DEFAULT_PRICES
+from services.domain.falcon_data import VALUE_COLUMN, read_csv
+from services.domain.pricing import DEFAULT_PRICES
 
 DEVICE_MEMORY_GB = {"M60": 8, "K80": 12, "T4": 16, "V100": 16}
 FP16_GAIN = {"T4": 1.6, "V100": 1.6, "M60": 0.95, "K80": 0.95}

@@ -31,11 +31,11 @@ from redis.asyncio import Redis
 
 import schemas
 from schemas import Event, SchemaError
-from services.common.bus import ensure_topics, handle_message
-from services.common.settings import Settings
-from services.common.space import PAPER_SPACE
-from services.common.spec import SearchSpec
-from services.common.topics import TOPIC_EVENTS
+from services.platform.bus import ensure_topics, handle_message
+from services.platform.settings import Settings
+from services.domain.space import PAPER_SPACE
+from services.domain.spec import SearchSpec
+from services.platform.topics import TOPIC_EVENTS
 from services.profiler.app import ProfilerHandlers
 from services.searcher.app import SearcherHandlers
 from services.searcher.store import SearchStore

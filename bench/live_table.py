@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import Space
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import Space
 from schemas.events import TrialRequested
 from services.trial_runner.backends import LiveBackend
 

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.common.falcon_data import read_operator_profile
-from services.common.objectives import OBJECTIVES, Objective, ObjectiveError
-from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
+from services.domain.falcon_data import read_operator_profile
+from services.domain.objectives import OBJECTIVES, Objective, ObjectiveError
+from services.domain.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.trial_runner.backends import ReplayBackend
 from tools.harness import profiled, run_search

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.falcon_data import VALUE_COLUMN, read_csv
+from services.domain.falcon_data import VALUE_COLUMN, read_csv
 
 SWAP = {"M60": "V100", "V100": "M60", "K80": "T4", "T4": "K80"}
 

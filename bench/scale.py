@@ -35,7 +35,7 @@ EXTRA = {"precision": ["fp32", "fp16", "int8"], "replicas": [1, 2, 4],
 
 
 def make_space(size: float) -> Any:
-    from services.common.space import Space
+    from services.domain.space import Space
     knobs = dict(BASE)
     if size < 1440:                      # smaller than the paper's space: fewer power caps
         knobs["gpupower"] = [50, 100]
@@ -74,7 +74,7 @@ def objective(config: Mapping[str, Any]) -> float | None:
 def run_case(size: float, strategy: str, trials: int, seed: int) -> dict[str, Any]:
     """One (size, strategy) in this process; returns its figures."""
     from schemas.events import TrialRequested, TrialResult
-    from services.common.spec import SearchSpec, StopRules
+    from services.domain.spec import SearchSpec, StopRules
     from services.knowledge import Knowledge, OfflineDataset
     from services.searcher.search import record_trial, start_search
 

@@ -50,12 +50,12 @@ import numpy as np
 
 from bench.noise_ceiling import recommended
 from schemas.events import TrialResult
-from services.common.falcon_data import ModelTable, read_operator_profile
-from services.common.figures import trial_figures
-from services.common.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import Space
-from services.common.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
+from services.domain.falcon_data import ModelTable, read_operator_profile
+from services.domain.figures import trial_figures
+from services.domain.objectives import OBJECTIVES, RPS_PER_USD, Objective, ObjectiveError
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import Space
+from services.domain.spec import DEFAULT_KOP_THRESHOLD, Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.search import with_predictions
 from services.searcher.strategies import STRATEGIES

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import TrialRequested
-from services.common.pricing import DEFAULT_PRICES
+from services.domain.pricing import DEFAULT_PRICES
 from services.trial_runner.backends import LiveBackend
 
 

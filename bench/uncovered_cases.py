@@ -55,9 +55,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from services.common.falcon_data import VALUE_COLUMN, read_csv, read_operator_profile
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import Space
+from services.domain.falcon_data import VALUE_COLUMN, read_csv, read_operator_profile
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import Space
 
 DEVICE_MEMORY_GB = {"M60": 8, "K80": 12, "T4": 16, "V100": 16}
 OPT_GAIN = (0.0, 0.55, 0.85, 1.0)           # share of the graph optimiser's full gain per level
@@ -181,7 +181,7 @@ def run_search(case: Case, strategy: str, seed: int, trials: int, knowledge: Any
                operators: list[dict[str, Any]]) -> dict[str, Any]:
     """One search on the case through the searcher's loop: the best-so-far curve and decision times."""
     from schemas.events import TrialRequested, TrialResult
-    from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
+    from services.domain.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
     from services.searcher import search as _s
     from tools.harness import profiled
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from schemas.events import Payload
 
 # an event's payload type: ``Event[TrialResult]`` is a trial-completed event (a handler's
-# signature names it, and the bus hands it only such events: services.common.bus.subscribe)
+# signature names it, and the bus hands it only such events: services.platform.bus.subscribe)
 P = TypeVar("P", bound="Payload", covariant=True)
 
 SCHEMA_DIR = Path(__file__).parent

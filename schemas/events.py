@@ -7,7 +7,7 @@ search spec is parsed once per event, not once per reader.
 
 :class:`TrialResult` is the one trial-result type: a backend returns it, the runner publishes it
 as trial-completed, the searcher keeps it in the search state, and reports read it. A new measured
-figure is registered in ``services/common/figures.py``, a field here and a property of
+figure is registered in ``services/domain/figures.py``, a field here and a property of
 ``v1/defs.json``'s ``trial_row`` (trial-completed's schema); the backend that measures it fills it.
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
-from services.common.objectives import Objective, ParetoPoint
-from services.common.space import Config, Space
-from services.common.spec import SearchSpec
+from services.domain.objectives import Objective, ParetoPoint
+from services.domain.space import Config, Space
+from services.domain.spec import SearchSpec
 
 P = TypeVar("P", bound="Payload")
 

@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from services.common.bus import ensure_topics
-from services.common.settings import Settings
+from services.platform.bus import ensure_topics
+from services.platform.settings import Settings
 from tools import localstack
 
 

@@ -9,8 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from services.common.space import PAPER_SPACE
-from services.common.spec import SearchSpec, StopRules
+from services.domain.space import PAPER_SPACE
+from services.domain.spec import SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ async def trial_runs(settings: Any, search_id: str) -> dict[str, int]:
     """How many times a backend ran each trial of a search (the runners' count in Redis)."""
     from redis.asyncio import Redis
 
-    from services.common.redis_keys import TRIAL_RUNS
+    from services.platform.redis_keys import TRIAL_RUNS
     redis = Redis.from_url(settings.redis_url)
     try:
         return {k.decode(): int(v) for k, v in (await redis.hgetall(TRIAL_RUNS)).items()

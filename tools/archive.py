@@ -30,9 +30,9 @@ from typing import AsyncIterator, Iterable, Iterator
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from schemas import Event
-from services.common.bus import read_events
-from services.common.settings import Settings
-from services.common.topics import ALL_TOPICS
+from services.platform.bus import read_events
+from services.platform.settings import Settings
+from services.platform.topics import ALL_TOPICS
 
 log = logging.getLogger("falcon.archive")
 READY_MARK = "archiver: following"

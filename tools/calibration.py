@@ -36,10 +36,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from schemas.events import TrialResult
-from services.common.falcon_data import VALUE_COLUMN, model_table_from_rows
-from services.common.pricing import PriceCatalogue
-from services.common.space import Config, Space
-from services.common.topics import runner_class
+from services.domain.falcon_data import VALUE_COLUMN, model_table_from_rows
+from services.domain.pricing import PriceCatalogue
+from services.domain.space import Config, Space
+from services.platform.topics import runner_class
 from services.knowledge.curves import CURVE_KNOBS, classify_shape
 from services.knowledge.dataset import OfflineDataset
 from services.knowledge.hardware import HardwareCatalogue, check_space
@@ -197,7 +197,7 @@ def choose_operators(asked: Sequence[str] | None, seen_kops: Sequence[str] = ())
     """(operators to calibrate, notes). ``asked``: --operators (each must be buildable:
     CalibrationError otherwise); default: the zoo's KOPs and the KOPs of the models submitted to
     the stack (``seen_kops``) that a single-operator model can be built for."""
-    from services.common.operators import normalise_op
+    from services.domain.operators import normalise_op
     from tools.opmodels import OperatorModelError, operator_model
     if asked:
         ops = []

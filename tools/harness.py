@@ -10,7 +10,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from services.common.spec import SearchSpec
+from services.domain.spec import SearchSpec
 from services.knowledge import Knowledge
 from services.profiler.kops import aggregate, identify_kops
 from services.searcher.search import SearchState, record_trial, start_search

@@ -21,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from services.common.bus import ensure_topics
-from services.common.settings import Settings
+from services.platform.bus import ensure_topics
+from services.platform.settings import Settings
 from tools.archive import READY_MARK as ARCHIVER_READY
 from tools.archive import archive_path
 

@@ -1,7 +1,7 @@
 """Single-operator models: what ``falcon calibrate`` measures on the user's runners (the paper's
 offline phase, per operator kind instead of per whole model).
 
-Each entry is one operator kind of the profiler's vocabulary (:mod:`services.common.operators`)
+Each entry is one operator kind of the profiler's vocabulary (:mod:`services.domain.operators`)
 built as a small PyTorch module that applies that operator ``depth`` times to a tensor of one
 *representative shape* (the kind's shapes are modelled on where it occurs in the zoo's models:
 CIFAR/mobile-size convolutions, BERT-tiny/GRU-size matrix products, activations of those
@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from services.common.operators import normalise_op
+from services.domain.operators import normalise_op
 
 
 class OperatorModelError(ValueError):

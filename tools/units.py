@@ -14,7 +14,7 @@ from typing import Any
 
 import humanize
 
-from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD, Objective
+from services.domain.objectives import P99, RPS_PER_USD, USD_FOR_LOAD, Objective
 
 
 def sig(x: float, digits: int = 3) -> str:

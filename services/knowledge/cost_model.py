@@ -66,7 +66,7 @@ shrunk towards the common one (``prior_points`` pseudo-observations); a device w
 observation borrows the scale of the most similar observed device (catalogue features).
 
 Pure: numpy and the hardware catalogue; the price comes in as a callable (e.g.
-``services.common.pricing.PriceCatalogue.hourly``).
+``services.domain.pricing.PriceCatalogue.hourly``).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from services.common.roles import KnobRoles
+from services.domain.roles import KnobRoles
 from services.knowledge.hardware import Device, HardwareCatalogue
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}

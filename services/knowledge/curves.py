@@ -17,13 +17,13 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from services.common.roles import DEFAULT_ROLES, KnobRoles
-from services.common.space import Space, SpaceError
+from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain.space import Space, SpaceError
 from services.knowledge.dataset import KopCurve
 
 # How the kop-curves files name knobs and code GPU types (falcon-data NOTICE), mapped to the
 # knob names of the measurement tables. Data-format knowledge, not a model.
-# falcon-data's curve-file knob names -> the knob role they mean (services.common.roles)
+# falcon-data's curve-file knob names -> the knob role they mean (services.domain.roles)
 CURVE_ROLES: Mapping[str, str] = {"batchsize": "batch", "GPU": "gpu", "CPUcores": "cpus", "power": "gpu_power",
                                   "GPUmem": "gpu_mem"}
 # ... and the knob names with the default roles (what `falcon calibrate` writes back)

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import msgpack
 
 from schemas.events import TrialResult
-from services.common.falcon_data import DataError, ModelTable, iter_offline_tables, model_table_from_rows
-from services.common.space import Space
+from services.domain.falcon_data import DataError, ModelTable, iter_offline_tables, model_table_from_rows
+from services.domain.space import Space
 
 
 @dataclass(frozen=True)

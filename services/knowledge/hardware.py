@@ -25,7 +25,7 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import yaml
 
-from services.common.roles import DEFAULT_ROLES
+from services.domain.roles import DEFAULT_ROLES
 
 DeviceKind = Literal["gpu", "cpu"]
 
@@ -237,7 +237,7 @@ class HardwareCatalogue:
 
 def check_space(space: Any, catalogue: HardwareCatalogue, gpu_knob: str | None = None,
                 gpu_mem_knob: str | None = None) -> list[str]:
-    """Problems that stop the catalogue from describing ``space`` (a services.common.space.Space,
+    """Problems that stop the catalogue from describing ``space`` (a services.domain.space.Space,
     or anything with ``names`` and ``knob(name).values``): a GPU value the catalogue lacks, a
     'no GPU' value (or no GPU knob) without the default CPU entry, a GPU memory reservation
     larger than a device's memory. Empty when the catalogue covers the space. The knobs: the

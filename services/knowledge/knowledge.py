@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from services.common.falcon_data import ModelTable
-from services.common.space import Space
+from services.domain.falcon_data import ModelTable
+from services.domain.space import Space
 from services.knowledge.curves import DEFAULT_CUTOFF, OperatorCurves, curve_knob, operator_curves
 from services.knowledge.dataset import KopCurve, OfflineDataset
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue

@@ -1,7 +1,7 @@
 """Redis repository of the offline dataset and the knowledge built from it, per space.
 
 The treebuilder writes (tables, the dataset version, knowledge per space, the spaces searches
-asked for); the searcher, the CLI and the report read. Keys: :mod:`services.common.redis_keys`."""
+asked for); the searcher, the CLI and the report read. Keys: :mod:`services.platform.redis_keys`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
-from services.common.redis_keys import (
+from services.platform.redis_keys import (
     KNOWLEDGE,
     KNOWLEDGE_SPACES,
     KNOWLEDGE_TREE_JSON,
@@ -19,7 +19,7 @@ from services.common.redis_keys import (
     OFFLINE_TABLE,
     OFFLINE_VERSION,
 )
-from services.common.space import Space
+from services.domain.space import Space
 from services.knowledge.dataset import OfflineDataset, content_hash
 from services.knowledge.knowledge import Knowledge
 

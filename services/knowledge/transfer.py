@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from services.common.pricing import DEFAULT_PRICES, PricingError
-from services.common.space import Space
+from services.domain.pricing import DEFAULT_PRICES, PricingError
+from services.domain.space import Space
 from services.knowledge.cost_model import CostModel, CostModelError
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue, HardwareError
 

@@ -13,9 +13,9 @@ import faust
 
 from schemas import Event
 from schemas.events import KopsIdentified, ModelSubmitted, SearchFailed
-from services.common.bus import Publisher, create_app, run_worker, subscribe
-from services.common.model_files import MODEL_FILE_FORMATS, check_model_file
-from services.common.settings import Settings
+from services.platform.bus import Publisher, create_app, run_worker, subscribe
+from services.platform.model_files import MODEL_FILE_FORMATS, check_model_file
+from services.platform.settings import Settings
 from services.profiler.kops import ProfileError, aggregate, identify_kops
 from services.profiler.tvm_profile import profile_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from services.common.operators import normalise_op
+from services.domain.operators import normalise_op
 
 
 class ProfileError(ValueError):

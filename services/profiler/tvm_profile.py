@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from services.common.operators import normalise_op
+from services.domain.operators import normalise_op
 
 # Relax/TIR spellings of the same thing as the paper's operator names (beyond common.operators)
 _KIND = {"relu6": "relu"}

@@ -26,7 +26,7 @@ from schemas.events import (
     TreesReady,
     TrialResult,
 )
-from services.common.bus import (
+from services.platform.bus import (
     Publisher,
     Reject,
     create_app,
@@ -35,18 +35,18 @@ from services.common.bus import (
     run_worker,
     subscribe,
 )
-from services.common.connections import redis_client
-from services.common.falcon_data import DataError, ModelTable
-from services.common.preflight import Facts
-from services.common.redis_keys import SEARCHER_INITIALISED
-from services.common.redis_lock import initialise_once
-from services.common.routing import TrialRouter
-from services.common.runners import read_adverts
-from services.common.tables import read_model_table
-from services.common.settings import Settings
-from services.common.space import Space
-from services.common.spec import SearchSpec
-from services.common.topics import SEARCH_CONTROL, SEARCH_LOG_TOPICS, topic_for
+from services.platform.connections import redis_client
+from services.domain.falcon_data import DataError, ModelTable
+from services.searcher.preflight import Facts
+from services.platform.redis_keys import SEARCHER_INITIALISED
+from services.platform.redis_lock import initialise_once
+from services.searcher.routing import TrialRouter
+from services.platform.runners import read_adverts
+from services.platform.tables import read_model_table
+from services.platform.settings import Settings
+from services.domain.space import Space
+from services.domain.spec import SearchSpec
+from services.platform.topics import SEARCH_CONTROL, SEARCH_LOG_TOPICS, topic_for
 from services.knowledge import Knowledge
 from services.knowledge.store import KnowledgeStore
 from services.searcher.search import (

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import norm
 
 from schemas.events import TrialResult
-from services.common.space import Space
+from services.domain.space import Space
 
 Z95 = 1.96
 # re-measure while the runner-up is this likely to be truly better than the leader ...

@@ -11,15 +11,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import msgpack
 from redis.asyncio import Redis
 
-from services.common.redis_keys import (
+from services.platform.redis_keys import (
     SEARCH_INDEX,
     SEARCH_LOCK,
     SEARCH_OPEN,
     SEARCH_STATE,
     SEARCHER_INITIALISED,
 )
-from services.common.redis_lock import redis_lock
-from services.common.spec import SearchSpec
+from services.platform.redis_lock import redis_lock
+from services.domain.spec import SearchSpec
 from services.searcher.search import SearchState
 
 

@@ -18,12 +18,12 @@ import msgpack
 
 from schemas import Event
 from schemas.events import KnowledgeRequested, OfflineTablePublished, SearchCompleted, SearchFailed, TreesReady
-from services.common.bus import Publisher, Reject, create_app, run_worker, subscribe
-from services.common.connections import redis_client
-from services.common.falcon_data import VALUE_COLUMN, DataError
-from services.common.redis_keys import KNOWLEDGE
-from services.common.settings import Settings
-from services.common.space import PAPER_SPACE, Space
+from services.platform.bus import Publisher, Reject, create_app, run_worker, subscribe
+from services.platform.connections import redis_client
+from services.domain.falcon_data import VALUE_COLUMN, DataError
+from services.platform.redis_keys import KNOWLEDGE
+from services.platform.settings import Settings
+from services.domain.space import PAPER_SPACE, Space
 from services.knowledge import Knowledge, OfflineDataset
 from services.knowledge.dataset import observed_rows
 from services.knowledge.store import KnowledgeStore

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from schemas.events import TrialRequested, TrialResult
-from services.common.bus import (
+from services.platform.bus import (
     Publisher,
     create_app,
     instance_name,
@@ -28,9 +28,9 @@ from services.common.bus import (
     run_worker,
     subscribe,
 )
-from services.common.connections import redis_client
-from services.common.observability import TRIAL_SECONDS, TRIALS
-from services.common.redis_keys import (
+from services.platform.connections import redis_client
+from services.platform.observability import TRIAL_SECONDS, TRIALS
+from services.platform.redis_keys import (
     RUNNER_ADVERT,
     RUNNER_INITIALISED,
     TRIAL_CLAIM,
@@ -38,10 +38,10 @@ from services.common.redis_keys import (
     TRIAL_RESULT,
     TRIAL_RUNS,
 )
-from services.common.redis_lock import initialise_once
-from services.common.runners import RunnerAdvert
-from services.common.settings import Settings
-from services.common.topics import trial_topic
+from services.platform.redis_lock import initialise_once
+from services.platform.runners import RunnerAdvert
+from services.platform.settings import Settings
+from services.platform.topics import trial_topic
 from services.trial_runner.backends import LiveBackend, ReplayBackend, TrialBackend
 
 SERVICE = "trial-runner"

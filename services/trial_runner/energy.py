@@ -7,7 +7,7 @@ every 50 ms and integrated. It is the whole device's energy over the window (idl
 included), divided by the requests served in it. Nothing else is read: a CPU-only runner has no
 power meter here (RAPL is not exposed in this project's VMs), so its trials carry no energy
 figure, and an energy objective on such a class is refused at submission
-(``services.common.preflight``). Never invented.
+(``services.searcher.preflight``). Never invented.
 """
 
 from __future__ import annotations

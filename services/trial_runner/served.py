@@ -1,7 +1,7 @@
 """A served trial: deploy the model in Triton with the configuration applied, stress it with
 perf_analyzer raising the load until p99 passes the SLO, and report the peak throughput within it.
 
-The I/O shell around two pure parts: :mod:`services.common.serving` (knobs -> Triton/ORT
+The I/O shell around two pure parts: :mod:`services.domain.serving` (knobs -> Triton/ORT
 settings) and :mod:`services.trial_runner.peak_load` (which loads to measure). Wall time is
 bounded (start, each load level and the whole sweep have limits) and reported split into start
 (launch to model ready), warm-up and sweep. Every failure is a :class:`ServedTrialFailed` with a
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from services.common.serving import ServingConfig
+from services.domain.serving import ServingConfig
 from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
 from services.trial_runner.perf import PerfAnalyzer
 from services.trial_runner.procs import Group, start_group

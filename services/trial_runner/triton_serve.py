@@ -1,6 +1,6 @@
 """The server side of a served trial: one Triton Inference Server (PyTriton's bundled binary) with
 the trial's model running in ONNX Runtime inside Triton's Python backend, configured from a
-:class:`services.common.serving.ServingConfig`.
+:class:`services.domain.serving.ServingConfig`.
 
 Runs in the serving virtualenv (``.venv-serving``: PyTriton and tritonclient need numpy < 2 and
 protobuf < 5, the project's own environment has numpy 2 and protobuf 7), started by the runner as
@@ -84,7 +84,7 @@ def serve(req: dict[str, Any]) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    from services.common.serving import ServingConfig
+    from services.domain.serving import ServingConfig
     cfg = ServingConfig(**req["config"])
     sessions = [ort_session(req["model"], cfg) for _ in range(cfg.instances)]
     inputs, outputs = tensors(sessions[0])

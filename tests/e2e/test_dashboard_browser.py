@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from schemas import Event
-from services.common.bus import KafkaPublisher
-from services.common.settings import Settings
+from services.platform.bus import KafkaPublisher
+from services.platform.settings import Settings
 from tests.helpers import PROFILES, REPO, TARGETS
 from tools import localstack
 

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from schemas.events import ModelSubmitted
-from services.common.bus import KafkaPublisher, read_events
-from services.common.falcon_data import read_operator_profile
-from services.common.settings import Settings
-from services.common.space import Space
+from services.platform.bus import KafkaPublisher, read_events
+from services.domain.falcon_data import read_operator_profile
+from services.platform.settings import Settings
+from services.domain.space import Space
 from services.knowledge.store import KnowledgeStore
 from tests.helpers import PROFILES, REPO, TARGETS, run_falcon, spec
 from tools import localstack

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from schemas.events import ModelSubmitted
-from services.common.bus import KafkaPublisher
-from services.common.falcon_data import load_model_table
-from services.common.settings import Settings
+from services.platform.bus import KafkaPublisher
+from services.domain.falcon_data import load_model_table
+from services.platform.settings import Settings
 from services.knowledge.store import KnowledgeStore
 from tests.helpers import DATA, PROFILES, TARGETS, run_falcon, spec
 from tools import localstack, units
@@ -128,8 +128,8 @@ def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
 
 def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack):
     """The treebuilder's dataset in Redis gives the searcher the same knowledge as the bench."""
-    from services.common.falcon_data import read_operator_profile
-    from services.common.spec import DEFAULT_KOP_THRESHOLD
+    from services.domain.falcon_data import read_operator_profile
+    from services.domain.spec import DEFAULT_KOP_THRESHOLD
     from services.trial_runner.backends import ReplayBackend
     from tests.helpers import knowledge, spec
     from tools.harness import profiled, run_search
@@ -155,7 +155,7 @@ def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack
 
 
 def test_treebuilder_publishes_versioned_trees_and_exports_them(local_stack, tmp_path):
-    from services.common.bus import read_events
+    from services.platform.bus import read_events
     home, settings = local_stack
     assert falcon(home, "publish-offline", str(DATA)).returncode == 0
 

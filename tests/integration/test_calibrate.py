@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from services.common.bus import read_events
-from services.common.space import Space
+from services.platform.bus import read_events
+from services.domain.space import Space
 from services.knowledge.store import KnowledgeStore
 from services.searcher.store import SearchStore
 from services.searcher.strategies import SearchContext, make_strategy

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from schemas.events import SearchCancelled
-from services.common.bus import KafkaPublisher, read_events
-from services.common.topics import SEARCH_LOG_TOPICS
+from services.platform.bus import KafkaPublisher, read_events
+from services.platform.topics import SEARCH_LOG_TOPICS
 from services.searcher.search import rebuild_states
 from services.searcher.store import SearchStore
 from tests.helpers import spec

@@ -5,9 +5,9 @@ import msgpack
 import pytest
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, read_events
+from services.platform.bus import KafkaPublisher, read_events
 from tests.helpers import PROFILES, spec
-from services.common.falcon_data import read_operator_profile
+from services.domain.falcon_data import read_operator_profile
 
 pytestmark = pytest.mark.integration
 

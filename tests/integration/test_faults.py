@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, read_events
-from services.common.falcon_data import read_operator_profile
+from services.platform.bus import KafkaPublisher, read_events
+from services.domain.falcon_data import read_operator_profile
 from services.profiler.kops import identify_kops
 from services.searcher.store import SearchStore
 from services.trial_runner.backends import ReplayBackend

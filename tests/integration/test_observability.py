@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, read_events
-from services.common.connections import redis_client
-from services.common.falcon_data import read_operator_profile
+from services.platform.bus import KafkaPublisher, read_events
+from services.platform.connections import redis_client
+from services.domain.falcon_data import read_operator_profile
 from tests.helpers import PROFILES, spec
 from tools import localstack
 
@@ -53,8 +53,8 @@ async def test_metrics_health_and_json_logs_of_a_running_service(infra, start_se
 
 
 async def test_health_reports_an_unreachable_redis(infra):
-    from services.common.bus import _health
-    from services.common.observability import serve_http
+    from services.platform.bus import _health
+    from services.platform.observability import serve_http
 
     class App:                               # stands in for a faust app whose consumer runs
         class consumer:

@@ -12,10 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, read_events
-from services.common.falcon_data import read_operator_profile
-from services.common.runners import read_adverts
-from services.common.topics import trial_topic
+from services.platform.bus import KafkaPublisher, read_events
+from services.domain.falcon_data import read_operator_profile
+from services.platform.runners import read_adverts
+from services.platform.topics import trial_topic
 from services.profiler.kops import identify_kops
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, spec, trial_runs

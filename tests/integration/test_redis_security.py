@@ -5,8 +5,8 @@ import subprocess
 import pytest
 from redis.exceptions import AuthenticationError, ResponseError
 
-from services.common.connections import redis_client
-from services.common.settings import Settings
+from services.platform.connections import redis_client
+from services.platform.settings import Settings
 from services.searcher.store import SearchStore
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import spec

@@ -7,10 +7,10 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, read_events
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import PAPER_SPACE
-from services.common.redis_keys import TRIAL_RUNS as RUNS
+from services.platform.bus import KafkaPublisher, read_events
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import PAPER_SPACE
+from services.platform.redis_keys import TRIAL_RUNS as RUNS
 from tests.helpers import TARGETS
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from starlette.testclient import TestClient
 
 from schemas import Event
-from services.common.bus import KafkaPublisher, dead_letter_event, read_events
+from services.platform.bus import KafkaPublisher, dead_letter_event, read_events
 from services.searcher.store import SearchStore
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, REPO, TARGETS, spec

@@ -12,13 +12,13 @@ import threading
 import pytest
 
 from schemas.events import TrialRequested
-from services.common.falcon_data import DataError
-from services.common.tables import read_model_table
-from services.common.model_files import ModelFileError, check_model_file
-from services.common.uris import UriError, fetch, redact
+from services.domain.falcon_data import DataError
+from services.platform.tables import read_model_table
+from services.platform.model_files import ModelFileError, check_model_file
+from services.platform.uris import UriError, fetch, redact
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, TARGETS
-from tests.unit.services.common.test_model_files import tiny_onnx
+from tests.unit.services.platform.test_model_files import tiny_onnx
 from tools import localstack
 from tools.app.submit import SubmitOptions, build_submission
 

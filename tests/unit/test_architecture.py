@@ -55,7 +55,7 @@ def test_shared_packages_import_no_service_and_no_tooling(package):
 def test_the_walk_sees_a_cross_service_import(tmp_path):
     """The check above can fail: a module importing another service is caught."""
     bad = tmp_path / "m.py"
-    bad.write_text("from services.trial_runner.backends import ReplayBackend\nimport services.common.space\n")
+    bad.write_text("from services.trial_runner.backends import ReplayBackend\nimport services.domain.space\n")
     assert {owner(m) for m in imported_modules(bad)} == {"trial_runner", "common"}
 
 

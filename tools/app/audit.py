@@ -17,8 +17,8 @@ from schemas.events import (
     TrialRequested,
     TrialResult,
 )
-from services.common.figures import FIGURES
-from services.common.settings import Settings
+from services.domain.figures import FIGURES
+from services.platform.settings import Settings
 from tools import units
 from tools.app.searches import search_events
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from schemas import Event
-from services.common.connections import redis_client
-from services.common.settings import Settings
-from services.common.topics import ALL_TOPICS, SEARCH_LOG_TOPICS
+from services.platform.connections import redis_client
+from services.platform.settings import Settings
+from services.platform.topics import ALL_TOPICS, SEARCH_LOG_TOPICS
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState, rebuild_states
 from services.searcher.store import SearchStore

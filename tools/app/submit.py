@@ -16,18 +16,18 @@ from redis.exceptions import RedisError
 
 from schemas import Event
 from schemas.events import ModelSubmitted, SearchCompleted, SearchFailed
-from services.common.bus import KafkaPublisher, LoggedEvent, read_events
-from services.common.connections import redis_client
-from services.common.falcon_data import DataError, read_operator_profile
-from services.common.objectives import Objective
-from services.common.preflight import Facts
-from services.common.pricing import PriceCatalogue
-from services.common.runners import RunnerAdvert, read_adverts
-from services.common.settings import Settings
-from services.common.space import Space
-from services.common.tables import read_model_table
-from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, Constraints, SearchSpec, StopRules
-from services.common.uris import is_remote, redact, remote_size
+from services.platform.bus import KafkaPublisher, LoggedEvent, read_events
+from services.platform.connections import redis_client
+from services.domain.falcon_data import DataError, read_operator_profile
+from services.domain.objectives import Objective
+from services.searcher.preflight import Facts
+from services.domain.pricing import PriceCatalogue
+from services.platform.runners import RunnerAdvert, read_adverts
+from services.platform.settings import Settings
+from services.domain.space import Space
+from services.platform.tables import read_model_table
+from services.domain.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, Constraints, SearchSpec, StopRules
+from services.platform.uris import is_remote, redact, remote_size
 from services.searcher.search import resolve_parallel, validate_spec
 from tools import units
 from tools.app.context import PRODUCER, REPO, home, slug

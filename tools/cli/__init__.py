@@ -17,8 +17,8 @@ import sys
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from services.common.settings import Settings
-from services.common.space import set_max_space_size
+from services.platform.settings import Settings
+from services.domain.space import set_max_space_size
 from tools import localstack
 from tools.cli import calibrate_cmds, data_cmds, export_cmds, log_cmds, search_cmds, stack_cmds, ui_cmds
 from tools.cli._shared import (

@@ -10,7 +10,7 @@ import socket
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from services.common.settings import Settings
+from services.platform.settings import Settings
 from tools import localstack
 from tools.app.context import PRODUCER, REPO, home, slug
 

@@ -21,12 +21,12 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from schemas import Event
 from schemas.events import KnowledgeRequested, ModelSubmitted, SearchCompleted, SearchFailed, TreesReady, TrialResult
-from services.common.bus import KafkaPublisher, read_events
-from services.common.connections import redis_client
-from services.common.pricing import DEFAULT_PRICES, PriceCatalogue
-from services.common.runners import RunnerAdvert
-from services.common.settings import Settings
-from services.common.space import Space
+from services.platform.bus import KafkaPublisher, read_events
+from services.platform.connections import redis_client
+from services.domain.pricing import DEFAULT_PRICES, PriceCatalogue
+from services.platform.runners import RunnerAdvert
+from services.platform.settings import Settings
+from services.domain.space import Space
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue
 from services.knowledge.store import KnowledgeStore
 from services.searcher.store import SearchStore

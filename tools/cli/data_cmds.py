@@ -12,12 +12,12 @@ from typing import Any
 
 from schemas import Event
 from schemas.events import KnowledgeRequested, OfflineTablePublished
-from services.common.bus import KafkaPublisher, ensure_topics
-from services.common.connections import redis_client
-from services.common.falcon_data import iter_offline_tables
-from services.common.runners import read_adverts
-from services.common.settings import Settings
-from services.common.space import PAPER_SPACE, Space
+from services.platform.bus import KafkaPublisher, ensure_topics
+from services.platform.connections import redis_client
+from services.domain.falcon_data import iter_offline_tables
+from services.platform.runners import read_adverts
+from services.platform.settings import Settings
+from services.domain.space import PAPER_SPACE, Space
 from services.knowledge.store import KnowledgeStore
 from tools import localstack
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, PRODUCER, command, out, settings

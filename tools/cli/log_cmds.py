@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from schemas.events import DeadLetter
-from services.common.settings import Settings
-from services.common.topics import DEAD_LETTER
+from services.platform.settings import Settings
+from services.platform.topics import DEAD_LETTER
 from tools import units
 from tools.archive import archive_path, history
 from tools.cli._shared import EXIT_OK, command, home, out, settings

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.common.objectives import OBJECTIVES, Objective
-from services.common.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS
+from services.domain.objectives import OBJECTIVES, Objective
+from services.domain.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS
 from services.searcher.strategies import STRATEGIES
 from tools import units
 from tools.app.audit import audit, audit_row

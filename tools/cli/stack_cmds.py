@@ -13,12 +13,12 @@ from typing import Any
 import msgpack
 
 from schemas import Event
-from services.common.bus import KafkaPublisher
-from services.common.connections import redis_client
-from services.common.redis_keys import SEARCH_OPEN, TRIAL_RESULT
-from services.common.settings import Settings
-from services.common.space import PAPER_SPACE, Space
-from services.common.spec import DEFAULT_TRIAL_SECONDS
+from services.platform.bus import KafkaPublisher
+from services.platform.connections import redis_client
+from services.platform.redis_keys import SEARCH_OPEN, TRIAL_RESULT
+from services.platform.settings import Settings
+from services.domain.space import PAPER_SPACE, Space
+from services.domain.spec import DEFAULT_TRIAL_SECONDS
 from services.searcher.store import SearchStore
 from tools import localstack
 from tools.archive import archive_path

@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from services.common.objectives import replicas_for
-from services.common.serving import ServingConfig, ServingConfigError, serving_config
+from services.domain.objectives import replicas_for
+from services.domain.serving import ServingConfig, ServingConfigError, serving_config
 
 FORMATS = ("triton", "kserve", "k8s", "compose")
 DEFAULT_HEADROOM = 0.3          # each replica runs at 70% of the peak RPS measured within the SLO
@@ -47,7 +47,7 @@ KSERVE_RUNTIME = "kserve-tritonserver"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 LIVE_KINDS = ("live", "served")   # trial backends that deployed the model (replay answers from a table)
 
-# The cloud space's GPU knobs (the serving knobs are services.common.serving's).
+# The cloud space's GPU knobs (the serving knobs are services.domain.serving's).
 GPU_TYPE, GPU_MEM, GPU_POWER = "gputype", "gpumem", "gpupower"
 NO_GPU = ("none", "cpu", "no-gpu", "", None, 0)
 
@@ -100,7 +100,7 @@ class Recommendation:
 @dataclass(frozen=True)
 class Serving:
     """A knob assignment as a deployment: the served-trials mapping's Triton/ONNX Runtime settings
-    (:class:`services.common.serving.ServingConfig`) and the GPU the replica runs on."""
+    (:class:`services.domain.serving.ServingConfig`) and the GPU the replica runs on."""
     config: ServingConfig
     gputype: str | None
     gpu_mem_bytes: int | None                 # ONNX Runtime CUDA arena limit per instance

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from schemas.events import TrialResult
-from services.common.model_files import ModelFileError, model_path
-from services.common.pricing import PricingError
+from services.platform.model_files import ModelFileError, model_path
+from services.domain.pricing import PricingError
 from services.searcher.search import SearchState, estimate_data
 from tools.export.artefacts import (
     DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, Export, ExportRefused, Recommendation, Tensor, refusal, serving,

@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 import jinja2
 
-from services.common import objectives
-from services.common.objectives import HOURS_PER_MONTH, Objective
+from services.domain import objectives
+from services.domain.objectives import HOURS_PER_MONTH, Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
 from tools import units

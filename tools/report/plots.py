@@ -9,8 +9,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from schemas.events import TrialResult
-from services.common import objectives
-from services.common.objectives import Objective
+from services.domain import objectives
+from services.domain.objectives import Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
 from tools import units

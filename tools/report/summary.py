@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import TrialResult
-from services.common import objectives
-from services.common.falcon_data import DataError
-from services.common.figures import TRIAL_FIGURES
-from services.common.objectives import Objective
-from services.common.space import Space, SpaceError
-from services.common.tables import read_model_table
+from services.domain import objectives
+from services.domain.falcon_data import DataError
+from services.domain.figures import TRIAL_FIGURES
+from services.domain.objectives import Objective
+from services.domain.space import Space, SpaceError
+from services.platform.tables import read_model_table
 from services.knowledge import Knowledge
 from services.searcher.estimate import noisy
 from services.searcher.search import SearchState, estimate_data, trade_offs, with_predictions
@@ -45,7 +45,7 @@ class ServingFigures:
 
 def monthly_cost(rps: float | None, usd_per_hour: float, load_rps: float | None) -> tuple[int, float] | None:
     """(replicas, $ per month) to carry ``load_rps`` with copies of a configuration serving ``rps``
-    (``services.common.objectives.monthly_cost``: the objective usd-for-load counts the same)."""
+    (``services.domain.objectives.monthly_cost``: the objective usd-for-load counts the same)."""
     return objectives.monthly_cost(load_rps, rps, usd_per_hour)
 
 

@@ -33,10 +33,10 @@ from starlette.staticfiles import StaticFiles
 
 from schemas import Event
 from schemas.events import SearchCancelled
-from services.common.bus import KafkaPublisher
-from services.common.connections import redis_client
-from services.common.settings import Settings
-from services.common.topics import SEARCH_CONTROL
+from services.platform.bus import KafkaPublisher
+from services.platform.connections import redis_client
+from services.platform.settings import Settings
+from services.platform.topics import SEARCH_CONTROL
 from tools import units
 from tools.app.submit import SubmitOptions, build_submission
 from tools.ui.logindex import LogIndex, Note

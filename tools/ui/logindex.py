@@ -19,9 +19,9 @@ from typing import Any, Iterator
 
 from schemas import Event
 from schemas.events import DeadLetter, ModelSubmitted, SearchCompleted, SearchFailed, TrialResult
-from services.common.bus import LoggedEvent, ensure_topics, read_events
-from services.common.settings import Settings
-from services.common.topics import ALL_TOPICS
+from services.platform.bus import LoggedEvent, ensure_topics, read_events
+from services.platform.settings import Settings
+from services.platform.topics import ALL_TOPICS
 from tools.app.audit import audit_row
 
 log = logging.getLogger("falcon.ui")

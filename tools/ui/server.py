@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from services.common.settings import Settings
+from services.platform.settings import Settings
 from tools.ui import DEFAULT_HOST, DEFAULT_PORT, token_from_env
 
 log = logging.getLogger("falcon.ui")

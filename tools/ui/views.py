@@ -11,10 +11,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from services.common.runners import read_adverts
+from services.platform.runners import read_adverts
 from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
-from services.common.objectives import RPS_PER_USD
+from services.domain.objectives import RPS_PER_USD
 from tools import units
 from tools.report.summary import best_so_far, overview
 from tools.report.summary import summary as report_summary
@@ -82,7 +82,7 @@ class Views:
     # -- runners and dead letters --------------------------------------------------------------
     async def runners(self) -> list[dict[str, Any]]:
         """The advertising runners (read as falcon runners and the searcher read them:
-        ``services.common.runners.read_adverts``), with their heartbeat's age."""
+        ``services.platform.runners.read_adverts``), with their heartbeat's age."""
         now = time.time()
         out = []
         for a in await read_adverts(self.redis):

@@ -19,11 +19,11 @@ from typing import Any, Mapping, Sequence
 
 from schemas import Event
 from schemas.events import SearchCancelled, TrialRequested, TrialResult
-from services.common.preflight import Facts, spec_problems
-from services.common.pricing import PricingError
-from services.common.space import SpaceError
-from services.common.spec import SearchSpec
-from services.common.topics import runner_class
+from services.searcher.preflight import Facts, spec_problems
+from services.domain.pricing import PricingError
+from services.domain.space import SpaceError
+from services.domain.spec import SearchSpec
+from services.platform.topics import runner_class
 from services.knowledge import Knowledge
 from services.searcher.estimate import noisy, remeasure
 from services.searcher.search.results import result_payload

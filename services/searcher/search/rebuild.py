@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 
 from schemas import Event
 from schemas.events import KopsIdentified, SearchCancelled, SearchCompleted, SearchFailed, TrialRequested, TrialResult
-from services.common.spec import SearchSpec
+from services.domain.spec import SearchSpec
 from services.knowledge import Knowledge
 from services.searcher.search.decide import (
     Decision,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.events import SearchCompleted, SearchFailed, TrialResult
-from services.common.objectives import best_per_objective, pareto_front
+from services.domain.objectives import best_per_objective, pareto_front
 from services.searcher.search.state import SearchState
 from services.searcher.strategies import knowledge_notice
 

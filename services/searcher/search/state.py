@@ -10,8 +10,8 @@ from functools import cached_property
 from typing import Any, Literal, Mapping
 
 from schemas.events import TrialRequested, TrialResult
-from services.common.pricing import PricingError
-from services.common.spec import SearchSpec
+from services.domain.pricing import PricingError
+from services.domain.spec import SearchSpec
 from services.searcher.estimate import Estimate, estimate
 
 # cancelled: stopped on request (search-cancelled); final like completed/failed, but the trials that
@@ -67,7 +67,7 @@ class SearchState:
             return None
 
     def objective_value(self, t: TrialResult) -> float | None:
-        """The search's objective for trial ``t``, higher is better (services/common/objectives.py):
+        """The search's objective for trial ``t``, higher is better (services/domain/objectives.py):
         derived here, once, from what the runner measured; strategies and rankings see this."""
         return self.spec.objective.value(t, self.hourly(t))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from services.common.objectives import Objective
+from services.domain.objectives import Objective
 from services.searcher.strategies.base import SearchContext, Strategy, StrategyError
 from services.searcher.strategies.cost_model import CostModelStrategy
 from services.searcher.strategies.design import Design

@@ -13,10 +13,10 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from services.common.objectives import RPS_PER_USD, Objective
-from services.common.pricing import PricingError
-from services.common.space import Config, Space
-from services.common.spec import Constraints
+from services.domain.objectives import RPS_PER_USD, Objective
+from services.domain.pricing import PricingError
+from services.domain.space import Config, Space
+from services.domain.spec import Constraints
 from services.knowledge import Knowledge
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
-from services.common.pricing import PricingError
-from services.common.space import Config
+from services.domain.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
+from services.domain.pricing import PricingError
+from services.domain.space import Config
 from services.knowledge.cost_model import CostModel, CostModelError
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareError
 from services.searcher.strategies.base import LOCAL_SEEDS, Strategy, StrategyError

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from scipy.stats import qmc
 
-from services.common.space import Config, Space
+from services.domain.space import Config, Space
 from services.searcher.strategies.base import EXHAUSTIVE_LIMIT, Strategy
 
 MAX_DRAWS_LOG2 = 18          # Sobol points drawn at most (2^18) before a small space is completed at random

@@ -27,9 +27,9 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import norm
 
-from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
-from services.common.pricing import PricingError
-from services.common.space import Config
+from services.domain.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
+from services.domain.pricing import PricingError
+from services.domain.space import Config
 from services.knowledge.cost_model import CostModelError
 from services.knowledge.hardware import HardwareError
 from services.knowledge.transfer import uncovered_ratio

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.space import Config
+from services.domain.space import Config
 from services.searcher.strategies.base import LOCAL_SEEDS, Strategy
 from services.searcher.strategies.gp import expected_improvement, fit_gp
 

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
-from services.common.objectives import RPS_PER_USD
-from services.common.space import Config
+from services.domain.objectives import RPS_PER_USD
+from services.domain.space import Config
 from services.knowledge import Knowledge
 from services.searcher.strategies.base import LOCAL_SEEDS, Strategy
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.common.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
-from services.common.space import Config
+from services.domain.objectives import P99, RPS_PER_USD, USD_FOR_LOAD
+from services.domain.space import Config
 from services.searcher.strategies.base import Strategy, StrategyError
 
 

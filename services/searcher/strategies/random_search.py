@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from services.common.space import Config
+from services.domain.space import Config
 from services.searcher.strategies.base import Strategy
 
 

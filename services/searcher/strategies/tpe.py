@@ -14,7 +14,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.samplers import TPESampler
 from optuna.trial import create_trial
 
-from services.common.space import Config
+from services.domain.space import Config
 from services.searcher.strategies.base import Strategy
 
 optuna.logging.set_verbosity(logging.WARNING)

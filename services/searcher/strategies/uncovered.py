@@ -55,7 +55,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import norm
 
-from services.common.space import Space
+from services.domain.space import Space
 from services.knowledge.cost_model import Knobs
 
 INTERACT_WITH = ("batchsize", "cpus")   # covered knobs whose level changes an uncovered knob's effect
@@ -239,7 +239,7 @@ class Fitted:
 def applies(strategy, experts) -> tuple[str, ...]:  # noqa: ANN001
     """The uncovered knobs falcon learns with this module: some, the objective is RPS/$ (the
     model is multiplicative: values must be positive) and the knowledge has experts."""
-    from services.common.objectives import RPS_PER_USD
+    from services.domain.objectives import RPS_PER_USD
     k = strategy.ctx.knowledge
     if experts is None or k is None or strategy.ctx.objective.name != RPS_PER_USD:
         return ()

@@ -15,7 +15,7 @@ Knobs it applies: ``cpus`` (cores pinned, thread pool of that size), ``batchsize
 ``gputype`` (that GPU, through ONNX Runtime's CUDA provider) with ``gpumem`` (the provider's
 memory limit, GB). Knobs it cannot apply here (a GPU type that is not in this machine, a power
 cap: setting one needs root ``nvidia-smi -pl``) are refused with the reason, never faked. :meth:`capabilities` is what the runner advertises; the searcher routes a request to the
-runner class able to serve it (see ``services.common.topics``).
+runner class able to serve it (see ``services.platform.topics``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from services.common.topics import is_no_gpu
+from services.platform.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
-from services.common.model_files import ModelFileError, model_path
+from services.platform.model_files import ModelFileError, model_path
 from services.trial_runner import energy
 from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
@@ -124,7 +124,7 @@ class LiveBackend(TrialBackend):
             return (f"{cores} serving cores asked for; this runner serves on {len(self.serving_cores)} and keeps "
                     f"core {self.client_cores[0]} for the load generator")
         if served:
-            from services.common.serving import ServingConfigError, serving_config
+            from services.domain.serving import ServingConfigError, serving_config
             from services.trial_runner.precision import precision_refusal
             try:
                 sc = serving_config(config, len(self.serving_cores), gpu=not is_no_gpu(config.get("gputype")))
@@ -197,7 +197,7 @@ class LiveBackend(TrialBackend):
     def _served(self, trial: TrialRequested, model: Path) -> TrialResult:
         """A served trial (see :mod:`services.trial_runner.served`); every failure is a failed
         result with its reason."""
-        from services.common.serving import serving_config
+        from services.domain.serving import serving_config
         from services.trial_runner import precision as prec
         from services.trial_runner.procs import reap_leftovers
         from services.trial_runner.served import ServedOptions, ServedTrial, ServedTrialFailed, batch_refusal, details

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from services.common.falcon_data import DataError, ModelTable
-from services.common.figures import FIGURES, OPTIONAL_COLUMNS, Figure, row_key
-from services.common.tables import read_model_table
-from services.common.uris import is_remote
-from services.common.spec import DEFAULT_TRIAL_SECONDS
+from services.domain.falcon_data import DataError, ModelTable
+from services.domain.figures import FIGURES, OPTIONAL_COLUMNS, Figure, row_key
+from services.platform.tables import read_model_table
+from services.platform.uris import is_remote
+from services.domain.spec import DEFAULT_TRIAL_SECONDS
 from schemas.events import TrialRequested, TrialResult
 from services.trial_runner.backends.base import TrialBackend
 

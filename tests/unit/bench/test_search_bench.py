@@ -4,7 +4,7 @@ import json
 import shutil
 
 from bench import perturb_tables, search
-from services.common.falcon_data import load_model_table
+from services.domain.falcon_data import load_model_table
 from tests.helpers import DATA, PROFILES, TARGETS
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from services.common.settings import Settings
+from services.platform.settings import Settings
 from tests.helpers import REPO
 from tools.ui import UI_ENV
 

@@ -18,7 +18,7 @@ from schemas.events import (
     TrialRequested,
     TrialResult,
 )
-from services.common.space import PAPER_SPACE
+from services.domain.space import PAPER_SPACE
 from tests.helpers import spec
 
 

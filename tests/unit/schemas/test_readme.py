@@ -8,7 +8,7 @@ import msgpack
 
 import schemas
 from schemas import Event
-from services.common.topics import topic_for
+from services.platform.topics import topic_for
 from tests.helpers import REPO
 
 README = (REPO / "schemas" / "README.md").read_text()

@@ -4,8 +4,8 @@ import pytest
 import schemas
 from schemas import Event, SchemaError
 from schemas.events import SearchFailed
-from services.common.space import PAPER_SPACE
-from services.common.topics import EVENT_TOPIC, TOPIC_EVENTS
+from services.domain.space import PAPER_SPACE
+from services.platform.topics import EVENT_TOPIC, TOPIC_EVENTS
 from tests.helpers import spec
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from schemas import Event
 from schemas.events import SearchFailed
-from services.common.settings import Settings
+from services.platform.settings import Settings
 from tools.archive import Archive, history
 from tools.localstack import free_port
 

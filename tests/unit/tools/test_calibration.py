@@ -8,12 +8,12 @@ import pytest
 
 from schemas import Event
 from schemas.events import SearchFailed, TrialRequested
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import Space
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import Space
 from services.knowledge import Knowledge, OfflineDataset
 from services.knowledge.hardware import DEFAULT_HARDWARE
 from services.searcher.search import SearchState, record_trial, start_search
-from services.common.spec import SearchSpec, StopRules
+from services.domain.spec import SearchSpec, StopRules
 from tests.helpers import REPO
 from tools import calibration as cal
 from tools.cli import calibrate_cmds, main

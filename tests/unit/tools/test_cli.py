@@ -2,7 +2,7 @@ import pytest
 
 import schemas
 from schemas import Event
-from services.common.falcon_data import DataError
+from services.domain.falcon_data import DataError
 from tests.helpers import PROFILES, TARGETS
 from tools.cli import main, parser
 from tools.app.submit import SubmitOptions, build_submission

@@ -24,8 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 import numpy as np
 
 from schemas.events import TrialResult
-from services.common.space import Space
-from services.common.spec import Constraints, SearchSpec, StopRules
+from services.domain.space import Space
+from services.domain.spec import Constraints, SearchSpec, StopRules
 from services.searcher.search import record_trial, start_search
 from tools.cli import main
 from tools.cli.search_cmds import Loaded
@@ -376,7 +376,7 @@ def test_an_in_process_search_is_exported_with_a_clear_note(model, tmp_path):
 def dashboard(monkeypatch, state, tmp_path):
     from starlette.testclient import TestClient
 
-    from services.common.settings import Settings
+    from services.platform.settings import Settings
     from tools.ui.app import create_app
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"), follow=False, reports_dir=tmp_path / "reports")
     d = next(r.endpoint.__self__ for r in app.routes if getattr(r, "path", "").endswith("/export/{format}.zip"))

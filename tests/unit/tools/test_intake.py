@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from services.common.space import Space
+from services.domain.space import Space
 from tools.cli import main
 from tools.app.submit import SERVED_SPACE, SubmitOptions, build_submission
 from tools.intake import IntakeError, fit_batch_knob, make_batch_dynamic, read_signature

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.runners import RunnerAdvert
+from services.platform.runners import RunnerAdvert
 from tests.helpers import PROFILES, REPO, TARGETS
 from tools.app.submit import SubmissionError, SubmitOptions, build_submission, same_model, short_refusal
 

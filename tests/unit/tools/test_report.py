@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from schemas.events import TrialResult
-from services.common.falcon_data import load_model_table
-from services.common.space import Space, SpaceError
-from services.common.spec import Constraints, SearchSpec, StopRules
+from services.domain.falcon_data import load_model_table
+from services.domain.space import Space, SpaceError
+from services.domain.spec import Constraints, SearchSpec, StopRules
 from services.searcher.search import record_trial, start_search
 from tools import units
 from tools.report import Baseline, parse_config, path_knobs, summary, write_report
@@ -147,8 +147,8 @@ def test_the_path_is_drawn_over_the_knobs_that_tell_the_trials_apart_best():
 
 
 def test_a_report_under_another_objective_shows_it_the_front_and_the_monthly_cost_at_the_load(tmp_path):
-    from services.common.falcon_data import read_operator_profile
-    from services.common.objectives import Objective
+    from services.domain.falcon_data import read_operator_profile
+    from services.domain.objectives import Objective
     from services.trial_runner.backends import ReplayBackend
     from tools.harness import profiled, run_search
     live = REPO / "bench" / "live" / "models"

@@ -9,8 +9,8 @@ from starlette.testclient import TestClient
 
 from schemas import Event
 from schemas.events import DeadLetter, ModelSubmitted, SearchCancelled, TrialResult
-from services.common.bus import LoggedEvent, dead_letter_event
-from services.common.settings import Settings
+from services.platform.bus import LoggedEvent, dead_letter_event
+from services.platform.settings import Settings
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, TARGETS, spec
 from tools.harness import run_search
@@ -231,7 +231,7 @@ def test_trial_results_of_the_log_and_the_state_are_one_type(state):
 
 
 def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
-    from services.common.objectives import Objective
+    from services.domain.objectives import Objective
     from tests.helpers import REPO
     live = REPO / "bench" / "live" / "models" / "targets" / "reg-gru.csv"
     backend = ReplayBackend()
@@ -252,12 +252,12 @@ def test_a_search_under_another_objective_shows_it_in_its_unit(parts):
 
 
 async def test_the_runners_page_reads_adverts_as_the_searcher_does():
-    """One reader of runner adverts (services.common.runners): a malformed advert is skipped,
+    """One reader of runner adverts (services.platform.runners): a malformed advert is skipped,
     not a failed page."""
     import json
     import time
 
-    from services.common.runners import RunnerAdvert
+    from services.platform.runners import RunnerAdvert
     from tools.ui.views import Views
 
     good = RunnerAdvert("r1", ("replay",), {"replay": {"any": "table"}}, heartbeat=time.time(), trials_done=3)

@@ -24,7 +24,7 @@ def test_the_objective_says_which_one_it_is():
 
 
 def test_knobs_show_their_units_and_a_baseline_may_be_written_with_them():
-    from services.common.space import PAPER_SPACE
+    from services.domain.space import PAPER_SPACE
     from tools.report import parse_config
     c = {"batchsize": 8, "cpus": 2, "gpumem": 2.4, "gpupower": 50, "gputype": "T4"}
     assert units.config(c) == "batchsize=8, cpus=2, gpumem=2.4 GB, gpupower=50%, gputype=T4"

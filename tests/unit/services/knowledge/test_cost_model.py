@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from services.common.pricing import DEFAULT_PRICES
-from services.common.space import PAPER_SPACE, Space
+from services.domain.pricing import DEFAULT_PRICES
+from services.domain.space import PAPER_SPACE, Space
 from services.knowledge.cost_model import (CostModel, CostModelError, OperatorCost, cpu_cores_scale,
                                            operator_time_s, operators_from_calls, power_scale)
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.common.space import PAPER_SPACE
+from services.domain.space import PAPER_SPACE
 from services.knowledge import Knowledge
 from services.knowledge.curves import classify_shape, knob_importance, prune
 from services.knowledge.trees import build_tree
@@ -86,8 +86,8 @@ def test_stored_knowledge_drives_the_same_search_as_a_fresh_build():
 
 
 def test_a_partly_measured_source_fills_its_gaps_from_its_neighbours():
-    from services.common.falcon_data import load_model_table, model_table_from_rows
-    from services.common.space import Space
+    from services.domain.falcon_data import load_model_table, model_table_from_rows
+    from services.domain.space import Space
     from services.knowledge.knowledge import MIN_OBSERVED, source_values
     full = load_model_table(REPO / "bench" / "live" / "models" / "targets" / "reg-resnet8.csv")
     space = Space.from_file(REPO / "deploy" / "config" / "live-cpu-space.yaml")

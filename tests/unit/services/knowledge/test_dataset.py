@@ -1,8 +1,8 @@
 import pytest
 
 from schemas.events import TrialResult
-from services.common.falcon_data import DataError, iter_offline_tables
-from services.common.space import Space
+from services.domain.falcon_data import DataError, iter_offline_tables
+from services.domain.space import Space
 from services.knowledge.dataset import OfflineDataset, observed_rows
 from tests.helpers import DATA
 
@@ -35,7 +35,7 @@ def test_bad_tables_are_refused(kind, name, cols, rows, match):
 
 def test_a_calibrated_curve_may_name_the_space_s_knobs_and_categorical_values():
     """What falcon calibrate writes: knob names of the space (graph_opt) and value names."""
-    from services.common.space import Space
+    from services.domain.space import Space
     from services.knowledge.curves import operator_curves
     ds = OfflineDataset()
     ds.add("kop-curve", "conv2d/03-batchsize-graph_opt-cal1-slope", ["batchsize", "graph_opt", "value"],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from services.common.space import PAPER_SPACE, Space
+from services.domain.space import PAPER_SPACE, Space
 from services.knowledge.hardware import (DEFAULT_HARDWARE, DEFAULT_HARDWARE_FILE, FEATURE_NAMES, HardwareCatalogue,
                                          HardwareError, check_space)
 

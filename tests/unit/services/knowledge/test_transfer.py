@@ -4,8 +4,8 @@ shape from the most similar ones (specs), level scaled by the roofline's device 
 import numpy as np
 import pytest
 
-from services.common.falcon_data import model_table_from_rows
-from services.common.space import Space
+from services.domain.falcon_data import model_table_from_rows
+from services.domain.space import Space
 from services.knowledge import transfer
 from services.knowledge.hardware import DEFAULT_HARDWARE
 from services.knowledge.knowledge import source_values

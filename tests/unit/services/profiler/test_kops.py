@@ -1,7 +1,7 @@
 import pytest
 
-from services.common.falcon_data import read_operator_profile
-from services.common.operators import normalise_op
+from services.domain.falcon_data import read_operator_profile
+from services.domain.operators import normalise_op
 from services.profiler.kops import ProfileError, aggregate, identify_kops
 from tests.helpers import PROFILES
 

@@ -8,7 +8,7 @@ import pytest
 
 from schemas import Event
 from schemas.events import SearchCancelled, SearchCompleted, SearchFailed, TrialResult
-from services.common.falcon_data import load_model_table
+from services.domain.falcon_data import load_model_table
 from services.searcher.search import (
     SearchState,
     cancel_reason,

@@ -4,7 +4,7 @@ the search still finds the best one that meets them, and the reason is kept for 
 from dataclasses import replace
 
 from schemas.events import TrialResult
-from services.common.spec import Constraints
+from services.domain.spec import Constraints
 from services.searcher.search import completed, record_trial, start_search
 from tests.helpers import spec
 

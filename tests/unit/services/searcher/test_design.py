@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from services.common.space import Space
+from services.domain.space import Space
 from services.searcher.strategies import STRATEGIES, SearchContext, make_strategy
 from services.searcher.strategies.design import design_configs, design_indices
 from tests.helpers import REPO

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from schemas.events import TrialRequested, TrialResult
-from services.common.space import Space
+from services.domain.space import Space
 from services.searcher.estimate import MAX_MEASUREMENTS, Estimate, estimate, knowledge_gradients, remeasure
 from services.searcher.search import SearchState, completed, record_trial
 from tests.helpers import spec

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from schemas.events import TrialResult
-from services.common.space import PAPER_SPACE, Space
+from services.domain.space import PAPER_SPACE, Space
 from services.searcher.search import SearchState, record_trial, start_search
 from services.searcher.strategies import SearchContext, make_strategy
 from services.searcher.strategies.falcon import Falcon

@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 
 from schemas import Event
 from schemas.events import KopsIdentified
-from services.common.redis_keys import OFFLINE_VERSION, SEARCHER_INITIALISED
-from services.common.settings import Settings
+from services.platform.redis_keys import OFFLINE_VERSION, SEARCHER_INITIALISED
+from services.platform.settings import Settings
 from services.knowledge.store import KnowledgeStore
 from services.searcher.app import KnowledgeView, SearcherHandlers
 from services.searcher.search import SearchState, start_search, trade_offs
 from services.searcher.store import SearchStore
 from services.searcher.strategies import missing_knowledge_notice
-from services.common.objectives import Objective
+from services.domain.objectives import Objective
 from tests.helpers import spec
 from tools import localstack
 

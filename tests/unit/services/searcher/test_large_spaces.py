@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bench.scale import make_space, objective
-from services.common.space import Space
-from services.common.spec import SearchSpec, StopRules
+from services.domain.space import Space
+from services.domain.spec import SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.search import record_trial, start_search
 from services.searcher.strategies import SearchContext, make_strategy

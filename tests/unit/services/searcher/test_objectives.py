@@ -9,9 +9,9 @@ import pytest
 
 import schemas
 from schemas import Event
-from services.common.falcon_data import read_operator_profile
-from services.common.objectives import Objective
-from services.common.spec import Constraints, SearchSpec, StopRules
+from services.domain.falcon_data import read_operator_profile
+from services.domain.objectives import Objective
+from services.domain.spec import Constraints, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.search import completed, validate_spec
 from services.searcher.strategies import SearchContext, StrategyError, knowledge_notice, make_strategy

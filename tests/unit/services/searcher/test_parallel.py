@@ -7,10 +7,10 @@ import pytest
 
 from schemas import Event
 from schemas.events import TrialResult
-from services.common.falcon_data import load_model_table
-from services.common.preflight import Facts
-from services.common.runners import RunnerAdvert
-from services.common.space import Space
+from services.domain.falcon_data import load_model_table
+from services.searcher.preflight import Facts
+from services.platform.runners import RunnerAdvert
+from services.domain.space import Space
 from services.searcher.search import (
     SearchState,
     decision_events,

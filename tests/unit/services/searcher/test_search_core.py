@@ -1,8 +1,8 @@
 from dataclasses import replace
 
 from schemas.events import TrialResult
-from services.common.falcon_data import load_model_table
-from services.common.space import Space
+from services.domain.falcon_data import load_model_table
+from services.domain.space import Space
 from services.searcher.search import SearchState, record_trial, start_search
 from services.searcher.strategies import SearchContext, make_strategy
 from tests.helpers import TARGETS, spec
@@ -161,7 +161,7 @@ def test_rebuild_replays_logged_decisions_even_without_the_knowledge_they_used()
 def test_the_cloud_space_with_its_prices_is_searchable_and_an_unpriced_family_is_refused_at_submission():
     from dataclasses import replace as with_
 
-    from services.common.pricing import PriceCatalogue
+    from services.domain.pricing import PriceCatalogue
     from services.searcher.search import validate_spec
     from tests.helpers import REPO
     cloud = Space.from_file(REPO / "deploy" / "config" / "cloud-space.yaml")
@@ -174,7 +174,7 @@ def test_the_cloud_space_with_its_prices_is_searchable_and_an_unpriced_family_is
 
 
 def test_a_spec_the_replay_table_refutes_fails_before_any_trial():
-    from services.common.preflight import Facts
+    from services.searcher.preflight import Facts
     bad = replace(spec("gru"), space=Space.from_dict({"knobs": {"batchsize": [8], "cpu": [1], "gpumem": [1.2],
                                                               "gpupower": [100], "gputype": ["T4"]}}))
     d = start_search("s1", bad, [], [], facts=Facts(load_model_table(TARGETS / "reg-gru.csv")))

@@ -10,8 +10,8 @@ import pytest
 
 from bench.perturb_tables import perturb
 from bench.search import run_one
-from services.common.falcon_data import read_csv, read_operator_profile
-from services.common.space import PAPER_SPACE
+from services.domain.falcon_data import read_csv, read_operator_profile
+from services.domain.space import PAPER_SPACE
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import PROFILES, TARGETS, knowledge
 

@@ -6,9 +6,9 @@ from functools import cache
 
 import numpy as np
 
-from services.common.falcon_data import load_model_table, read_operator_profile
-from services.common.space import PAPER_SPACE, Space
-from services.common.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
+from services.domain.falcon_data import load_model_table, read_operator_profile
+from services.domain.space import PAPER_SPACE, Space
+from services.domain.spec import DEFAULT_KOP_THRESHOLD, SearchSpec, StopRules
 from services.knowledge import Knowledge, OfflineDataset
 from services.searcher.search import completed, record_trial, start_search
 from services.searcher.strategies import uncovered as U

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.topics import runner_class, topic_for, trial_topic
+from services.platform.topics import runner_class, topic_for, trial_topic
 from tools import zoo
 from schemas.events import TrialRequested
 from services.trial_runner.backends import LiveBackend

@@ -1,7 +1,7 @@
 import pytest
 
-from services.common.falcon_data import DataError, load_model_table, model_table_from_rows
-from services.common.pricing import DEFAULT_PRICES
+from services.domain.falcon_data import DataError, load_model_table, model_table_from_rows
+from services.domain.pricing import DEFAULT_PRICES
 from schemas.events import TrialRequested
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import TARGETS

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from schemas.events import TrialRequested
-from services.common.serving import ServingConfigError, serving_config
+from services.domain.serving import ServingConfigError, serving_config
 from services.trial_runner.backends import LiveBackend
 from services.trial_runner.perf import parse_perf_csv, perf_error
 from services.trial_runner.precision import precision_refusal

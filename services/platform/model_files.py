@@ -1,13 +1,13 @@
 """Model intake: refuse what is not a model, or too large, with a reason a person can act on,
 before anything tries to compile it. Reads model files only with the format's own parser
 (never pickle). A model may be a local path or a ``file://``, ``s3://`` or ``https://`` URI
-(:mod:`services.common.uris`: the size limit is checked before a remote file is downloaded)."""
+(:mod:`services.platform.uris`: the size limit is checked before a remote file is downloaded)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.uris import UriError, fetch
+from services.platform.uris import UriError, fetch
 
 MODEL_FILE_FORMATS = ("onnx", "torch-export")
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3      # BERT-large in fp32 is ~1.3 GB

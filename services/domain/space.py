@@ -22,8 +22,8 @@ from typing import Any, Iterator, Literal, Mapping
 import numpy as np
 import yaml
 
-from services.common.roles import DEFAULT_ROLES, KnobRoles
-from services.common.space_rules import Rule, SpaceError, parse_rule
+from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain.space_rules import Rule, SpaceError, parse_rule
 
 __all__ = ["Config", "EXACT_LIMIT", "Knob", "KnobValue", "MAX_SPACE_SIZE", "PAPER_SPACE", "Rule", "Space",
            "SpaceError", "parse_rule"]
@@ -75,7 +75,7 @@ def _same(a: Any, b: Any) -> bool:
 class Space:
     knobs: tuple[Knob, ...]
     rules: tuple[Rule, ...] = ()
-    roles: KnobRoles = DEFAULT_ROLES     # which knob is the batch, the GPU, ... (services.common.roles)
+    roles: KnobRoles = DEFAULT_ROLES     # which knob is the batch, the GPU, ... (services.domain.roles)
 
     def __post_init__(self) -> None:
         names = [k.name for k in self.knobs]

@@ -8,10 +8,10 @@ import pytest
 import schemas
 from schemas import Event
 from schemas.events import ModelSubmitted
-from services.common.roles import DEFAULT_ROLES, KnobRoles
-from services.common.space import PAPER_SPACE, Space, SpaceError
-from services.common.spec import SearchSpec
-from services.common.topics import runner_class
+from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain.space import PAPER_SPACE, Space, SpaceError
+from services.domain.spec import SearchSpec
+from services.platform.topics import runner_class
 from services.knowledge.curves import curve_knob
 from services.knowledge.hardware import DEFAULT_HARDWARE, check_space
 

@@ -1,7 +1,7 @@
 """Typed subscriptions: a handler's signature names the payload type it takes
 (``async def on_trial_completed(self, event: Event[TrialResult], publisher)``), so the bus, not the
-handler, checks what it is given: :func:`services.common.bus.subscribe` refuses (at start) a topic
-carrying an event kind the handler does not name, and :func:`services.common.bus.handle_message`
+handler, checks what it is given: :func:`services.platform.bus.subscribe` refuses (at start) a topic
+carrying an event kind the handler does not name, and :func:`services.platform.bus.handle_message`
 dead-letters an event whose payload is not of the named type instead of calling the handler."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from services.common.roles import DEFAULT_ROLES
+from services.domain.roles import DEFAULT_ROLES
 
 
 class PricingError(ValueError):
@@ -65,7 +65,7 @@ class PriceCatalogue:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PriceCatalogue":
-        from services.common.space import read_config_file
+        from services.domain.space import read_config_file
         p = Path(path)
         data = read_config_file(p, "price file", PricingError)
         if not isinstance(data, Mapping):

@@ -7,9 +7,9 @@ from dataclasses import fields
 import pytest
 
 from schemas.events import TrialRequested, TrialResult
-from services.common import objectives
-from services.common.falcon_data import DataError, model_table_from_rows
-from services.common.figures import BY_NAME, FIGURES, OPTIONAL_COLUMNS, TRIAL_FIGURES, VALUE_COLUMN, figure
+from services.domain import objectives
+from services.domain.falcon_data import DataError, model_table_from_rows
+from services.domain.figures import BY_NAME, FIGURES, OPTIONAL_COLUMNS, TRIAL_FIGURES, VALUE_COLUMN, figure
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import REPO
 
@@ -43,7 +43,7 @@ def test_a_registered_column_is_a_figure_and_an_unknown_one_is_an_error_not_a_kn
     columns = ["cpus", VALUE_COLUMN, *OPTIONAL_COLUMNS]
     t = model_table_from_rows("t", columns, [[1, 0.5, *range(1, len(OPTIONAL_COLUMNS) + 1)]])
     assert t.knobs == ("cpus",) and set(t.lookup({"cpus": 1})) == {"value", *OPTIONAL_COLUMNS}
-    with pytest.raises(DataError, match="unknown measured column.*'p99ms'.*services/common/figures.py"):
+    with pytest.raises(DataError, match="unknown measured column.*'p99ms'.*services/domain/figures.py"):
         model_table_from_rows("t", ["cpus", VALUE_COLUMN, "p99ms"], [[1, 0.5, 3.0]])
 
 

@@ -2,7 +2,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from services.common.model_files import ModelFileError, check_model_file
+from services.platform.model_files import ModelFileError, check_model_file
 
 
 def tiny_onnx(path):

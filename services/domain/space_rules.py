@@ -18,7 +18,7 @@ compiled into the small evaluator below; user text is never eval'd, exec'd or co
 bytecode, and the only names are knobs. A rule is evaluated vectorised on value indices
 (one row per configuration, one column per knob) so 10^5 candidates are filtered at once.
 
-:class:`SpaceError` lives here (re-exported by :mod:`services.common.space`) so that the two
+:class:`SpaceError` lives here (re-exported by :mod:`services.domain.space`) so that the two
 modules do not import each other.
 """
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from services.common.objectives import Objective, usd_per_million
-from services.common.pricing import DEFAULT_PRICES, PriceCatalogue
-from services.common.roles import DEFAULT_ROLES
-from services.common.space import PAPER_SPACE, Space
+from services.domain.objectives import Objective, usd_per_million
+from services.domain.pricing import DEFAULT_PRICES, PriceCatalogue
+from services.domain.roles import DEFAULT_ROLES
+from services.domain.space import PAPER_SPACE, Space
 
 DEFAULT_KOP_THRESHOLD = 0.05
 DEFAULT_TRIAL_SECONDS = 900.0   # a real trial (deploy + stress test) takes ~15 minutes

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from schemas.events import TrialResult
-from services.common.objectives import (
+from services.domain.objectives import (
     ENERGY,
     P99,
     RPS_PER_USD,

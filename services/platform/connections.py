@@ -10,7 +10,7 @@ import faust
 from aiokafka.helpers import create_ssl_context
 from redis.asyncio import Redis
 
-from services.common.settings import Settings
+from services.platform.settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 

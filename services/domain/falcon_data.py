@@ -2,7 +2,7 @@
 
 Model tables: csv with one column per knob, the objective column ``norm.(rps/budget)``, then
 optionally measured figures' columns (``rps``, ``p50_ms``, ``p99_ms``, ``cv``, ... as our
-live-measured tables have): the columns :mod:`services.common.figures` registers. A column after
+live-measured tables have): the columns :mod:`services.domain.figures` registers. A column after
 the objective column that the registry does not know is an error (a misspelt figure would
 otherwise be read as a knob).
 """
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from services.common.figures import BY_COLUMN, OPTIONAL_COLUMNS, VALUE_COLUMN
-from services.common.operators import normalise_op
-from services.common.space import Space, SpaceError
+from services.domain.figures import BY_COLUMN, OPTIONAL_COLUMNS, VALUE_COLUMN
+from services.domain.operators import normalise_op
+from services.domain.space import Space, SpaceError
 
-# VALUE_COLUMN and OPTIONAL_COLUMNS are the registry's (services.common.figures), importable from here as before
+# VALUE_COLUMN and OPTIONAL_COLUMNS are the registry's (services.domain.figures), importable from here as before
 
 
 class DataError(ValueError):
@@ -63,7 +63,7 @@ def model_table_from_rows(name: str, columns: list[str], rows: list[list[Any]]) 
     if unknown:
         raise DataError(f"{name}: unknown measured column(s) {', '.join(map(repr, unknown))} after {VALUE_COLUMN!r} "
                         f"(known: {', '.join(OPTIONAL_COLUMNS)}; a new figure is registered in "
-                        f"services/common/figures.py)")
+                        f"services/domain/figures.py)")
     extra = [c for c in columns if c in OPTIONAL_COLUMNS]
     knobs = [c for c in columns if c != VALUE_COLUMN and c not in OPTIONAL_COLUMNS]
     if not knobs:

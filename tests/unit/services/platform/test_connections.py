@@ -1,8 +1,8 @@
 import faust
 import pytest
 
-from services.common.connections import ConfigError, faust_credentials, kafka_kwargs, redis_client
-from services.common.settings import Settings
+from services.platform.connections import ConfigError, faust_credentials, kafka_kwargs, redis_client
+from services.platform.settings import Settings
 
 
 def test_plaintext_by_default():

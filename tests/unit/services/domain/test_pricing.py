@@ -1,6 +1,6 @@
 import pytest
 
-from services.common.pricing import DEFAULT_PRICES, PriceCatalogue, PricingError
+from services.domain.pricing import DEFAULT_PRICES, PriceCatalogue, PricingError
 
 
 def test_whole_instance_costs_its_on_demand_price():

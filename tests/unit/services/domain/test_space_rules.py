@@ -1,4 +1,4 @@
-"""The rules language of a space file (services/common/space_rules.py) and candidate generation
+"""The rules language of a space file (services/domain/space_rules.py) and candidate generation
 over large ruled spaces (Space.sample / neighbours / allowed_size_estimate)."""
 
 import itertools
@@ -9,9 +9,9 @@ import pytest
 
 import schemas
 from schemas import Event
-from services.common.pricing import PriceCatalogue
-from services.common.settings import Settings
-from services.common.space import MAX_SPACE_SIZE, Space, SpaceError, parse_rule
+from services.domain.pricing import PriceCatalogue
+from services.platform.settings import Settings
+from services.domain.space import MAX_SPACE_SIZE, Space, SpaceError, parse_rule
 from tests.helpers import REPO, spec
 
 KNOBS = {"gputype": ["M60", "K80", "T4", "V100"], "precision": ["fp32", "fp16", "int8"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from services.common.roles import DEFAULT_ROLES
+from services.domain.roles import DEFAULT_ROLES
 
 DEAD_LETTER = "dead-letter"
 TRIAL_REQUESTED = "trial-requested"

@@ -1,7 +1,7 @@
 """Routing the trials of a batch to distinct idle runners (their adverts say which partitions they own)."""
 
-from services.common.routing import pick_partition
-from services.common.runners import RunnerAdvert
+from services.searcher.routing import pick_partition
+from services.platform.runners import RunnerAdvert
 
 TOPIC = "trial-requested"
 
@@ -49,7 +49,7 @@ def test_a_dead_runners_lingering_advert_attracts_no_trial():
 
 
 async def test_the_router_spreads_a_batch_and_sends_a_republished_trial_where_it_went(monkeypatch):
-    from services.common import routing
+    from services.searcher import routing
     adverts = [advert("a", (0, 1)), advert("b", (2, 3))]
 
     async def read(_redis):

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from schemas import DEFAULT_MAX_MESSAGE_BYTES
-from services.common.space import MAX_SPACE_SIZE
+from services.domain.space import MAX_SPACE_SIZE
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 runner, expiring): the trial classes each serves, per backend kind the knob values it can apply
 and the figures it measures. Read by ``falcon runners``, ``falcon submit`` and the searcher to
 refuse, before any trial, a space value or a constraint no runner can serve. (The searcher routes
-trials by them: ``services/common/routing.py``.)"""
+trials by them: ``services/searcher/routing.py``.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from redis.asyncio import Redis
 
-from services.common.redis_keys import RUNNER_ADVERT
+from services.platform.redis_keys import RUNNER_ADVERT
 
 
 @dataclass(frozen=True)

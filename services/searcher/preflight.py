@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from services.common.falcon_data import ModelTable
-from services.common.objectives import ENERGY, FIGURES, RPS_PER_USD
-from services.common.runners import RunnerAdvert
-from services.common.spec import SearchSpec
-from services.common.topics import is_no_gpu, runner_class
+from services.domain.falcon_data import ModelTable
+from services.domain.objectives import ENERGY, FIGURES, RPS_PER_USD
+from services.platform.runners import RunnerAdvert
+from services.domain.spec import SearchSpec
+from services.platform.topics import is_no_gpu, runner_class
 
 # the figure each constraint needs measured, and the replay-table column that holds it
 CONSTRAINT_FIGURES = {"slo_p99_ms": ("p99_ms", "--slo-p99-ms", "p99 latency"),

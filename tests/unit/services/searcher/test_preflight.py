@@ -3,12 +3,12 @@ what would be right, from the spec alone or with the facts the caller read (tabl
 
 from dataclasses import replace
 
-from services.common.falcon_data import load_model_table
-from services.common.objectives import Objective
-from services.common.preflight import Facts, spec_problems
-from services.common.runners import RunnerAdvert
-from services.common.space import Space
-from services.common.spec import Constraints, SearchSpec, StopRules
+from services.domain.falcon_data import load_model_table
+from services.domain.objectives import Objective
+from services.searcher.preflight import Facts, spec_problems
+from services.platform.runners import RunnerAdvert
+from services.domain.space import Space
+from services.domain.spec import Constraints, SearchSpec, StopRules
 from tests.helpers import REPO, TARGETS, spec
 
 GRU = load_model_table(TARGETS / "reg-gru.csv")

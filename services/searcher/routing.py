@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from services.common.runners import RunnerAdvert, read_adverts
+from services.platform.runners import RunnerAdvert, read_adverts
 
 STALE_ADVERT_S = 12.0      # a runner re-advertises every 5 s: an older advert is likely a dead runner's
 

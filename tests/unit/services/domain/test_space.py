@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.common.space import PAPER_SPACE, Space, SpaceError
+from services.domain.space import PAPER_SPACE, Space, SpaceError
 
 
 def test_paper_space_has_1440_distinct_configurations():
@@ -100,7 +100,7 @@ def test_vectorised_index_helpers_agree_with_index_and_config_at():
 
 
 def test_the_process_limit_on_space_size_is_configurable():
-    from services.common.space import MAX_SPACE_SIZE, set_max_space_size
+    from services.domain.space import MAX_SPACE_SIZE, set_max_space_size
     try:
         set_max_space_size(1000)
         with pytest.raises(SpaceError, match="1,440 configurations, more than the maximum of 1,000"):

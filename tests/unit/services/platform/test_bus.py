@@ -8,8 +8,8 @@ import pytest
 import schemas
 from schemas import Event
 from schemas.events import SearchFailed
-from services.common.bus import Reject, handle_message
-from services.common.settings import Settings
+from services.platform.bus import Reject, handle_message
+from services.platform.settings import Settings
 
 SETTINGS = replace(Settings(), handler_retries=3, retry_backoff_s=0.001)
 
@@ -116,8 +116,8 @@ async def test_a_typed_handler_is_never_given_another_payload_type():
 def test_every_service_handler_names_the_payload_types_its_topic_carries():
     """What services subscribe to, checked as at their start (a wrong signature is a TypeError)."""
     from schemas.events import SearchCompleted, SearchFailed
-    from services.common.topics import SEARCH_CONTROL, topic_events
-    from services.common.typed import check_handles, payload_types
+    from services.platform.topics import SEARCH_CONTROL, topic_events
+    from services.platform.typed import check_handles, payload_types
     from services.profiler.app import ProfilerHandlers
     from services.searcher.app import KnowledgeView, SearcherHandlers
     from services.treebuilder.app import TreebuilderHandlers

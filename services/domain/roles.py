@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-from services.common.space_rules import SpaceError
+from services.domain.space_rules import SpaceError
 
 
 @dataclass(frozen=True)

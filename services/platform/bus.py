@@ -39,8 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import schemas
 from schemas import Event, SchemaError
 from schemas.events import DeadLetter
-from services.common.connections import faust_credentials, kafka_kwargs, redis_client
-from services.common.observability import (
+from services.platform.connections import faust_credentials, kafka_kwargs, redis_client
+from services.platform.observability import (
     DEAD_LETTERS,
     EVENT_ID,
     EVENTS_CONSUMED,
@@ -50,10 +50,10 @@ from services.common.observability import (
     TRIAL_ID,
     serve_http,
 )
-from services.common.settings import Settings
-from services.common.space import set_max_space_size
-from services.common.topics import ALL_TOPICS, topic_events, topic_for
-from services.common.typed import check_handles, payload_types
+from services.platform.settings import Settings
+from services.domain.space import set_max_space_size
+from services.platform.topics import ALL_TOPICS, topic_events, topic_for
+from services.platform.typed import check_handles, payload_types
 
 log = logging.getLogger("falcon.bus")
 RAW_KEEP = 64 * 1024
@@ -323,7 +323,7 @@ def run_worker(app: faust.App, settings: Settings) -> None:
     if settings.log_format == "json":
         logging_config = {
             "version": 1, "disable_existing_loggers": False,
-            "formatters": {"json": {"()": "services.common.observability.JsonFormatter",
+            "formatters": {"json": {"()": "services.platform.observability.JsonFormatter",
                                     "service": app.conf.falcon_service}},
             "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "json"}},
             "root": {"handlers": ["out"], "level": settings.log_level.upper()}}
