@@ -273,6 +273,13 @@ def _operator_from_row(row: Mapping[str, Any] | OperatorCost) -> tuple[OperatorC
 
 # the names of the knobs the model understands (the rest are neutral): the space's roles
 Knobs = KnobRoles
+# the roles whose knobs the model predicts (graph_opt and queue_delay are not among them)
+MODELLED_ROLES = ("batch", "cpus", "gpu", "gpu_mem", "gpu_power", "precision", "replicas")
+
+
+def modelled_knobs(roles: KnobRoles) -> frozenset[str]:
+    """The knob names the cost model predicts the effect of, under ``roles``."""
+    return frozenset(getattr(roles, r) for r in MODELLED_ROLES)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ them (``Falcon.ask`` when the space has such knobs). Written from the general li
 Bayesian linear models and one-factor-at-a-time / covering designs; no code copied.
 
 A knob is *uncovered* when neither the offline tables and curves (the knowledge's grid) nor the
-operator cost model (``services.knowledge.cost_model.Knobs``) say anything about it: a dynamic
+operator cost model (``services.knowledge.cost_model.modelled_knobs``) say anything about it: a dynamic
 batcher's queue delay, model instances, threads, a runtime's flags. Falcon's surrogate is flat
 along such a knob, so without this module a search learns it only through the residual GP,
 i.e. by chance.
@@ -56,7 +56,7 @@ import numpy as np
 from scipy.stats import norm
 
 from services.domain.space import Space
-from services.knowledge.cost_model import Knobs
+from services.knowledge.cost_model import modelled_knobs
 
 INTERACT_WITH = ("batchsize", "cpus")   # covered knobs whose level changes an uncovered knob's effect
 PRIOR_SD_MAIN = 0.3         # log-space sd of a value's main effect before any trial
@@ -77,7 +77,7 @@ BACKFIT_ROUNDS = 3
 
 def uncovered_knobs(space: Space, grid: Space | None) -> tuple[str, ...]:
     """The knobs of ``space`` that neither the knowledge's grid nor the cost model cover."""
-    modelled = set(vars(Knobs()).values())
+    modelled = modelled_knobs(space.roles)
     covered = set(grid.names if grid is not None else space.names)
     return tuple(n for n in space.names if n not in covered and n not in modelled)
 
