@@ -14,7 +14,8 @@ from services.domain.objectives import HOURS_PER_MONTH, Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
 from tools import units
-from tools.report.plots import _value_label, plot_kops, plot_path, plot_pareto, plot_progress, plot_served_curves
+from tools.report.plots import (_value_label, plot_kops, plot_pareto, plot_path, plot_progress,
+                                plot_served_curves)
 from tools.report.summary import PARETO_TITLE, Baseline, objective_label, served_text, split_text, summary
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
