@@ -202,10 +202,11 @@ def split_text(sv: Mapping[str, Any]) -> str | None:
 
 def _measurement(state: SearchState) -> str:
     b = state.spec.backend
-    if b.get("kind") == "live" and (b.get("mode") == "served" or any(
-            (t.details or {}).get("mode") == "served" for t in state.trials)):
+    slos = [(t.details or {}).get("slo_p99_ms") for t in state.trials if (t.details or {}).get("mode") == "served"]
+    if b.get("kind") == "live" and (b.get("mode") == "served" or slos):
+        slo = float(slos[0] if slos else b.get("slo_p99_ms") or 100)       # the runner's default SLO: 100 ms
         return (f"served by Triton, perf_analyzer raising the load (requests in flight) until the p99 passes "
-                f"{units.ms(float(b.get('slo_p99_ms') or 100))}; each trial's peak RPS within that SLO")
+                f"{units.ms(slo)}; each trial's peak RPS within that SLO")
     if b.get("kind") == "live":
         return f"{units.seconds(float(b.get('measure_s', 3.0)))} of closed-loop stress test per trial (after warm-up)"
     return f"a simulated {units.seconds(state.spec.trial_seconds)} per trial (deploy + stress test), priced as such"
