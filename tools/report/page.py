@@ -14,8 +14,9 @@ from services.domain.objectives import HOURS_PER_MONTH, Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
 from tools import units
-from tools.report.plots import _value_label, plot_kops, plot_path, plot_pareto, plot_progress
-from tools.report.summary import PARETO_TITLE, Baseline, objective_label, summary
+from tools.report.plots import (_value_label, plot_kops, plot_pareto, plot_path, plot_progress,
+                                plot_served_curves)
+from tools.report.summary import PARETO_TITLE, Baseline, objective_label, served_text, split_text, summary
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
@@ -118,10 +119,22 @@ def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
         baseline=b, baseline_rows=_baseline_rows(b, rec, kind) if b and b.get("gain") is not None and rec else [],
         chosen=s["objective_spec"]["name"], history_by_trial={r["trial"]: r for r in s["history"]},
         pareto_title=PARETO_TITLE, pareto_image=images.get(PARETO_TITLE),
-        images=[(title, src) for title, src in images.items() if title != PARETO_TITLE],
+        served_title=SERVED_TITLE, served_image=images.get(SERVED_TITLE),
+        rec_served=rec.get("served") if rec else None, served_text=served_text, split_text=split_text,
+        images=[(title, src) for title, src in images.items() if title not in (PARETO_TITLE, SERVED_TITLE)],
         objective_label=objective_label, objective_cell=lambda v: objective_cell(v, kind), rps_text=rps_text,
         energy_text=energy_text, no_runner_up=no_runner_up(s),
         constrained=any(v is not None for v in (s.get("constraints") or {}).values()))
+
+
+SERVED_TITLE = "Throughput vs p99 latency under rising load (served trials, SLO line)"
+
+
+def served_curves(s: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The served curves the report overlays: the recommendation's, then its runners-up's."""
+    rows = ([("recommended", s["recommended"])] if s.get("recommended") else []) + \
+        [("runner-up", r) for r in s.get("runners_up", [])]
+    return [(f"trial {r['trial']} ({what})", r["served"]) for what, r in rows if r.get("served")]
 
 
 def no_runner_up(s: Mapping[str, Any]) -> str:
@@ -154,6 +167,8 @@ def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None 
     if state.trials:
         kx, ky = plot_path(state, out_dir / "path.png")
         images[f"Search path ({kx} x {ky})"] = "path.png"
+    if plot_served_curves(served_curves(s), out_dir / "served.png"):
+        images[SERVED_TITLE] = "served.png"
     if plot_pareto(state, s, out_dir / "pareto.png"):
         images[PARETO_TITLE] = "pareto.png"
     shown = plot_kops(state, knowledge, out_dir / "kops.png")

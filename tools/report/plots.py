@@ -341,3 +341,60 @@ def plot_pareto(state: SearchState, s: Mapping[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+SERVED_COLOURS = ("#2e7d32", "#4a6fa5", "#b8860b", "#7b4ea3")
+
+
+def plot_served_curves(curves: list[tuple[str, Mapping[str, Any]]], path: Path) -> bool:
+    """Served trials' throughput vs p99 (one line per trial, the first being the recommendation,
+    drawn boldest), with the SLO line and each trial's peak within it circled. ``curves``: (label,
+    the trial's ``served`` summary, :func:`tools.report.summary.served`). False (nothing written)
+    when no trial was served."""
+    curves = [(label, sv) for label, sv in curves if sv and sv.get("curve")]
+    if not curves:
+        return False
+    plt = _plt()
+    slo = float(curves[0][1]["slo_p99_ms"])
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    top_rps, top_p99 = 0.0, 0.0
+    for i, (label, sv) in enumerate(curves):
+        colour, lead = SERVED_COLOURS[i % len(SERVED_COLOURS)], i == 0
+        pts = sv["curve"]
+        xs, ys = [p["p99_ms"] for p in pts], [p["rps"] for p in pts]
+        top_rps, top_p99 = max(top_rps, *ys), max(top_p99, *xs)
+        ax.plot(xs, ys, "-", color=colour, lw=2.2 if lead else 1.2, alpha=1.0 if lead else 0.8, zorder=2 if lead else 1,
+                label=label)
+        ok = [(x, y) for x, y, p in zip(xs, ys, pts) if p["meets_slo"]]
+        bad = [(x, y) for x, y, p in zip(xs, ys, pts) if not p["meets_slo"]]
+        if ok:
+            ax.scatter(*zip(*ok), s=30 if lead else 18, color=colour, zorder=3)
+        if bad:
+            ax.scatter(*zip(*bad), s=40 if lead else 24, marker="x", color="#c0504d", zorder=3)
+        if lead:        # the load (requests in flight) of each level, on the recommendation's line
+            for x, y, p in zip(xs, ys, pts):
+                ax.annotate(str(p["concurrency"]), (x, y), textcoords="offset points", xytext=(5, -11), fontsize=8,
+                            color="#444")
+        peak = sv.get("peak")
+        if peak:
+            ax.scatter([peak["p99_ms"]], [peak["rps"]], s=160 if lead else 90, facecolors="none", edgecolors=colour,
+                       lw=2, zorder=4)
+            if lead:
+                ax.annotate(f"peak {units.rps(peak['rps'])} at {peak['concurrency']} in flight",
+                            (peak["p99_ms"], peak["rps"]), textcoords="offset points", xytext=(-60, 12), fontsize=9,
+                            color=colour, fontweight="bold")
+    ax.axvline(slo, color="#c0504d", ls="--", lw=1.3, label=f"SLO: p99 at most {units.ms(slo)}")
+    ax.set_ylim(0, top_rps * 1.2)
+    ax.set_xlim(0, max(slo * 1.15, top_p99 * 1.05))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: units.ms(v)))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: units.number(v, 3)))
+    ax.set_xlabel("p99 latency (client side)")
+    ax.set_ylabel("throughput (RPS)")
+    ax.set_title("Throughput vs p99 as the load rises (numbers: requests in flight; circled: peak within the SLO; "
+                 "x: past the SLO)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from schemas.events import TrialResult
 from services.domain import objectives
@@ -154,8 +154,59 @@ def _hardware(state: SearchState) -> str:
     return text + (f" with {', '.join(providers)}" if providers else "")
 
 
+def served(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A served trial's load test as the report and the dashboard show it (None for a replay or
+    closed-loop trial): the SLO, the peak within it and the load (concurrency) it was measured at,
+    Triton's queue/compute split of a request there, and the throughput-vs-p99 curve by load."""
+    d = details or {}
+    if d.get("mode") != "served" or not d.get("curve"):
+        return None
+    slo = float(d["slo_p99_ms"])
+    curve = [{k: p.get(k) for k in CURVE_FIELDS} | {"meets_slo": float(p["p99_ms"]) <= slo}
+             for p in sorted(d["curve"], key=lambda p: p["concurrency"])]
+    peak = d.get("peak") or {}
+    split = d.get("server_split_ms") or {}
+    queue = peak.get("queue_ms", split.get("queue"))
+    compute = peak.get("compute_ms")
+    if compute is None and "compute_infer" in split:
+        compute = sum(float(split.get(k) or 0.0) for k in ("compute_input", "compute_infer", "compute_output"))
+    return {"slo_p99_ms": slo, "curve": curve,
+            "peak": ({k: peak.get(k) for k in CURVE_FIELDS} | {"concurrency": int(peak["concurrency"])}
+                     if peak.get("rps") and peak.get("concurrency") is not None else None),
+            "queue_ms": queue, "compute_ms": compute,
+            "split_ms": {k: split[k] for k in SPLIT_FIELDS if split.get(k) is not None},
+            "wall_s": d.get("wall_s"), "stop": (d.get("load") or {}).get("stop")}
+
+
+CURVE_FIELDS = ("concurrency", "rps", "p50_ms", "p99_ms", "queue_ms", "compute_ms")
+SPLIT_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def served_text(sv: Mapping[str, Any]) -> str:
+    """The recommendation's peak in words: "peak 628 RPS within the p99 SLO of 100 ms, measured
+    at 16 requests in flight (p50 23.1 ms, p99 41.7 ms there)"."""
+    p = sv.get("peak")
+    if not p:
+        return f"no load met the p99 SLO of {units.ms(sv['slo_p99_ms'])}"
+    return (f"peak {units.rps(p['rps'])} within the p99 SLO of {units.ms(sv['slo_p99_ms'])}, measured at "
+            f"{p['concurrency']} request{'s' if p['concurrency'] != 1 else ''} in flight (concurrency "
+            f"{p['concurrency']}; p50 {units.ms(p['p50_ms'])}, p99 {units.ms(p['p99_ms'])} there)")
+
+
+def split_text(sv: Mapping[str, Any]) -> str | None:
+    """Triton's own split of a request's time at the peak: "queue 12.0 ms, compute 8.10 ms"."""
+    if sv.get("queue_ms") is None and sv.get("compute_ms") is None:
+        return None
+    return f"queue {units.ms(sv.get('queue_ms'))}, compute {units.ms(sv.get('compute_ms'))} per request"
+
+
 def _measurement(state: SearchState) -> str:
     b = state.spec.backend
+    slos = [(t.details or {}).get("slo_p99_ms") for t in state.trials if (t.details or {}).get("mode") == "served"]
+    if b.get("kind") == "live" and (b.get("mode") == "served" or slos):
+        slo = float(slos[0] if slos else b.get("slo_p99_ms") or 100)       # the runner's default SLO: 100 ms
+        return (f"served by Triton, perf_analyzer raising the load (requests in flight) until the p99 passes "
+                f"{units.ms(slo)}; each trial's peak RPS within that SLO")
     if b.get("kind") == "live":
         return f"{units.seconds(float(b.get('measure_s', 3.0)))} of closed-loop stress test per trial (after warm-up)"
     return f"a simulated {units.seconds(state.spec.trial_seconds)} per trial (deploy + stress test), priced as such"
@@ -177,7 +228,7 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         return {"trial": t.index + 1, "config": dict(t.config),
                 **{name: getattr(t, name) for name in TRIAL_FIGURES},        # every measured figure
                 "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
-                "duration_s": t.duration_s, "cost_usd": t.cost_usd,
+                "duration_s": t.duration_s, "cost_usd": t.cost_usd, "served": served(t.details),
                 "objective_value": natural, "objective_text": units.objective_text(obj, natural, kind),
                 "monthly": None if monthly is None else {"replicas": monthly[0], "usd": monthly[1]}}
 

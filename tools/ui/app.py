@@ -63,6 +63,7 @@ def templates() -> jinja2.Environment:
     env.filters["reason"] = units.reason
     env.filters["cfg"] = lambda c: units.config(dict(c or {}))
     env.filters["age"] = fmt_age
+    env.filters["ms"] = units.ms
     return env
 
 
@@ -371,7 +372,8 @@ class Dashboard:
         return {"parts": {"summary": str(p.summary(data)), "recommendation": str(p.recommendation(data)),
                           "inflight": str(p.inflight(data)), "trials": str(p.trials(data)),
                           "timeline": str(p.timeline(data)), "operators": str(p.operators(data)),
-                          "links": str(p.links(data))},
+                          "links": str(p.links(data)), "served": str(p.served(data))},
+                "served": data["served"],
                 "best_so_far": data["best_so_far"], "status": data["status"], "can_cancel": data["can_cancel"]}
 
 

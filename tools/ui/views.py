@@ -16,7 +16,7 @@ from services.searcher.search import SearchState
 from services.searcher.store import SearchStore
 from services.domain.objectives import RPS_PER_USD
 from tools import units
-from tools.report.summary import best_so_far, overview
+from tools.report.summary import best_so_far, overview, served_text, split_text
 from tools.report.summary import summary as report_summary
 from tools.ui.logindex import LogIndex, SearchLog
 
@@ -72,6 +72,7 @@ class Views:
             return {**log_only_row(search_id, s), "history": [], "best_so_far": [], "operators": [], "kops": [],
                     "pending": [], "recommendation": None, "runners_up": [], "constraints": {},
                     "notices": [], "pareto": [], "best_per_objective": {}, "load_rps": None, "value_label": "RPS/$",
+                    "served": None,
                     "timeline": s.timeline(), "report_url": None, "can_cancel": False, "stored": False}
         (created,) = await self.store.created([search_id])
         return detail(st, created or time.time(), s)
@@ -132,6 +133,16 @@ def log_only_row(search_id: str, s: SearchLog) -> dict[str, Any]:
             "running_text": None}
 
 
+def served_view(rep: dict[str, Any], final: bool) -> dict[str, Any] | None:
+    """The served curve the search page draws: the recommendation's (the best so far's while the
+    search runs), from the report's summary; None when its trial was not served."""
+    best = rep["recommended"]
+    if not best or not best.get("served"):
+        return None
+    return {**best["served"], "trial": best["trial"], "of": "recommendation" if final else "best so far",
+            "text": served_text(best["served"]), "split": split_text(best["served"])}
+
+
 def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, Any]:
     rep = report_summary(st)
     history = []
@@ -172,6 +183,6 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
             "recommendation": recommendation, "runners_up": rep["runners_up"],
             "value_label": "RPS/$" if obj.name == RPS_PER_USD else f"{obj.name} ({obj.unit()})",
             "pareto": rep["pareto"], "best_per_objective": rep["best_per_objective"], "notices": rep["notices"],
-            "load_rps": rep["load_rps"],
+            "load_rps": rep["load_rps"], "served": served_view(rep, recommendation is not None),
             "timeline": s.timeline() if s is not None else [],
             "report_url": f"/searches/{st.search_id}/report/", "can_cancel": st.status == "running", "stored": True}

@@ -208,3 +208,52 @@ def test_the_runner_up_note_names_a_constraint_only_when_one_was_set():
     from tools.report.page import no_runner_up
     st = failing(spec(max_trials=3), ok_at=0)
     assert no_runner_up(summary(st)) == "All 2 other trials failed (their reasons are in the trial history below)."
+
+
+def test_a_served_trial_carries_its_curve_slo_peak_and_triton_split_and_a_replay_trial_none():
+    from tests.unit.tools.served_search import served_search
+    st = served_search()
+    s = summary(st)
+    sv = s["recommended"]["served"]
+    d = st.best.details
+    assert sv["slo_p99_ms"] == 100.0
+    # the curve by load, each level judged against the SLO (out of order in, ordered out)
+    assert [p["concurrency"] for p in sv["curve"]] == sorted(p["concurrency"] for p in d["curve"])
+    assert [p["meets_slo"] for p in sv["curve"]] == [p["p99_ms"] <= 100 for p in sv["curve"]]
+    assert any(not p["meets_slo"] for p in sv["curve"])
+    assert sv["peak"]["concurrency"] == d["peak"]["concurrency"] and sv["peak"]["rps"] == st.best.rps
+    assert sv["queue_ms"] == d["peak"]["queue_ms"] and sv["compute_ms"] == d["peak"]["compute_ms"]
+    assert all(r["served"] is not None for r in s["runners_up"] + s["history"])
+    # a replay search (and a closed-loop live trial) has no curve
+    assert all(r["served"] is None for r in summary(searched(spec(max_trials=4)))["history"])
+    assert all(r["served"] is None for r in summary(live_search(3))["history"])
+    from tools.report.summary import served
+    assert served({"mode": "closed-loop", "compile_s": 0.1}) is None
+
+
+def test_the_report_of_a_served_search_draws_the_curves_and_states_the_peak_with_its_load(tmp_path):
+    from tests.unit.tools.served_search import served_search
+    st = served_search()
+    s = write_report(st, tmp_path)
+    page = html.unescape((tmp_path / "report.html").read_text())
+    peak = st.best.details["peak"]
+    assert (tmp_path / "served.png").stat().st_size > 5000 and 'src="served.png"' in page
+    assert (f"peak {units.rps(peak['rps'])} within the p99 SLO of 100 ms, measured at {peak['concurrency']} "
+            f"requests in flight") in page
+    assert f"queue {units.ms(peak['queue_ms'])}, compute {units.ms(peak['compute_ms'])} per request" in page
+    table = page.split('id="served-curve"')[1].split("</table>")[0]
+    assert table.count("<tr") == len(st.best.details["curve"]) + 1 and f"{peak['concurrency']} (peak)" in table
+    assert "within the SLO (100 ms)" in table and ">no<" in table and ">yes<" in table
+    assert "served by Triton" in page and s["files"]["Throughput vs p99 latency under rising load (served trials, "
+                                                       "SLO line)"].endswith("served.png")
+    # a replay search's report has none of it
+    write_report(searched(spec(max_trials=4)), tmp_path / "replay")
+    replay = (tmp_path / "replay" / "report.html").read_text()
+    assert not (tmp_path / "replay" / "served.png").exists()
+    assert "served-curve" not in replay and "served-peak" not in replay and "SLO line" not in replay
+
+
+def test_the_served_plot_needs_a_curve():
+    from tools.report.plots import plot_served_curves
+    from pathlib import Path
+    assert plot_served_curves([("trial 1", None)], Path("/nonexistent/x.png")) is False

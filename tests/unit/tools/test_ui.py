@@ -12,7 +12,8 @@ from schemas.events import DeadLetter, ModelSubmitted, SearchCancelled, TrialRes
 from services.platform.bus import LoggedEvent, dead_letter_event
 from services.platform.settings import Settings
 from services.trial_runner.backends import ReplayBackend
-from tests.helpers import PROFILES, TARGETS, spec
+from tests.helpers import PROFILES, REPO, TARGETS, spec
+from tools import units
 from tools.harness import run_search
 from tools.ui.app import CSP, create_app, fmt_age, submit_options, templates
 from tools.ui.logindex import LogIndex
@@ -290,3 +291,30 @@ def test_the_dashboard_prints_the_product_s_units_not_exponents_or_zero_costs(st
     assert "$0.00<" not in html and ">0.000<" not in html and "$0.0000071" in html
     assert "ValueError" not in html and "input data_0" in html
     assert data["spent_usd"] == pytest.approx(sum(t.cost_usd for t in st.trials), rel=0.01)
+
+
+def test_a_served_search_page_draws_the_recommendations_curve_with_the_slo_and_states_its_peak(state, parts):
+    from tests.unit.tools.served_search import served_search
+    st = served_search()
+    data = detail(st, 1.0e9, None)
+    sv, peak = data["served"], st.best.details["peak"]
+    assert sv["of"] == "recommendation" and sv["trial"] == st.best.index + 1 and sv["slo_p99_ms"] == 100.0
+    assert [p["concurrency"] for p in sv["curve"]] == sorted(p["concurrency"] for p in st.best.details["curve"])
+    rec = str(parts.recommendation(data))
+    assert (f"peak {units.rps(peak['rps'])} within the p99 SLO of 100 ms, measured at {peak['concurrency']} requests "
+            f"in flight") in rec and f"queue {units.ms(peak['queue_ms'])}" in rec
+    table = str(parts.served(data))
+    assert table.count("<tr") == len(sv["curve"]) + 1 and "SLO 100 ms" in table and "missed" in table
+    assert f'best"><td class="num">{peak["concurrency"]}</td>' in table
+    # the chart's data reaches the page (first load and every live update) for app.js to draw
+    page = templates().get_template("search.html").render(s=data, read_only=True, page="search", path="/")
+    assert '"slo_p99_ms": 100.0' in page and 'id="served-chart"' in page and "served-box\" hidden" not in page
+    from tools.ui.app import Dashboard
+    live = Dashboard(Settings(redis_url="redis://127.0.0.1:1/0"), None, REPO / ".falcon", follow=False).search_parts(data)
+    assert live["served"] == sv and live["parts"]["served"] == table
+    # a replay search shows none of it
+    replay = detail(state, 1.0e9, None)
+    assert replay["served"] is None and str(parts.served(replay)).strip() == ""
+    assert "within the p99 SLO" not in str(parts.recommendation(replay))
+    assert 'id="served-box" hidden' in templates().get_template("search.html").render(
+        s=replay, read_only=True, page="search", path="/")

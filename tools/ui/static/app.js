@@ -224,11 +224,66 @@ function drawChart(series) {
   }, data, box);
 }
 
+// a served trial's throughput vs p99 as the load rises, with the p99 SLO as a dashed red line
+let servedChart = null;
+let servedShown = "";
+
+function drawServed(v) {
+  const section = document.getElementById("served-box");
+  const box = document.getElementById("served-chart");
+  if (!section || !box) return;
+  section.hidden = !v;
+  if (!v || typeof uPlot === "undefined") return;
+  const key = JSON.stringify(v);
+  if (servedChart && key === servedShown) return;       // live updates redraw only what changed
+  servedShown = key;
+  // uPlot wants x ascending: the levels by p99 (it rises with the load); a level past the SLO in red
+  const pts = v.curve.slice().sort((a, b) => a.p99_ms - b.p99_ms);
+  const data = [pts.map((p) => p.p99_ms), pts.map((p) => p.rps),
+                pts.map((p) => (p.meets_slo ? null : p.rps)),
+                pts.map((p) => (v.peak && p.concurrency === v.peak.concurrency ? p.rps : null))];
+  const slo = v.slo_p99_ms;
+  const xmax = Math.max(slo * 1.15, Math.max(...data[0]) * 1.05);
+  const ymax = Math.max(...data[1]) * 1.15;
+  if (servedChart) servedChart.destroy();
+  servedChart = new uPlot({
+    width: Math.max(320, box.clientWidth || 560), height: 240,
+    scales: { x: { time: false, range: () => [0, xmax] }, y: { range: () => [0, ymax] } },
+    axes: [
+      { label: "p99 latency (ms)", size: 40, values: (u, vs) => vs.map(compact) },
+      { label: "RPS", size: 56, labelSize: 18, labelGap: 4, values: (u, vs) => vs.map(compact) },
+    ],
+    series: [
+      { label: "p99 ms" },
+      { label: "RPS (" + v.of + ")", stroke: "#1f6feb", width: 2,
+        points: { show: true, size: 7, stroke: "#1f6feb", fill: "#1f6feb" } },
+      { label: "past the SLO", stroke: "#d1242f", width: 0, paths: () => null,
+        points: { show: true, size: 9, stroke: "#d1242f", fill: "#d1242f" } },
+      { label: "peak within the SLO", stroke: "#1a7f37", width: 0, paths: () => null,
+        points: { show: true, size: 14, stroke: "#1a7f37", fill: "rgba(0,0,0,0)", width: 2 } },
+    ],
+    hooks: { draw: [(u) => {            // the SLO: a vertical dashed line at its p99, labelled
+      const x = Math.round(u.valToPos(slo, "x", true));
+      const ctx = u.ctx;
+      ctx.save();
+      ctx.strokeStyle = "#d1242f"; ctx.lineWidth = 1.5 * devicePixelRatio;
+      ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+      ctx.setLineDash([]); ctx.fillStyle = "#d1242f";
+      ctx.font = (11 * devicePixelRatio) + "px sans-serif"; ctx.textAlign = "right";
+      ctx.fillText("SLO p99 " + compact(slo) + " ms", x - 4 * devicePixelRatio, u.bbox.top + 12 * devicePixelRatio);
+      ctx.restore();
+    }] },
+    legend: { live: false },
+  }, data, box);
+}
+
 function initSearch() {
   const sid = document.body.dataset.searchId;
   const initial = JSON.parse(document.getElementById("initial").textContent);
   if (initial.value_label) valueLabel = initial.value_label;
   drawChart(initial.best_so_far);
+  drawServed(initial.served);
   const cancelForm = document.getElementById("cancel-form");
 
   connect("search", sid, {
@@ -238,6 +293,7 @@ function initSearch() {
         if (box) box.innerHTML = html;          // rendered and escaped by the server's templates
       }
       drawChart(d.best_so_far);
+      drawServed(d.served);
       if (cancelForm) cancelForm.hidden = !d.can_cancel;
       document.body.dataset.status = d.status;
       tickAges();
