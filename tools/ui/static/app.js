@@ -202,10 +202,11 @@ function drawChart(series) {
   const data = chartData(series);
   if (chart) { chart.setData(data); return; }
   const width = Math.max(320, box.clientWidth || 560);
-  const trials = data[0].length;
   chart = new uPlot({
     width, height: 250,
-    scales: { x: { time: false, range: () => [0.5, Math.max(1, trials) + 0.5] }, y: { range: paddedRange } },
+    // the trials so far (read at each redraw: a live search gains trials after the chart is made)
+    scales: { x: { time: false, range: (u) => [0.5, Math.max(1, u.data[0].length) + 0.5] },
+              y: { range: paddedRange } },
     axes: [
       { label: "trial", size: 40, incrs: [1, 2, 5, 10, 20, 50, 100], values: (u, v) => v.map((x) => String(x)) },
       // compact ticks and room between them and the label (the label overlapped "12,000,000")
