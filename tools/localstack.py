@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from services.platform.bus import ensure_topics
+from services.platform.processes import alive
 from services.platform.settings import Settings
 from tools.archive import READY_MARK as ARCHIVER_READY
 from tools.archive import archive_path
@@ -191,7 +192,7 @@ def up(home: Path, settings: Settings, runners: int = 2, broker_port: int = BROK
     """Start broker, Redis and the services detached from this process, and the dashboard on
     127.0.0.1:``ui_port`` (0: none); returns what was started."""
     existing = StackInfo.load(home)
-    if existing is not None and any(_alive(p) for p in existing.pids.values()):
+    if existing is not None and any(alive(p) for p in existing.pids.values()):
         raise StackError(f"a stack is already running from {home} (falcon down first)")
     home.mkdir(parents=True, exist_ok=True)
     logs = home / "logs"
@@ -259,7 +260,7 @@ def down(home: Path) -> list[str]:
     # services first, then the archiver (it reads on until the broker is quiet), then broker and Redis
     order = {"archiver": 1, "tansu": 2, "redis": 2}
     for name, pid in sorted(info.pids.items(), key=lambda kv: order.get(kv[0], 0)):
-        if _alive(pid):
+        if alive(pid):
             _kill(pid, grace_s=30.0 if name in ("archiver", "redis") else 5.0)
             stopped.append(name)
     last = home / "stack.json"
@@ -268,29 +269,15 @@ def down(home: Path) -> list[str]:
     return stopped
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def _kill(pid: int, grace_s: float = 5.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.05)
-    if _alive(pid):
+    if alive(pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

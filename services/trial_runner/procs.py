@@ -19,18 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
+from services.platform.processes import alive
+
 MARKERS = ("triton_serve", "tritonserver", "perf_analyzer", "triton_python_backend_stub")
 ACTIVE: set[int] = set()      # groups this process runs now (never reaped as leftovers)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def group_members(pgid: int) -> list[int]:
@@ -161,7 +153,7 @@ def reap_leftovers(registry: Path) -> list[int]:
         except (OSError, ValueError, KeyError):
             rec.unlink(missing_ok=True)
             continue
-        if pgid in ACTIVE or (runner != os.getpid() and _alive(runner)):
+        if pgid in ACTIVE or (runner != os.getpid() and alive(runner)):
             continue
         if group_members(pgid):
             kill_group(pgid)
