@@ -37,14 +37,24 @@ first one beat the middle, and tried next (before other knobs) when it lost to i
 
     B = sum over uncovered knobs of (levels(k) - 1),   levels(k) = |V_k| (categorical) or min(|V_k|, 3)
 
-trials, linear in the number of uncovered knobs and independent of the space's size (3 ordinal
-knobs: 6 trials; 4: 8). A move is a coordinate-ascent step, so the design exploits while it
+trials at most, linear in the number of uncovered knobs and independent of the space's size (3
+ordinal knobs: 6 trials; 4: 8). An ordinal knob whose measured one-knob moves change almost
+nothing - trials that differ in that knob alone all within FLAT_BAND (log) of each other - is
+*flat*: the design stops on it after that one move (a smooth, mostly monotone effect is not
+expected to appear at the other end), the acquisition keeps it at the best trial's value, and the
+trials go to the covered knobs. Flatness is re-judged at every decision, so a knob that
+later shows an effect (e.g. at another batch size) rejoins the design. A categorical knob's values
+say nothing of each other: the design measures all of them. A move is a coordinate-ascent step, so the design exploits while it
 learns (each move keeps the best covered part and the other knobs' best values). After it, the
 acquisition runs over the knowledge's most promising covered configurations times every
 combination of uncovered values (a sample of MAX_COMBOS when there are more), and one trial in
-UNTRIED_EVERY goes to a value never measured (the best such move from the best configuration), so
-every value of every uncovered knob is measured after at most B + UNTRIED_EVERY x (sum (|V_k| -
-levels(k))) trials, unless the space's rules exclude it.
+len(AFTER_DESIGN) goes to a value never measured of a knob that is not flat (the best such move
+from the best configuration), so every value of every such knob is measured after at most
+B + len(AFTER_DESIGN) x (sum (|V_k| - levels(k))) trials, unless the space's rules exclude it. A
+flat knob's never-measured values get those turns only when no other knob has any left, and then
+only in one cycle of AFTER_DESIGN in FLAT_EVERY: a later, cheaper guarantee (every value within
+B + len(AFTER_DESIGN) x (sum over non-flat knobs + FLAT_EVERY x sum over flat knobs of the values
+left) trials).
 """
 
 from __future__ import annotations
@@ -67,6 +77,9 @@ LENGTHSCALE = 0.4           # RBF length over an ordinal knob's ranks scaled to 
 NOISE_SD = 0.05             # log-space misfit of the model at a measured configuration
 DESIGN_LEVELS = 3           # values of an ordinal knob the early design measures (ends and middle)
 DESIGN_CYCLE = 0            # during the design, every n-th trial is a covered move (0: none)
+FLAT_BAND = 0.03            # log-space band: an ordinal knob whose one-knob moves all measure within it
+                            # is *flat*: the design stops on it (flat_knobs)
+FLAT_EVERY = 2              # a flat knob's never-measured values get one "untried" turn in FLAT_EVERY
 # after the design, trials take turns: a value never measured (a covered move once none is left), a
 # covered move, the acquisition over covered x uncovered, a covered move
 AFTER_DESIGN: tuple[tuple[str, ...], ...] = (("untried", "covered"), ("covered",), (), ("covered",))
@@ -308,12 +321,47 @@ def fit(strategy, experts, knobs: Sequence[str]) -> Fitted:  # noqa: ANN001
                   float(corrected.values.max()) if n else 0.0)
 
 
-def _unmeasured(fitted: Fitted, knobs: Sequence[str], design: bool) -> dict[int, list[int]]:
+def flat_knobs(fitted: Fitted, knobs: Sequence[str], values: np.ndarray) -> set[str]:
+    """The ordinal uncovered knobs whose measured one-knob moves change almost nothing: there is at
+    least one pair of successful trials that differ in that knob alone, and in every such group of
+    trials the measured values lie within FLAT_BAND (log) of each other (module doc). Judged on
+    the measurements, not the model (whose misfit elsewhere would leak into it), and re-judged at
+    every decision: a move that later shows an effect (at another batch size, say) ends it."""
+    rows, out = fitted.measured, set()
+    if len(rows) < 2:
+        return out
+    logs = np.log(np.maximum(values, 1e-300))
+    space = fitted.model.space
+    for n in knobs:
+        if space.knob(n).kind != "ordinal":     # a categorical value says nothing of the others
+            continue
+        j = space.names.index(n)
+        others = np.delete(rows, j, axis=1)
+        _, group = np.unique(others, axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        paired, flat = False, True
+        for g in np.unique(group):
+            at = group == g
+            if len(np.unique(rows[at, j])) < 2:
+                continue
+            paired = True
+            if float(logs[at].max() - logs[at].min()) >= FLAT_BAND:
+                flat = False
+                break
+        if paired and flat:
+            out.add(n)
+    return out
+
+
+def _unmeasured(fitted: Fitted, knobs: Sequence[str], design: bool,
+                skip: frozenset[str] | set[str] = frozenset()) -> dict[int, list[int]]:
     """Per uncovered knob (its column): the value indices not attempted yet (``design``: only the
-    design levels it still needs)."""
+    design levels it still needs), leaving out the knobs in ``skip``."""
     space, attempted = fitted.model.space, fitted.attempted
     out, urgent = {}, []
     for i, n in enumerate(knobs):
+        if n in skip:
+            continue
         j = space.names.index(n)
         kb = space.knob(n)
         want = design_levels(len(kb.values), kb.kind) if design else list(range(len(kb.values)))
@@ -449,8 +497,9 @@ def ask(strategy, experts, knobs: Sequence[str]):  # noqa: ANN001, ANN201
     obs = strategy.observed()
     n_told = len(strategy.history) - strategy.n_fantasies
     strategy.converged = False
+    flat = flat_knobs(fitted, knobs, obs.values) if len(obs.values) else set()
     if len(obs.values):
-        design_todo = _unmeasured(fitted, knobs, True)
+        design_todo = _unmeasured(fitted, knobs, True, flat)      # a flat knob leaves the design
         if design_todo:         # the design, every DESIGN_CYCLE-th trial a covered move
             plan = ("covered", "design") if DESIGN_CYCLE and n_told % DESIGN_CYCLE == DESIGN_CYCLE - 1 \
                 else ("design",)
@@ -462,7 +511,12 @@ def ask(strategy, experts, knobs: Sequence[str]):  # noqa: ANN001, ANN201
                 if pick is not None:
                     return space.config_at(pick)
                 continue
-            todo = design_todo if what == "design" else _unmeasured(fitted, knobs, False)
+            if what == "design":
+                todo = design_todo
+            else:   # a value never measured: of a knob that is not flat; of a flat one in one turn of FLAT_EVERY
+                todo = _unmeasured(fitted, knobs, False, flat)
+                if not todo and (n_told // len(AFTER_DESIGN)) % FLAT_EVERY == 0:
+                    todo = _unmeasured(fitted, knobs, False)
             moves = _moves(strategy, fitted, todo) if todo else None
             if moves is not None:
                 rows, m, sd = moves
@@ -481,6 +535,12 @@ def ask(strategy, experts, knobs: Sequence[str]):  # noqa: ANN001, ANN201
         combos = np.vstack([combos, _combos(space, model, strategy.ctx.seed, n_told, None)])
     else:
         combos = _combos(space, model, strategy.ctx.seed, n_told, fitted.best_row)
+        if flat:    # a flat knob stays at the best trial's value (its other values: the "untried" turns)
+            for i, n in enumerate(knobs):
+                if n in flat:
+                    combos = combos[combos[:, i] == fitted.best_row[model.cols[i]]]
+            if not len(combos):
+                combos = fitted.best_row[model.cols][None, :]
     cov_rows = space.rows(fitted.covered_idx[top])
     rows = np.repeat(cov_rows, len(combos), axis=0)
     rows[:, model.cols] = np.tile(combos, (len(top), 1))

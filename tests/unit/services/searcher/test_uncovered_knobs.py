@@ -106,6 +106,25 @@ def test_the_early_design_measures_each_uncovered_knobs_values_and_then_every_va
     assert state.best.config["queue_delay_us"] == 1000
 
 
+def test_the_design_stops_on_an_ordinal_knob_whose_first_move_changes_nothing():
+    space, k = case("flag")
+    knobs = uncovered_knobs(space, k.grid)
+    budget = 1 + design_budget(space, knobs)          # 1 + 2 (queue: ends and middle) + 2 (flags)
+
+    def objective(c):       # the queue delay is flat (under 1%), a flag matters
+        return base(c) * (1.0 + 0.001 * QUEUE.index(c["queue_delay_us"])) * (1.3 if c["runtime_flag"] == "pinned" else 1.0)
+    state = search(space, k, objective, budget + 8)
+    design = state.trials[:budget]
+    assert {t.config["runtime_flag"] for t in design} == set(FLAGS)       # categorical: every value
+    assert len({t.config["queue_delay_us"] for t in design}) == 2         # middle and one end, then flat
+    first = {n: state.trials[0].config[n] for n in PAPER_SPACE.names}
+    # the trial the design no longer spends on the queue goes to the covered knobs
+    assert any({n: t.config[n] for n in PAPER_SPACE.names} != first for t in design)
+    # a flat knob's other values are still measured later, in their own (sparser) turns
+    assert len({t.config["queue_delay_us"] for t in state.trials}) >= 3
+    assert state.best.config["runtime_flag"] == "pinned"
+
+
 def test_the_effect_model_learns_an_interaction_with_the_batch():
     space = extended(queue_delay_us=QUEUE)
     model = EffectModel(space, ("queue_delay_us",))
