@@ -202,8 +202,9 @@ def split_text(sv: Mapping[str, Any]) -> str | None:
 
 def _measurement(state: SearchState) -> str:
     b = state.spec.backend
-    slos = [(t.details or {}).get("slo_p99_ms") for t in state.trials if (t.details or {}).get("mode") == "served"]
-    if b.get("kind") == "live" and (b.get("mode") == "served" or slos):
+    served = [t.details or {} for t in state.trials if (t.details or {}).get("mode") == "served"]
+    if b.get("kind") == "live" and (b.get("mode") == "served" or served):
+        slos = [d["slo_p99_ms"] for d in served if d.get("slo_p99_ms") is not None]
         slo = float(slos[0] if slos else b.get("slo_p99_ms") or 100)       # the runner's default SLO: 100 ms
         return (f"served by Triton, perf_analyzer raising the load (requests in flight) until the p99 passes "
                 f"{units.ms(slo)}; each trial's peak RPS within that SLO")
