@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 from services.domain.space import Space
 
-INTERACT_WITH = ("batchsize", "cpus")   # covered knobs whose level changes an uncovered knob's effect
+INTERACT_WITH = ("batch", "cpus")   # roles of the covered knobs whose level changes an uncovered knob's effect
 PRIOR_SD_MAIN = 0.3         # log-space sd of a value's main effect before any trial
 PRIOR_SD_INTERACT = 0.15    # ... of all interactions together at the partners' extremes
 PRIOR_SD_LEVEL = 1.0        # the intercept (the knowledge's scale against the trials')
@@ -35,7 +35,8 @@ class EffectModel:
         self.space = space
         self.knobs = tuple(knobs)
         self.cols = [space.names.index(n) for n in self.knobs]
-        self.partners = [space.names.index(n) for n in INTERACT_WITH
+        partners = [getattr(space.roles, r) for r in INTERACT_WITH]      # the space's batch and cores knobs
+        self.partners = [space.names.index(n) for n in partners
                          if n in space.names and n not in self.knobs and space.knob(n).kind == "ordinal"
                          and len(space.knob(n).values) > 1]
         self.sizes = [len(space.knob(n).values) for n in self.knobs]
