@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.cli._shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, home, out, settings, slug
-from tools.cli.search_cmds import load_search, positive, positive_int
+from tools.cli.search_cmds import load_search, number, positive, positive_int
 from tools.export.artefacts import DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, FORMATS
 from tools.export.deploy import summary
 from tools.export.files import build, write
@@ -42,10 +42,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def headroom(text: str) -> float:
     """argparse type: a fraction in [0, 1)."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    x = number(text)
     if not 0 <= x < 1:
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1 (a fraction of the peak), not {text}")
     return x

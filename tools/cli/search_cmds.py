@@ -173,12 +173,17 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def positive(text: str) -> float:
-    """argparse type: a positive finite number."""
+def number(text: str) -> float:
+    """A command-line number (argparse's one-line error when it is not one)."""
     try:
-        x = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive(text: str) -> float:
+    """argparse type: a positive finite number."""
+    x = number(text)
     if not (x > 0 and x != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return x
