@@ -37,6 +37,7 @@ import numpy as np
 
 from schemas.events import TrialResult
 from services.domain.falcon_data import VALUE_COLUMN, model_table_from_rows
+from tools.app.submit import DEFAULT_SLO_P99_MS, SERVED_TRIAL_S
 from services.domain.pricing import PriceCatalogue
 from services.domain.space import Config, Space
 from services.platform.topics import runner_class
@@ -50,6 +51,7 @@ STRATEGY = "design"          # the calibration searches' strategy (the treebuild
 DEFAULT_POINTS = 16
 DEFAULT_MEASURE_S = 2.0
 OVERHEAD_S = 4.0             # a live trial's process start and warm-up, on top of its measurement (as submit)
+MODES = ("served", "closed-loop")   # what a live trial measures (docs/served-trials.md); served as submit
 # the KOPs of the zoo's profiled models (bench/results/profiles.txt: resnet8/18 conv2d; bert-tiny/base,
 # gru dense; mobilenet-v2-tiny conv2d, add, clip)
 ZOO_KOPS = ("conv2d", "dense", "add", "clip")
@@ -81,10 +83,12 @@ class Plan:
     seed: int = 0
     backend: str = "live"
     notes: tuple[str, ...] = ()
+    mode: str = "served"          # served: each point is a Triton deployment stressed up to its peak
+    slo_p99_ms: float = DEFAULT_SLO_P99_MS
 
     @property
     def trial_seconds(self) -> float:
-        return self.measure_s + OVERHEAD_S
+        return SERVED_TRIAL_S if self.mode == "served" else self.measure_s + OVERHEAD_S
 
     @property
     def trials(self) -> int:
@@ -123,8 +127,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibration_id": self.calibration_id, "space": self.space.to_dict(),
-                "space_fingerprint": self.space.fingerprint(), "backend": self.backend,
-                "measure_s": self.measure_s, "trial_seconds": self.trial_seconds, "seed": self.seed,
+                "space_fingerprint": self.space.fingerprint(), "backend": self.backend, "mode": self.mode,
+                "slo_p99_ms": self.slo_p99_ms if self.mode == "served" else None, "measure_s": self.measure_s, "trial_seconds": self.trial_seconds, "seed": self.seed,
                 "models": [{"op": i.op, "shape": i.shape, "model": i.model, "search_id": i.search_id}
                            for i in self.items],
                 "design": [dict(c) for c in self.design],
@@ -144,8 +148,10 @@ class Plan:
                  f"  {len(self.items)} single-operator models: " + "; ".join(
                      f"{op} ({', '.join(shapes)})" for op, shapes in ops.items()),
                  f"  x {len(self.design)} design points (scrambled Sobol, seed {self.seed}) = {self.trials} "
-                 f"{self.backend} trials of {units.seconds(self.measure_s)} measurement "
-                 f"(~{units.seconds(self.trial_seconds)} each)",
+                 + (f"served trials (Triton + perf_analyzer, the peak load within p99 {self.slo_p99_ms:g} ms; "
+                    f"~{units.seconds(self.trial_seconds)} each)" if self.mode == "served" else
+                    f"{self.backend} trials of {units.seconds(self.measure_s)} closed-loop measurement "
+                    f"(~{units.seconds(self.trial_seconds)} each)"),
                  "  runners: " + ", ".join(f"{cls} ({n} point{'' if n == 1 else 's'} per model)"
                                            for cls, n in self.runner_classes.items()),
                  "  design point                                      $/hour"]
@@ -158,12 +164,15 @@ class Plan:
 
 
 def calibration_id(space: Space, prices: PriceCatalogue, backend: str, measure_s: float, points: int,
-                   seed: int) -> str:
+                   seed: int, mode: str = "closed-loop", slo_p99_ms: float = DEFAULT_SLO_P99_MS) -> str:
     """The same for the same calibration asked again (so its searches are found and resumed);
-    the operators are not part of it, so asking for one more operator reuses the others."""
-    blob = json.dumps({"space": space.to_dict(), "prices": prices.to_dict(), "backend": backend,
-                       "measure_s": measure_s, "points": points, "seed": seed, "strategy": STRATEGY},
-                      sort_keys=True)
+    the operators are not part of it, so asking for one more operator reuses the others. A served
+    calibration differs by its mode and SLO (not its measure_s, which served trials do not use);
+    a closed-loop one keeps the id it had before served trials existed."""
+    what: dict[str, Any] = {"space": space.to_dict(), "prices": prices.to_dict(), "backend": backend,
+                            "points": points, "seed": seed, "strategy": STRATEGY}
+    what.update({"mode": mode, "slo_p99_ms": slo_p99_ms} if mode == "served" else {"measure_s": measure_s})
+    blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -227,7 +236,8 @@ def choose_operators(asked: Sequence[str] | None, seen_kops: Sequence[str] = ())
 
 def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue, operators: Sequence[str],
               shapes: int | Sequence[str], points: int, measure_s: float, seed: int = 0,
-              backend: str = "live", models_dir: Path | None = None, notes: Sequence[str] = ()) -> Plan:
+              backend: str = "live", models_dir: Path | None = None, notes: Sequence[str] = (),
+              mode: str = "served", slo_p99_ms: float = DEFAULT_SLO_P99_MS) -> Plan:
     """Everything checked before anything runs: the backend, the hardware, the prices of every
     design point, the operators and their shapes (each model is exported to ``models_dir`` when
     given: an export that fails is a CalibrationError too)."""
@@ -235,6 +245,10 @@ def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
     if backend != "live":
         raise CalibrationError(f"a calibration measures on live runners: --backend live, not {backend!r} "
                                "(replay trials only repeat a table someone measured)")
+    if mode not in MODES:
+        raise CalibrationError(f"--live-mode {mode!r}: {' or '.join(MODES)}")
+    if not math.isfinite(slo_p99_ms) or slo_p99_ms <= 0:
+        raise CalibrationError(f"--slo-p99-ms must be a positive number of milliseconds, not {slo_p99_ms}")
     if points < 1:
         raise CalibrationError(f"--points must be at least 1, not {points}")
     if not math.isfinite(measure_s) or measure_s <= 0:
@@ -249,7 +263,7 @@ def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
             prices.hourly(c)
         except ValueError as exc:
             raise CalibrationError(f"design point {c} has no price: {exc}") from None
-    cal_id = calibration_id(space, prices, backend, measure_s, len(design), seed)
+    cal_id = calibration_id(space, prices, backend, measure_s, len(design), seed, mode, slo_p99_ms)
     items = []
     for op in operators:
         try:
@@ -271,7 +285,8 @@ def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
             items.append(Item(m.op, shape, model_name(m.op, shape), search_id(cal_id, m.op, shape), onnx))
     if not items:
         raise CalibrationError("no operator to calibrate (--operators)")
-    return Plan(cal_id, space, prices, tuple(items), tuple(design), measure_s, seed, backend, tuple(notes))
+    return Plan(cal_id, space, prices, tuple(items), tuple(design), measure_s, seed, backend, tuple(notes), mode,
+                slo_p99_ms)
 
 
 # ---- tables from the measurements -----------------------------------------------------------------
@@ -441,8 +456,12 @@ def notice(plan: Plan, w: Written, runners: Sequence[str] = ()) -> str:
             f"{' (' + ', '.join(runners) + ')' if runners else ''}, host {m['host']}: {m['cpu']}, "
             f"{m['cores']} cores. Space {plan.space.fingerprint()} ({', '.join(plan.space.names)}); "
             f"{len(plan.items)} single-operator models (tools/opmodels.py) x {len(plan.design)} design points "
-            f"(scrambled Sobol, seed {plan.seed}), {plan.measure_s:g} s of stress test per trial (ONNX Runtime, "
-            f"services/trial_runner/stress.py), every trial an ordinary search trial (strategy `design`; "
+            f"(scrambled Sobol, seed {plan.seed}), "
+            + (f"each a served trial (the model deployed in Triton, ONNX Runtime, stressed by perf_analyzer up to "
+               f"the peak RPS within p99 {plan.slo_p99_ms:g} ms: docs/served-trials.md)" if plan.mode == "served" else
+               f"{plan.measure_s:g} s of closed-loop stress test per trial (ONNX Runtime, "
+               f"services/trial_runner/stress.py)")
+            + f", every trial an ordinary search trial (strategy `design`; "
             f"`falcon audit <search id>` shows them). Prices: {plan.prices.usd_per_vcpu_hour:g} $/vCPU-hour.\n\n"
             "- `models/sources/reg-cal-<op>-<shape>-<space>.csv`: each model's measured points "
             "(norm.(rps/budget) = RPS/$ over the model's best; rps, p50_ms, p99_ms, usd_per_hour, cv raw).\n"

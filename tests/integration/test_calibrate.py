@@ -68,7 +68,7 @@ def test_calibrate_publishes_knowledge_the_next_search_uses(stack, tmp_path, mon
     space_file.write_text(TINY)
     space = Space.from_file(space_file)
     argv = ["calibrate", "--space", str(space_file), "--operators", "dense", "--shapes", "1", "--points", "3",
-            "--measure-s", "0.3", "--yes", "--json", "--out", str(tmp_path / "tables")]
+            "--live-mode", "closed-loop", "--measure-s", "0.3", "--yes", "--json", "--out", str(tmp_path / "tables")]
     code, out, err = falcon(monkeypatch, capsys, stack, tmp_path / "home", *argv)
     assert code == 0, err
     summary = json.loads(out)

@@ -76,7 +76,8 @@ def submission(plan: cal.Plan, item: cal.Item, search_id: str, a: argparse.Names
     _, sub = build_submission(SubmitOptions(
         model=item.model, model_file=item.onnx, format="onnx", profile=str(profile_file(plan, item)), backend="live",
         measure_s=plan.measure_s, space=a.space, prices=a.prices, max_trials=len(plan.design), budget_usd=budget,
-        strategy=cal.STRATEGY, seed=plan.seed, search_id=search_id, live_mode="closed-loop"), runners)
+        strategy=cal.STRATEGY, seed=plan.seed, search_id=search_id, live_mode=plan.mode,
+        slo_p99_ms=plan.slo_p99_ms if plan.mode == "served" else None), runners)
     return sub
 
 
@@ -291,9 +292,11 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     shapes: int | list[str] = int(a.shapes) if a.shapes.strip().isdigit() else [x.strip() for x in a.shapes.split(",")]
     if isinstance(shapes, int) and shapes < 1:
         raise cal.CalibrationError(f"--shapes must be at least 1, not {a.shapes}")
-    probe = cal.make_plan(space, prices, hardware, ops, shapes, a.points, a.measure_s, a.seed, a.backend)
+    probe = cal.make_plan(space, prices, hardware, ops, shapes, a.points, a.measure_s, a.seed, a.backend,
+                          mode=a.live_mode, slo_p99_ms=a.slo_p99_ms)
     plan = cal.make_plan(space, prices, hardware, ops, shapes, a.points, a.measure_s, a.seed, a.backend,
-                         models_dir=home() / "calibrations" / probe.calibration_id / "models", notes=notes)
+                         models_dir=home() / "calibrations" / probe.calibration_id / "models", notes=notes,
+                         mode=a.live_mode, slo_p99_ms=a.slo_p99_ms)
     folder = Path(a.out) if a.out else calibration_dir(plan) / "tables"
     cal.check_out(folder)
     runners = asyncio.run(advertising_runners(s))
@@ -384,7 +387,13 @@ def register(sub: Any) -> None:
                    "their names, comma-separated")
     c.add_argument("--points", type=positive_int, default=cal.DEFAULT_POINTS,
                    help="design points (configurations) measured per model")
-    c.add_argument("--measure-s", type=positive, default=cal.DEFAULT_MEASURE_S, help="seconds of stress test per trial")
+    c.add_argument("--live-mode", choices=cal.MODES, default="served",
+                   help="served (default): each point a Triton deployment stressed up to its peak within the SLO; "
+                        "closed-loop: the in-process loop (docs/served-trials.md)")
+    c.add_argument("--slo-p99-ms", type=positive, default=cal.DEFAULT_SLO_P99_MS,
+                   help="served: the p99 the peak load is judged against (default 100)")
+    c.add_argument("--measure-s", type=positive, default=cal.DEFAULT_MEASURE_S,
+                   help="closed-loop: seconds of stress test per trial")
     c.add_argument("--seed", type=int, default=0, help="the design's seed")
     c.add_argument("--budget-usd", type=positive, help="refuse to start if the estimated cost is over this")
     c.add_argument("--out", help="folder for the tables (default: $FALCON_HOME/calibrations/<id>/tables)")

@@ -2,6 +2,7 @@
 anything runs, resuming (only the missing searches are submitted), and the tables it publishes."""
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from services.searcher.search import SearchState, record_trial, start_search
 from services.domain.spec import SearchSpec, StopRules
 from tests.helpers import REPO
 from tools import calibration as cal
+from tools.app.submit import SERVED_TRIAL_S
 from tools.cli import calibrate_cmds, main
 
 LIVE_FILE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
@@ -43,6 +45,7 @@ def no_stack(monkeypatch, tmp_path):
 
 
 def plan(ops=("conv2d", "dense"), shapes=2, points=16, **kw):
+    kw.setdefault("mode", "closed-loop")
     return cal.make_plan(LIVE, DEFAULT_PRICES, DEFAULT_HARDWARE, list(ops), shapes, points, 2.0, **kw)
 
 
@@ -63,6 +66,27 @@ def test_the_plan_prices_every_design_point_and_routes_it():
     assert plan(points=12).calibration_id != p.calibration_id
 
 
+def test_a_served_calibration_is_planned_as_served_trials_and_kept_apart_from_a_closed_loop_one():
+    closed, served = plan(), plan(mode="served")
+    assert served.trial_seconds == SERVED_TRIAL_S and closed.trial_seconds == 6.0
+    assert served.cost_usd == pytest.approx(closed.cost_usd * SERVED_TRIAL_S / 6.0)
+    assert "64 served trials (Triton + perf_analyzer, the peak load within p99 100 ms" in served.text()
+    assert served.to_dict()["mode"] == "served" and served.to_dict()["slo_p99_ms"] == 100.0
+    # its own id (its searches are not the closed-loop ones), which the SLO changes and measure_s does not
+    assert served.calibration_id != closed.calibration_id
+    assert plan(mode="served", slo_p99_ms=50.0).calibration_id != served.calibration_id
+    assert cal.make_plan(LIVE, DEFAULT_PRICES, DEFAULT_HARDWARE, ["conv2d", "dense"], 2, 16, 9.0,
+                         mode="served").calibration_id == served.calibration_id
+    # a closed-loop calibration keeps the id it had before served trials: the shipped one resumes
+    shipped = json.loads((REPO / "bench" / "live-calibrated" / "calibration.json").read_text())
+    again = cal.make_plan(Space.from_dict(shipped["space"]), DEFAULT_PRICES, DEFAULT_HARDWARE, ["conv2d"], 2,
+                          len(shipped["design"]), shipped["measure_s"], shipped["seed"], mode="closed-loop")
+    assert again.calibration_id == shipped["calibration_id"]
+    for bad, msg in (({"mode": "open"}, "--live-mode 'open'"), ({"slo_p99_ms": 0.0}, "--slo-p99-ms")):
+        with pytest.raises(cal.CalibrationError, match=msg):
+            plan(**{"mode": "served", **bad})
+
+
 def test_operators_default_to_the_zoo_kops_and_the_submitted_models_buildable_ones():
     ops, notes = cal.choose_operators(None, ["conv2d", "nn.batch_matmul", "fancy_attention"])
     assert ops == [*cal.ZOO_KOPS, "batch_matmul"] and "fancy_attention" in notes[0]
@@ -73,13 +97,18 @@ def test_operators_default_to_the_zoo_kops_and_the_submitted_models_buildable_on
 
 def test_dry_run_prints_the_plan_and_starts_nothing(no_stack, capsys):
     assert main(["calibrate", "--space", str(LIVE_FILE), "--operators", "dense", "--shapes", "1", "--points", "8",
-                 "--dry-run"]) == 0
+                 "--live-mode", "closed-loop", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "8 live trials" in text and "dry run: nothing was started" in text
+    # served (the default): each point a served trial, its SLO and time stated
+    assert main(["calibrate", "--space", str(REPO / "deploy" / "config" / "live-served-space.yaml"), "--operators",
+                 "dense", "--shapes", "1", "--points", "8", "--slo-p99-ms", "50", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "8 served trials (Triton + perf_analyzer, the peak load within p99 50 ms; ~45 s each)" in text
 
 
 def test_a_budget_below_the_estimate_is_refused_before_anything_runs(no_stack, capsys):
-    assert main(["calibrate", "--space", str(LIVE_FILE), "--operators", "conv2d,dense", "--budget-usd", "0.001",
+    assert main(["calibrate", "--space", str(LIVE_FILE), "--operators", "conv2d,dense", "--budget-usd", "0.001", "--live-mode", "closed-loop",
                  "--yes"]) == 2
     err = capsys.readouterr().err
     assert "is over --budget-usd $0.001; nothing was started" in err and "--points" in err
