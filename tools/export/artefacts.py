@@ -18,8 +18,8 @@ Formats:
   container, plus the model repository;
 - ``compose``: the same on one machine (docker compose), plus the model repository.
 
-Sizing (k8s, kserve, compose): each replica is run at ``1 - headroom`` of the peak RPS the
-trial measured within the SLO; the replicas for ``--load`` are ceil(load / that target), the
+Sizing (k8s, kserve, compose): each replica is run at ``1 - headroom`` of the peak RPS within
+the SLO (the search's noise-robust estimate of it where that is below the trial's measurement); the replicas for ``--load`` are ceil(load / that target), the
 autoscaler keeps at least those and targets the same per-replica load."""
 
 from __future__ import annotations
@@ -95,6 +95,14 @@ class Recommendation:
     notes: tuple[str, ...] = ()               # e.g. the trials ran in-process, not served
     served: bool = True                       # measured served behind Triton (else in-process, closed loop)
     deviation: Mapping[str, Any] | None = None   # a lower precision's outputs against fp32 (the trial's figure)
+    sizing_rps: float | None = None           # the noise-robust peak replicas are sized on (None: rps)
+
+    @property
+    def peak_for_sizing(self) -> float:
+        """What each replica is expected to carry at its peak: the search's robust figure, never
+        above the measurement (a lucky measurement would under-provision)."""
+        assert self.rps
+        return min(self.rps, self.sizing_rps) if self.sizing_rps else self.rps
 
 
 @dataclass(frozen=True)
@@ -117,19 +125,22 @@ class Serving:
 @dataclass(frozen=True)
 class Sizing:
     load_rps: float | None
-    peak_rps: float
+    peak_rps: float                           # the peak sized on: the search's robust estimate of it
     headroom: float
     target_rps: float                         # what each replica is run at: peak x (1 - headroom)
     replicas: int
     max_replicas: int
+    measured_rps: float | None = None         # the recommended trial's own measurement, where higher
 
     def text(self) -> str:
         head = (f"{self.replicas} replica{'s' if self.replicas != 1 else ''} for {figure_text(self.load_rps)} RPS"
                 if self.load_rps else "1 replica (no --load given)")
         scaling = (f"autoscaling {self.replicas}..{self.max_replicas} replicas at that target"
                    if self.max_replicas > self.replicas else "a fixed count (no autoscaler)")
-        return (f"{head}: each runs at {figure_text(self.target_rps)} RPS = {figure_text(self.peak_rps)} RPS peak within the SLO "
-                f"x (1 - {self.headroom:g} headroom); {scaling}")
+        robust = (f" (the search's noise-robust estimate; the trial measured {figure_text(self.measured_rps)})"
+                  if self.measured_rps and self.measured_rps > self.peak_rps else "")
+        return (f"{head}: each runs at {figure_text(self.target_rps)} RPS = {figure_text(self.peak_rps)} RPS peak within the SLO"
+                f"{robust} x (1 - {self.headroom:g} headroom); {scaling}")
 
 
 @dataclass(frozen=True)
@@ -202,8 +213,8 @@ def size(rec: Recommendation, fmt: str, load_rps: float | None, headroom: float 
         raise ExportRefused(f"--headroom must be at least 0 and below 1, not {headroom:g}")
     if load_rps is not None and not (math.isfinite(load_rps) and load_rps > 0):
         raise ExportRefused(f"--load must be a positive number of requests per second, not {load_rps:g}")
-    assert rec.rps
-    target = rec.rps * (1 - headroom)
+    peak = rec.peak_for_sizing
+    target = peak * (1 - headroom)
     n = replicas_for(load_rps, target) if load_rps else 1
     assert n is not None
     if fmt == "compose":
@@ -216,15 +227,15 @@ def size(rec: Recommendation, fmt: str, load_rps: float | None, headroom: float 
                      f"{fit} replica{'s' if fit != 1 else ''} "
                      f"of {s.cpus}")
             raise ExportRefused(f"a load of {figure_text(load_rps)} RPS needs {n} replicas at {figure_text(target)} RPS each "
-                                f"({figure_text(rec.rps)} peak x (1 - {headroom:g} headroom)), but {where}: it cannot be "
+                                f"({figure_text(peak)} peak x (1 - {headroom:g} headroom)), but {where}: it cannot be "
                                 f"carried within the space on one machine; export --format k8s or kserve")
-        return Sizing(load_rps, rec.rps, headroom, target, n, n)
+        return Sizing(load_rps, peak, headroom, target, n, n, rec.rps)
     if n > max_replicas:
         raise ExportRefused(f"a load of {figure_text(load_rps)} RPS needs {n} replicas at {figure_text(target)} RPS each "
-                            f"({figure_text(rec.rps)} peak x (1 - {headroom:g} headroom)), more than --max-replicas "
+                            f"({figure_text(peak)} peak x (1 - {headroom:g} headroom)), more than --max-replicas "
                             f"{max_replicas}: it cannot be carried within the space; raise --max-replicas if "
                             f"that many pods is intended")
-    return Sizing(load_rps, rec.rps, headroom, target, n, min(max_replicas, max(n * SCALE_UP_FACTOR, 2)))
+    return Sizing(load_rps, peak, headroom, target, n, min(max_replicas, max(n * SCALE_UP_FACTOR, 2)), rec.rps)
 
 
 # ---- the comment header every file carries ------------------------------------------------

@@ -100,6 +100,7 @@ def kserve_doc(rec: Recommendation, sizing: Sizing, name: str, storage_uri: str)
             "metadata": {"name": name, "labels": _labels(name, rec),
                          "annotations": {"falcon/search-id": rec.search_id,
                                          "falcon/peak-rps-within-slo": f"{rec.rps:.6g}",
+                                         "falcon/sized-on-rps": f"{sizing.peak_rps:.6g}",
                                          "falcon/headroom": f"{sizing.headroom:g}"}},
             "spec": {"predictor": predictor}}
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from schemas.events import TrialResult
 from services.platform.model_files import ModelFileError, model_path
+from services.domain.objectives import RPS_PER_USD
 from services.domain.pricing import PricingError
 from services.searcher.search import SearchState, estimate_data
 from tools.export.artefacts import (
@@ -75,18 +76,38 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
                  "served before relying on the sizing",)
     cpus = next((k.values for k in state.spec.space.knobs if k.name == "cpus"), None)
     est = estimate_data(state)
+    sizing_rps = robust_rps(state, best, est)
     return Recommendation(
         search_id=state.search_id, model=str(state.spec.model.get("name")), config=dict(best.config),
         backend_kind=kind, trial=best.index + 1, rps=best.rps, p99_ms=best.p99_ms, usd_per_hour=hourly,
         date=date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), p50_ms=best.p50_ms,
         slo_p99_ms=state.spec.constraints.slo_p99_ms or details.get("slo_p99_ms"),
-        estimate=est, estimate_unit=state.spec.objective.unit(kind),
+        sizing_rps=sizing_rps, estimate=est, estimate_unit=state.spec.objective.unit(kind),
         measured_at=(f"concurrency {peak['concurrency']} (requests of 1 sample)" if peak.get("concurrency")
                      else None),
         inputs=inputs, outputs=outputs, model_uri=state.spec.model.get("uri"),
         model_bytes=model.stat().st_size if model is not None else None,
         space_max_cpus=max(int(c) for c in cpus) if cpus else None, notes=notes, served=_served(best),
         deviation=details.get("output_deviation"))
+
+
+def robust_rps(state: SearchState, best: TrialResult, est: Mapping[str, Any] | None) -> float | None:
+    """The peak RPS a deployment is sized on: not the recommended configuration's best (luckiest)
+    measurement but the search's noise-robust figure, where that is lower. For RPS/$ (a fixed price
+    per configuration) that is the measured peak scaled by the estimate over the measurement (the
+    posterior mean shrinks a lucky draw); for another objective, the mean peak of the
+    configuration's measurements."""
+    if not best.rps or best.rps <= 0:
+        return best.rps
+    objective = state.spec.objective
+    if objective.name == RPS_PER_USD and est and est.get("trial_id") == best.trial_id:
+        measured = objective.natural(state.objective_value(best))
+        value = est.get("value")
+        if measured and measured > 0 and value is not None and 0 < value < measured:
+            return best.rps * value / measured
+        return best.rps
+    same = [t.rps for t in state.trials if t.ok and t.rps and dict(t.config) == dict(best.config)]
+    return min(best.rps, sum(same) / len(same)) if same else best.rps
 
 
 def local_model(state: SearchState, cache_dir: Path) -> Path | None:

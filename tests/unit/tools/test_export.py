@@ -26,7 +26,7 @@ import numpy as np
 from schemas.events import TrialResult
 from services.domain.space import Space
 from services.domain.spec import Constraints, SearchSpec, StopRules
-from services.searcher.search import record_trial, start_search
+from services.searcher.search import estimate_data, record_trial, start_search
 from tools.cli import main
 from tools.cli.search_cmds import Loaded
 from tools.export.artefacts import ExportRefused, Recommendation, Tensor, model_name, size
@@ -266,6 +266,22 @@ def test_replicas_carry_the_load_at_the_stated_headroom(load, headroom, replicas
     assert isvc["spec"]["predictor"]["minReplicas"] == replicas
     assert isvc["spec"]["predictor"]["scaleTarget"] == math.floor(120 * (1 - headroom))
     assert f"{replicas} replica" in e.files["deployment.yaml"].split("\n\n")[0]
+
+
+def test_replicas_are_sized_on_the_searchs_robust_peak_not_a_lucky_measurement(model, tmp_path):
+    st = served_search(model)                  # 5% spread per measurement: the estimate shrinks the best one
+    est = estimate_data(st)
+    measured = st.spec.objective.natural(st.objective_value(st.best))
+    robust = 120.0 * est["value"] / measured
+    assert robust < 120.0
+    e, _ = build(st, "k8s", tmp_path / "cache", load_rps=500.0)
+    assert e.sizing.peak_rps == pytest.approx(robust) and e.sizing.measured_rps == 120.0
+    assert e.sizing.target_rps == pytest.approx(robust * 0.7)
+    assert e.sizing.replicas == math.ceil(500.0 / (robust * 0.7))
+    assert "(the search's noise-robust estimate; the trial measured 120)" in e.files["deployment.yaml"]
+    # never above the measurement, and the measurement itself where no estimate is below it
+    assert size(rec(sizing_rps=150.0), "k8s", 500.0).peak_rps == 120.0
+    assert size(rec(), "k8s", 500.0).peak_rps == 120.0
 
 
 def test_without_a_load_one_replica_is_exported():
