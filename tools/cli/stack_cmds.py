@@ -85,9 +85,14 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 
 def shipped_spaces() -> dict[str, Space]:
-    """The spaces the stack ships offline knowledge for (bench/live-offline and the paper's tables)."""
-    from tools.app.submit import LIVE_SPACE
-    return {"the paper's space": PAPER_SPACE, "the live CPU space": Space.from_file(LIVE_SPACE)}
+    """The spaces the stack ships offline knowledge for (SHIPPED_OFFLINE)."""
+    from tools.app.submit import LIVE_SPACE, SERVED_SPACE
+    return {"the paper's space": PAPER_SPACE, "the live CPU space": Space.from_file(LIVE_SPACE),
+            "the served live space": Space.from_file(SERVED_SPACE)}
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def knowledge_ready(s: Settings, timeout_s: float) -> dict[str, str]:
@@ -95,7 +100,7 @@ def knowledge_ready(s: Settings, timeout_s: float) -> dict[str, str]:
     timeout of 0, only look."""
     spaces = shipped_spaces()
     if timeout_s > 0:
-        print(f"building the offline knowledge for {' and '.join(spaces)} (a search waits for it; "
+        print(f"building the offline knowledge for {_and(list(spaces))} (a search waits for it; "
               f"up to {timeout_s:.0f} s) ...", file=sys.stderr, flush=True)
     return asyncio.run(wait_knowledge(s, spaces, timeout_s))
 
@@ -104,9 +109,9 @@ def knowledge_line(state: dict[str, str]) -> str:
     ready = [n for n, v in state.items() if v == "ready"]
     building = [n for n, v in state.items() if v == "building"]
     if not building and ready:
-        return f"ready: offline knowledge built for {' and '.join(ready)}"
+        return f"ready: offline knowledge built for {_and(ready)}"
     if building:
-        return (f"ready, but the offline knowledge for {' and '.join(building)} is still building: a search of "
+        return (f"ready, but the offline knowledge for {_and(building)} is still building: a search of "
                 "that space submitted now waits up to 60 s for it, then runs without it and says so in its notices")
     return "ready: no offline dataset published, so searches run without offline knowledge (and say so)"
 
@@ -116,13 +121,15 @@ SHIPPED_OFFLINE = (
                                        # 2-core machine of this project (python -m bench.live_table --role sources)
     REPO / "bench" / "live-calibrated",  # falcon calibrate of that space on the same machine: single-operator
                                          # models' tables and KOP curves (its NOTICE.md says how and when)
+    REPO / "bench" / "live-served-calibrated",  # falcon calibrate of the served live space (served trials), the
+                                                # knowledge of the default live searches (its NOTICE.md)
     DEFAULT_DATA,                      # Falcon's public tables over the paper's space, where the checkout has them
 )
 
 
 def offline_datasets(chosen: list[str] | None, none: bool = False) -> list[Path]:
     """What ``falcon up`` publishes to the treebuilder: the folders named with --offline, else
-    the datasets shipped for the spaces the stack offers (the live CPU space and the paper's),
+    the datasets shipped for the spaces the stack offers (the served and CPU live spaces, the paper's),
     so a first search has knowledge without a manual step; nothing with --no-offline."""
     if none:
         return []

@@ -75,7 +75,8 @@ def test_since_accepts_durations_and_iso_times():
 def test_falcon_up_publishes_the_shipped_datasets_unless_told_otherwise(tmp_path):
     from tools.cli.stack_cmds import offline_datasets
     shipped = offline_datasets(None)
-    assert [p.name for p in shipped[:2]] == ["live-offline", "live-calibrated"]   # knowledge for the live CPU space
+    assert [p.name for p in shipped[:3]] == ["live-offline", "live-calibrated",     # the live CPU space's
+                                             "live-served-calibrated"]              # the served space's
     assert all((p / "models").is_dir() or (p / "kop-curves").is_dir() for p in shipped)
     assert offline_datasets([str(tmp_path)]) == [tmp_path]
     assert offline_datasets(None, none=True) == []
