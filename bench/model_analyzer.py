@@ -44,6 +44,7 @@ TOLERANCE = 0.02
 PORTS = (18211, 18212, 18213)                           # http, grpc, metrics of the server MA launches
 SERVE_CORE, CLIENT_CORE = 0, 1
 MA_VERSION = "1.44.0"
+RUN_TIMEOUT_S = 900                                     # one Model Analyzer run, whatever it does
 # knob values Model Analyzer searches (the fp32/graph_opt=all slice of deploy/config/live-served-space.yaml)
 BATCHES = (1, 4, 16)
 DELAYS_US = (0, 2000)
@@ -285,7 +286,10 @@ def run(work: Path, results: Path, ma_venv: Path, mode: str, max_concurrency: in
         p = subprocess.Popen([str(ma), "profile", "-f", str(cfg)], cwd=out, env=env, stdout=log,
                              stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            rc = p.wait()
+            rc = p.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            rc = 124
+            print(f"Model Analyzer ({mode}) ran past {RUN_TIMEOUT_S} s: stopped", file=log)
         finally:
             try:
                 os.killpg(p.pid, 9)
@@ -380,7 +384,9 @@ def report(raw: Path, table: Path | None, replays: list[Path], slo_ms: float) ->
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", action="store_true", help="run Model Analyzer now (minutes; take the heavy lock)")
-    p.add_argument("--mode", choices=("brute", "quick"), default="brute")
+    p.add_argument("--mode", choices=("brute", "quick", "both"), default="brute",
+                   help="Model Analyzer's search: brute (batch x delay, every configuration), quick (its hill climb "
+                        "over max_batch_size 1..16, delay 0), both")
     p.add_argument("--max-concurrency", type=int, default=64)
     p.add_argument("--ma-venv", type=Path, default=REPO / ".venv-ma")
     p.add_argument("--onnx", type=Path, help="resnet8's ONNX file (default: exported from the zoo)")
@@ -404,17 +410,21 @@ def main(argv: list[str] | None = None) -> int:
     for r in a.replay:
         if not r.is_file():
             p.error(f"--replay: no file {r}")
-    raw = a.results / a.mode
+    modes = ["brute", "quick"] if a.mode == "both" else [a.mode]
     if a.run:
-        rc = run(WORK, a.results, a.ma_venv, a.mode, a.max_concurrency, a.onnx)
-        if rc != 0:
-            print(f"Model Analyzer exited with {rc}; its log: {raw / 'model-analyzer.log'}", file=sys.stderr)
-    if not (raw / "model-analyzer.log").exists():
-        print(f"error: no Model Analyzer output in {raw} (run with --run)", file=sys.stderr)
-        return 2
-    text = report(raw, a.table, a.replay, a.slo_p99_ms)
-    print(text)
-    (a.results / f"{a.mode}.txt").write_text(text + "\n")
+        for mode in modes:
+            rc = run(WORK, a.results, a.ma_venv, mode, a.max_concurrency, a.onnx)
+            if rc != 0:
+                print(f"Model Analyzer ({mode}) exited with {rc}; its log: {a.results / mode / 'model-analyzer.log'}",
+                      file=sys.stderr)
+    for i, mode in enumerate(modes):
+        raw = a.results / mode
+        if not (raw / "model-analyzer.log").exists():
+            print(f"error: no Model Analyzer output in {raw} (run with --run)", file=sys.stderr)
+            return 2
+        text = report(raw, a.table, a.replay if i == len(modes) - 1 else [], a.slo_p99_ms)
+        print(text)
+        (a.results / f"{mode}.txt").write_text(text + "\n")
     return 0
 
 
