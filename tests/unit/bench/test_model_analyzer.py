@@ -30,8 +30,8 @@ def test_profiling_order_and_knobs_come_from_what_model_analyzer_wrote():
 
 
 def _measurement(name, conc, rps, p99_ms):
-    return {"_model_config_measurements": [{
-        "_model_config_name": name, "_model_specific_pa_params": {"batch-size": 1, "concurrency-range": conc},
+    return {"_model_variants_name": name, "_model_config_measurements": [{
+        "_model_config_name": "resnet8", "_model_specific_pa_params": {"batch-size": 1, "concurrency-range": conc},
         "_non_gpu_data": [["perf_throughput", {"_value": rps, "_timestamp": 0}],
                           ["perf_latency_p99", {"_value": p99_ms, "_timestamp": 0}]]}]}
 
