@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "bench" / "model-analyzer-work"           # scratch (git-ignored): repository, logs, outputs
+WORK = REPO / ".falcon" / "model-analyzer"              # scratch (git-ignored): repository, logs, outputs
 RESULTS = REPO / "bench" / "results" / "model-analyzer"
 MODEL = "resnet8"
 TOLERANCE = 0.02
