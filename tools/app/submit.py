@@ -252,10 +252,12 @@ def result_summary(event: Event[SearchCompleted | SearchFailed]) -> dict[str, An
     r = event.payload
     if isinstance(r, SearchCompleted):
         obj = r.objective
-        natural = r.objective_value if obj is not None else r.best.value
+        natural = r.objective_value if obj is not None else r.best.rps_per_usd
+        unit = r.best.rps_per_usd_unit
+        # "value": the recommendation's RPS/$ (its name before the field was rps_per_usd), in "rps_per_usd_unit"
         out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
-               "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
-               "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
+               "value": r.best.rps_per_usd, "rps_per_usd_unit": unit, "objective": units.objective_title(obj, unit),
+               "value_text": units.objective_text(obj, natural, unit), "rps": r.best.rps,
                "p99_ms": r.best.p99_ms, "trials": len(r.trials),
                "spent_usd": units.round_sig(r.spent_usd), "spent_text": units.usd(units.round_sig(r.spent_usd)),
                "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}

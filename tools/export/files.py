@@ -82,7 +82,7 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
         backend_kind=kind, trial=best.index + 1, rps=best.rps, p99_ms=best.p99_ms, usd_per_hour=hourly,
         date=date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), p50_ms=best.p50_ms,
         slo_p99_ms=state.spec.constraints.slo_p99_ms or details.get("slo_p99_ms"),
-        sizing_rps=sizing_rps, estimate=est, estimate_unit=state.spec.objective.unit(kind),
+        sizing_rps=sizing_rps, estimate=est, estimate_unit=state.spec.objective.unit(state.rps_per_usd_unit),
         measured_at=(f"concurrency {peak['concurrency']} (requests of 1 sample)" if peak.get("concurrency")
                      else None),
         inputs=inputs, outputs=outputs, model_uri=state.spec.model.get("uri"),

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from schemas import Event
 from schemas.events import SearchCancelled, TrialRequested, TrialResult
+from schemas.upcast import stated
 from services.searcher.preflight import Facts, spec_problems
 from services.domain.pricing import PricingError
 from services.domain.space import SpaceError
@@ -103,6 +104,8 @@ def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decis
         return Decision(state, ignored=f"trial result outside the space: {exc}")
     if state.spec.space.key(config) != state.spec.space.key(requested.config):
         return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
+    # a v1 result does not state its RPS/$ unit: the search's backend measured it, in its unit
+    result = stated(result, state.spec.backend.get("kind"))
     return replace(state, trials=state.trials + (replace(result, config=config),),
                    pending=tuple(p for p in state.pending if p.trial_id != result.trial_id))
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from services.domain.figures import REQ_PER_USD
 from services.platform.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
 from services.platform.model_files import ModelFileError, model_path
@@ -185,7 +186,7 @@ class LiveBackend(TrialBackend):
         if out["status"] != "ok":
             return trial.result("failed", duration_s=duration, cost_usd=cost, reason=out["reason"])
         value = requests_per_dollar(out["rps"], trial.price_per_hour)
-        return trial.result("ok", value=value, duration_s=duration, cost_usd=cost, rps=out["rps"],
+        return trial.result("ok", rps_per_usd=value, rps_per_usd_unit=REQ_PER_USD, duration_s=duration, cost_usd=cost, rps=out["rps"],
                             p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], stability_cv=out["cv"],
                             energy_j_per_request=out.get("energy_j_per_request"),
                             mean_power_w=out.get("mean_power_w"),
@@ -247,7 +248,8 @@ class LiveBackend(TrialBackend):
         finally:
             run.stop()
         duration = time.monotonic() - t0
-        return trial.result("ok", value=requests_per_dollar(m.peak.rps, trial.price_per_hour), duration_s=duration,
+        return trial.result("ok", rps_per_usd=requests_per_dollar(m.peak.rps, trial.price_per_hour),
+                            rps_per_usd_unit=REQ_PER_USD, duration_s=duration,
                             cost_usd=trial.price_per_hour * duration / 3600.0, rps=m.peak.rps, p50_ms=m.peak.p50_ms,
                             p99_ms=m.peak.p99_ms, stability_cv=m.stability_cv,
                             details=details(m, sc, slo, cores, self.client_cores, deviation))
