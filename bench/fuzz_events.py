@@ -62,7 +62,8 @@ def valid_events() -> list[Event]:
                                         "model": {"name": "gru", "format": "falcon-profile"},
                                         "backend": {"kind": "replay", "table": table}, "price_per_hour": 1.0}, "fuzz"),
         Event("trial-completed", "fz", {"trial_id": "fz/t0", "index": 0, "config": cfg, "status": "ok",
-                                        "rps_per_usd": 0.5, "rps_per_usd_unit": "norm", "cost_usd": 0.1, "duration_s": 900.0, "runner": "r"}, "fuzz"),
+                                        "rps_per_usd": 0.5, "rps_per_usd_unit": "norm", "cost_usd": 0.1,
+                                        "duration_s": 900.0, "runner": "r"}, "fuzz"),
         Event("search-cancelled", "fz", {"reason": "enough", "requested_by": "fuzz"}, "fuzz"),
     ]
 

@@ -194,8 +194,9 @@ def run_search(case: Case, strategy: str, seed: int, trials: int, knowledge: Any
     def run(r: TrialRequested) -> TrialResult:
         v = case.value(r.config)
         price = DEFAULT_PRICES.hourly(r.config)
-        return r.result("ok", rps_per_usd=v, rps_per_usd_unit=NORMALISED, cost_usd=price / 4, duration_s=900.0) if v is not None \
-            else r.failed("does not start")
+        if v is None:
+            return r.failed("does not start")
+        return r.result("ok", rps_per_usd=v, rps_per_usd_unit=NORMALISED, cost_usd=price / 4, duration_s=900.0)
     times = []
     t = time.perf_counter()
     d = _s.start_search(f"uncovered-{case.model}-{case.size}-{seed}", spec, kops, ops, knowledge)

@@ -88,7 +88,7 @@ class KopsIdentified(Payload):
 class TrialRequested(Payload):
     """A trial the searcher asks for; also what a backend is given to run."""
     type: ClassVar[str] = "trial-requested"
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"parallel", "predicted"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"parallel", "predicted", "roles"})
     trial_id: str
     index: int
     config: Config
@@ -98,6 +98,7 @@ class TrialRequested(Payload):
     runner_class: str = "replay"
     parallel: int | None = None                     # the searcher's record: its trials in flight at once
     predicted: Mapping[str, float] | None = None     # the searcher's record (noisy searches): see SearchState
+    roles: Mapping[str, str] | None = None   # the space's knob roles unlike the defaults (None: the defaults)
 
     def result(self, status: Literal["ok", "failed"], *, rps_per_usd: float | None = None,
                rps_per_usd_unit: RpsPerUsdUnit | None = None, cost_usd: float = 0.0, duration_s: float = 0.0,

@@ -227,7 +227,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         index = len(state.trials) + len(state.pending) + len(requests)
         requests.append(TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend,
                                        hourly, runner_class(str(spec.backend["kind"]), config, spec.prices.gpu_knob),
-                                       parallel=state.parallel, predicted=dict(state.predicted) or None))
+                                       parallel=state.parallel, predicted=dict(state.predicted) or None,
+                                       roles=spec.space.roles.to_dict() or None))
     if not requests:
         return _stop(state, "budget")
     return Decision(replace(state, pending=state.pending + tuple(requests)), requests=tuple(requests))
