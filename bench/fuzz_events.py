@@ -61,8 +61,9 @@ def valid_events() -> list[Event]:
         Event("trial-requested", "fz", {"trial_id": "fz/t0", "index": 0, "config": cfg,
                                         "model": {"name": "gru", "format": "falcon-profile"},
                                         "backend": {"kind": "replay", "table": table}, "price_per_hour": 1.0}, "fuzz"),
-        Event("trial-completed", "fz", {"trial_id": "fz/t0", "index": 0, "config": cfg, "status": "ok", "value": 0.5,
-                                        "cost_usd": 0.1, "duration_s": 900.0, "runner": "r"}, "fuzz"),
+        Event("trial-completed", "fz", {"trial_id": "fz/t0", "index": 0, "config": cfg, "status": "ok",
+                                        "rps_per_usd": 0.5, "rps_per_usd_unit": "norm", "cost_usd": 0.1,
+                                        "duration_s": 900.0, "runner": "r"}, "fuzz"),
         Event("search-cancelled", "fz", {"reason": "enough", "requested_by": "fuzz"}, "fuzz"),
     ]
 

@@ -74,6 +74,7 @@ def objective(config: Mapping[str, Any]) -> float | None:
 def run_case(size: float, strategy: str, trials: int, seed: int) -> dict[str, Any]:
     """One (size, strategy) in this process; returns its figures."""
     from schemas.events import TrialRequested, TrialResult
+    from services.domain.figures import NORMALISED
     from services.domain.spec import SearchSpec, StopRules
     from services.knowledge import Knowledge, OfflineDataset
     from services.searcher.search import record_trial, start_search
@@ -90,7 +91,8 @@ def run_case(size: float, strategy: str, trials: int, seed: int) -> dict[str, An
 
     def run(r: TrialRequested) -> TrialResult:
         v = objective(r.config)
-        return r.result("ok", value=v, cost_usd=0.1, duration_s=900.0) if v is not None else r.failed("does not start")
+        return r.result("ok", rps_per_usd=v, rps_per_usd_unit=NORMALISED, cost_usd=0.1, duration_s=900.0) \
+            if v is not None else r.failed("does not start")
     times = []
     t = time.perf_counter()
     d = start_search("scale", spec, ["conv2d", "relu"], ops, knowledge)
@@ -100,7 +102,7 @@ def run_case(size: float, strategy: str, trials: int, seed: int) -> dict[str, An
         t = time.perf_counter()
         d = record_trial(d.state, result, knowledge)
         times.append(time.perf_counter() - t)
-    best = max((x.value for x in d.state.trials if x.ok and x.value is not None), default=0.0)
+    best = max((x.rps_per_usd for x in d.state.trials if x.ok and x.rps_per_usd is not None), default=0.0)
     return {"size": space.size, "strategy": strategy, "build_s": build_s, "decision_p50_s": float(np.median(times)),
             "decision_p99_s": float(np.percentile(times, 99)), "decisions": len(times),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -136,7 +136,7 @@ def run_one(strategy: str, table_path: Path, ops: list[dict], knowledge: Knowled
             return 0.0 if v is None else fraction(objective, v, optimum)
         if truth is not None:
             return float(row["value"]) if row is not None else 0.0
-        return float(best.value) if best.value is not None else 0.0
+        return float(best.rps_per_usd) if best.rps_per_usd is not None else 0.0
     # what the search recommends after each trial (a noisy search: with what its model expected then)
     curve = [score(with_predictions(replace(state, trials=state.trials[:k]), knowledge).best)
              for k in range(1, len(state.trials) + 1)]
@@ -317,14 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     a.json.write_text(json.dumps(out))
     png = a.json.with_suffix(".png")
     what = "mean best norm.(RPS/$)" if not scored else \
-        f"mean fraction of the optimum of {objective.describe('live')}" + \
+        f"mean fraction of the optimum of {objective.describe()}" + \
         (f" under {', '.join(f'{k}={v:g}' for k, v in constraints.to_dict().items() if v is not None)}"
          if constraints != Constraints() else "")
     plot(results, a.trials, png, "mean best norm.(RPS/$) so far" if not scored else "mean fraction of the optimum so far")
     print(f"{len(tables)} targets x {a.seeds} seeds x {a.trials} trials, {a.parallel} in parallel"
           f"{f', noise {a.noise:g}' if a.noise else ''}, {time.monotonic() - t0:.0f}s; {what} after N trials:")
     if scored:
-        print("optimum per table (" + objective.unit("live") + "): "
+        print("optimum per table (" + objective.unit() + "): "
               + ", ".join(f"{n} {v:.4g}" for n, v in optima.items()))
     print(summarise(results, a.trials))
     print(per_model(results, a.trials))

@@ -56,6 +56,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from services.domain.falcon_data import VALUE_COLUMN, read_csv, read_operator_profile
+from services.domain.figures import NORMALISED
 from services.domain.pricing import DEFAULT_PRICES
 from services.domain.space import Space
 
@@ -193,8 +194,9 @@ def run_search(case: Case, strategy: str, seed: int, trials: int, knowledge: Any
     def run(r: TrialRequested) -> TrialResult:
         v = case.value(r.config)
         price = DEFAULT_PRICES.hourly(r.config)
-        return r.result("ok", value=v, cost_usd=price / 4, duration_s=900.0) if v is not None \
-            else r.failed("does not start")
+        if v is None:
+            return r.failed("does not start")
+        return r.result("ok", rps_per_usd=v, rps_per_usd_unit=NORMALISED, cost_usd=price / 4, duration_s=900.0)
     times = []
     t = time.perf_counter()
     d = _s.start_search(f"uncovered-{case.model}-{case.size}-{seed}", spec, kops, ops, knowledge)
@@ -206,8 +208,8 @@ def run_search(case: Case, strategy: str, seed: int, trials: int, knowledge: Any
         times.append(time.perf_counter() - t)
     curve, best = [], 0.0
     for x in d.state.trials:
-        if x.ok and x.value is not None:
-            best = max(best, float(x.value))
+        if x.ok and x.rps_per_usd is not None:
+            best = max(best, float(x.rps_per_usd))
         curve.append(best)
     curve += [best] * (trials - len(curve))
     return {"curve": curve, "times": times, "notices": list(d.state.learnt)}

@@ -29,14 +29,15 @@ P = TypeVar("P", bound="Payload", covariant=True)
 SCHEMA_DIR = Path(__file__).parent
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
-# Event type -> versions this code reads. Writers always write the newest.
+# Event type -> versions this code reads. Writers always write the newest; an older version's data
+# is upcast to the newest shape before it becomes a payload (schemas/upcast.py).
 SUPPORTED_VERSIONS: dict[str, tuple[int, ...]] = {
     "model-submitted": (1,),
     "kops-identified": (1,),
     "trial-requested": (1,),
-    "trial-completed": (1,),
-    "search-completed": (1,),
-    "search-failed": (1,),
+    "trial-completed": (1, 2),      # v2: a trial row's value is rps_per_usd, with rps_per_usd_unit
+    "search-completed": (1, 2),
+    "search-failed": (1, 2),
     "dead-letter": (1,),
     "offline-table-published": (1,),
     "trees-ready": (1,),
@@ -85,11 +86,13 @@ class Event(Generic[P]):
 
     @cached_property
     def payload(self) -> P:
-        """``data`` as its kind's dataclass (converted once; the bus does it at the edge).
+        """``data`` as its kind's dataclass (converted once; the bus does it at the edge), an older
+        version's data upcast to the newest shape first (schemas/upcast.py).
         ValueError when the content is schema-valid but unusable (e.g. an impossible space)."""
         from schemas.events import PAYLOADS
+        from schemas.upcast import upcast
         try:
-            return PAYLOADS[self.type].from_data(self.data)  # type: ignore[return-value]
+            return PAYLOADS[self.type].from_data(upcast(self.type, self.version, self.data))  # type: ignore[return-value]
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"{self.type} v{self.version}: data does not fit its payload: {exc!r}") from None
 
@@ -105,8 +108,12 @@ def utc_now() -> str:
 
 @cache
 def _registry() -> Registry:
-    defs = json.loads((SCHEMA_DIR / "v1" / "defs.json").read_text())
-    return Registry().with_resource(defs["$id"], Resource.from_contents(defs))
+    """Every version's shared definitions (``v<N>/defs.json``, each under its ``$id``)."""
+    registry = Registry()
+    for path in sorted(SCHEMA_DIR.glob("v*/defs.json")):
+        defs = json.loads(path.read_text())
+        registry = registry.with_resource(defs["$id"], Resource.from_contents(defs))
+    return registry
 
 
 @cache

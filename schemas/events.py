@@ -1,6 +1,7 @@
 """One dataclass per event kind: an event's ``data``, typed.
 
-The JSON Schemas (``v1/*.json``) stay the wire contract (a test checks that every class and its
+The JSON Schemas (``v1/*.json``, ``v2/*.json``: each kind's newest version is written, the
+older ones read and upcast by ``schemas/upcast.py``) stay the wire contract (a test checks that every class and its
 schema name the same fields); the bus converts ``data`` into the kind's class once, at the edge
 (:attr:`schemas.Event.payload`), so handlers read attributes instead of string keys and the
 search spec is parsed once per event, not once per reader.
@@ -8,7 +9,7 @@ search spec is parsed once per event, not once per reader.
 :class:`TrialResult` is the one trial-result type: a backend returns it, the runner publishes it
 as trial-completed, the searcher keeps it in the search state, and reports read it. A new measured
 figure is registered in ``services/domain/figures.py``, a field here and a property of
-``v1/defs.json``'s ``trial_row`` (trial-completed's schema); the backend that measures it fills it.
+``v2/defs.json``'s ``trial_row`` (trial-completed's schema); the backend that measures it fills it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
+from services.domain.figures import RpsPerUsdUnit
 from services.domain.objectives import Objective, ParetoPoint
 from services.domain.space import Config, Space
 from services.domain.spec import SearchSpec
@@ -86,7 +88,7 @@ class KopsIdentified(Payload):
 class TrialRequested(Payload):
     """A trial the searcher asks for; also what a backend is given to run."""
     type: ClassVar[str] = "trial-requested"
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"parallel", "predicted"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"parallel", "predicted", "roles"})
     trial_id: str
     index: int
     config: Config
@@ -96,13 +98,16 @@ class TrialRequested(Payload):
     runner_class: str = "replay"
     parallel: int | None = None                     # the searcher's record: its trials in flight at once
     predicted: Mapping[str, float] | None = None     # the searcher's record (noisy searches): see SearchState
+    roles: Mapping[str, str] | None = None   # the space's knob roles unlike the defaults (None: the defaults)
 
-    def result(self, status: Literal["ok", "failed"], *, value: float | None = None, cost_usd: float = 0.0,
-               duration_s: float = 0.0, **measured: Any) -> "TrialResult":
-        """This trial's result (a backend's answer); ``measured``: rps, p50_ms, p99_ms,
-        stability_cv, reason, details, energy_j_per_request, mean_power_w."""
-        return TrialResult(self.trial_id, self.index, dict(self.config), status, value, cost_usd, duration_s,
-                           **measured)
+    def result(self, status: Literal["ok", "failed"], *, rps_per_usd: float | None = None,
+               rps_per_usd_unit: RpsPerUsdUnit | None = None, cost_usd: float = 0.0, duration_s: float = 0.0,
+               **measured: Any) -> "TrialResult":
+        """This trial's result (a backend's answer): its RPS/$ in the unit the backend measures it
+        in (services/domain/figures.py); ``measured``: rps, p50_ms, p99_ms, stability_cv, reason,
+        details, energy_j_per_request, mean_power_w."""
+        return TrialResult(self.trial_id, self.index, dict(self.config), status, rps_per_usd, cost_usd, duration_s,
+                           rps_per_usd_unit=rps_per_usd_unit, **measured)
 
     def failed(self, reason: str) -> "TrialResult":
         return self.result("failed", reason=reason)
@@ -116,7 +121,7 @@ class TrialResult(Payload):
     index: int
     config: Config
     status: Literal["ok", "failed"]
-    value: float | None          # the objective: requests per dollar (or a table's normalised RPS/$)
+    rps_per_usd: float | None    # requests per dollar, in the unit ``rps_per_usd_unit`` states
     cost_usd: float
     duration_s: float
     runner: str = ""
@@ -128,10 +133,14 @@ class TrialResult(Payload):
     details: Mapping[str, Any] = field(default_factory=dict)   # backend-specific facts (compile time, threads)
     energy_j_per_request: float | None = None   # joules per request over the measurement (NVML), where measured
     mean_power_w: float | None = None           # the device's mean power during the measurement (NVML)
+    # rps_per_usd's unit, stated by the backend that measured it: "req/$" (live, served) or "norm"
+    # (a replay table's RPS/$ over its best, 0-1). None with no rps_per_usd, or in a result of a v1
+    # event whose unit the reader fills in from the search's backend (schemas/upcast.py)
+    rps_per_usd_unit: RpsPerUsdUnit | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.value is not None
+        return self.status == "ok" and self.rps_per_usd is not None
 
 
 @dataclass(frozen=True)

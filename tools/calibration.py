@@ -298,10 +298,10 @@ def source_rows(space: Space, trials: Sequence[TrialResult],
                 prices: PriceCatalogue) -> tuple[list[str], list[list[Any]]]:
     """A single-operator model's measured design points as a falcon-data source table (columns,
     rows); failed trials are left out."""
-    ok = [t for t in trials if t.ok and t.value is not None and t.value > 0]
+    ok = [t for t in trials if t.ok and t.rps_per_usd is not None and t.rps_per_usd > 0]
     if not ok:
         return [], []
-    best = max(float(t.value or 0.0) for t in ok)
+    best = max(float(t.rps_per_usd or 0.0) for t in ok)
     columns = [*space.names, VALUE_COLUMN, "rps", "p50_ms", "p99_ms", "usd_per_hour", "cv"]
     rows = []
     for t in sorted(ok, key=lambda t: space.index(space.canonical(t.config))):
@@ -309,7 +309,7 @@ def source_rows(space: Space, trials: Sequence[TrialResult],
 
         def fmt(x: float | None, digits: int) -> Any:
             return "" if x is None else round(float(x), digits)
-        rows.append([*(c[k] for k in space.names), round(float(t.value or 0.0) / best, 6), fmt(t.rps, 3),
+        rows.append([*(c[k] for k in space.names), round(float(t.rps_per_usd or 0.0) / best, 6), fmt(t.rps, 3),
                      fmt(t.p50_ms, 4), fmt(t.p99_ms, 4), round(prices.hourly(c), 6), fmt(t.stability_cv, 4)])
     return columns, rows
 

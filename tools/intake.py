@@ -20,7 +20,7 @@ from typing import Any
 
 from services.domain.space import Knob, Space
 
-BATCH_KNOB = "batchsize"
+BATCH_KNOB = "batchsize"          # the batch role's default name (a space's own batch knob: space.roles.batch)
 _DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
            11: "float64", 16: "bfloat16"}
 
@@ -186,24 +186,24 @@ def make_batch_dynamic(path: str | Path, out_dir: Path, sig: Signature | None = 
 def fit_batch_knob(space: Space, fixed_batch: int, model_name: str) -> tuple[Space, str]:
     """The space with its batch knob narrowed to the one size the model takes, and a notice; an
     IntakeError (one line, with the fix) when the knob does not offer that size."""
-    names = space.names
-    if BATCH_KNOB not in names:
+    batch = space.roles.batch                   # the space's batch knob (its role: services/domain/roles.py)
+    if batch not in space.names:
         return space, ""
-    knob = space.knob(BATCH_KNOB)
+    knob = space.knob(batch)
     if list(knob.values) == [fixed_batch]:
         return space, ""
     if fixed_batch not in knob.values:
-        raise IntakeError(f"{model_name}'s batch dimension is fixed at {fixed_batch} and the space's {BATCH_KNOB} "
+        raise IntakeError(f"{model_name}'s batch dimension is fixed at {fixed_batch} and the space's {batch} "
                           f"knob {list(knob.values)} does not offer it: export the model with a dynamic first "
-                          f"dimension, or set '{BATCH_KNOB}: [{fixed_batch}]' under knobs: in the space file")
+                          f"dimension, or set '{batch}: [{fixed_batch}]' under knobs: in the space file")
     if space.rules:
         raise IntakeError(f"{model_name}'s batch dimension is fixed at {fixed_batch}: export the model with a "
-                          f"dynamic first dimension, or set '{BATCH_KNOB}: [{fixed_batch}]' under knobs: in the "
+                          f"dynamic first dimension, or set '{batch}: [{fixed_batch}]' under knobs: in the "
                           "space file (a space with rules is not narrowed for you)")
-    knobs = tuple(Knob(k.name, (fixed_batch,), k.kind) if k.name == BATCH_KNOB else k for k in space.knobs)
+    knobs = tuple(Knob(k.name, (fixed_batch,), k.kind) if k.name == batch else k for k in space.knobs)
     dropped = ", ".join(str(v) for v in knob.values if v != fixed_batch)
-    return Space(knobs), (f"{model_name}'s batch dimension is fixed at {fixed_batch}: the search tries "
-                          f"{BATCH_KNOB}={fixed_batch} only (not {dropped}); export the model with a dynamic first "
+    return Space(knobs, roles=space.roles), (f"{model_name}'s batch dimension is fixed at {fixed_batch}: the search tries "
+                          f"{batch}={fixed_batch} only (not {dropped}); export the model with a dynamic first "
                           "dimension to search batch sizes")
 
 

@@ -2,9 +2,10 @@
 precision (``2,280 RPS``, ``193 million req/$``, ``$0.526/h``, ``12.3 ms``), never in scientific
 notation. Thousands separators and the words for large numbers come from ``humanize``.
 
-The objective has two meanings, and every place that shows it says which: a live search measures
-**requests per dollar**; a replay search reads a table's **normalised RPS/$** (0-1, the table's
-best configuration is about 1), which has no unit."""
+RPS/$ has two units, and every place that shows it says which, as the result states it
+(``rps_per_usd_unit``, services/domain/figures.py): a live or served trial measures **requests per
+dollar**; a replay trial reads a table's **normalised RPS/$** (0-1, the table's best
+configuration is about 1), which has no unit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import humanize
 
+from services.domain.figures import NORMALISED, unit_text
 from services.domain.objectives import P99, RPS_PER_USD, USD_FOR_LOAD, Objective
 
 
@@ -84,27 +86,31 @@ def seconds(x: float | None) -> str:
     return humanize.precisedelta(timedelta(seconds=round(x)), minimum_unit="seconds")
 
 
-def is_normalised(backend_kind: str | None) -> bool:
-    """Replay searches read a table's normalised objective; live searches measure req/$."""
-    return backend_kind == "replay"
-
-
-def objective(value: float | None, backend_kind: str | None) -> str:
-    """The objective with what it is: ``0.997 norm. RPS/$`` or ``193 million req/$``."""
+def rps_per_usd(value: float | None, unit: str | None) -> str:
+    """RPS/$ in the unit its result states (``rps_per_usd_unit``): ``0.997 norm. RPS/$`` or
+    ``193 million req/$``."""
     if value is None:
         return "-"
-    return f"{value:.3f} norm. RPS/$" if is_normalised(backend_kind) else req_per_usd(value)
+    return f"{value:.3f} norm. RPS/$" if unit == NORMALISED else req_per_usd(value)
 
 
-def objective_name(backend_kind: str | None) -> str:
-    return "normalised RPS/$ (the table's best = 1)" if is_normalised(backend_kind) else "requests per $"
+def rps_per_usd_cell(value: float | None, unit: str | None) -> str:
+    """RPS/$ in a column whose head names the unit: ``0.997`` or ``193 million req/$``."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if unit == NORMALISED else req_per_usd(value)
 
 
-def objective_text(obj: Objective | None, natural: float | None, backend_kind: str | None) -> str:
-    """A value of the search's objective in its unit: ``0.997 norm. RPS/$``, ``$0.17/h for 5,000
-    RPS``, ``p99 0.42 ms``, ``0.8 J/request``."""
+def objective_name(unit: str | None) -> str:
+    """RPS/$ in words, in ``unit``: ``requests per $`` or ``normalised RPS/$ (the table's best = 1)``."""
+    return unit_text(unit)[1]
+
+
+def objective_text(obj: Objective | None, natural: float | None, unit: str | None) -> str:
+    """A value of the search's objective in its unit (``unit``: RPS/$'s, as its results state
+    it): ``0.997 norm. RPS/$``, ``$0.17/h for 5,000 RPS``, ``p99 0.42 ms``, ``0.8 J/request``."""
     if obj is None or obj.name == RPS_PER_USD:
-        return objective(natural, backend_kind)
+        return rps_per_usd(natural, unit)
     if natural is None:
         return "-"
     if obj.name == USD_FOR_LOAD:
@@ -114,9 +120,9 @@ def objective_text(obj: Objective | None, natural: float | None, backend_kind: s
     return f"{sig(natural, 3)} J/request"
 
 
-def objective_title(obj: Objective | None, backend_kind: str | None) -> str:
-    """What the search optimises, in words (the objective's unit and direction)."""
-    return objective_name(backend_kind) if obj is None else obj.describe(backend_kind)
+def objective_title(obj: Objective | None, unit: str | None) -> str:
+    """What the search optimises, in words (the objective's unit and direction; ``unit``: RPS/$'s)."""
+    return objective_name(unit) if obj is None else obj.describe(unit)
 
 
 # the unit of each knob whose value is a quantity (the others are counts or names)
@@ -164,6 +170,6 @@ def reason(text: str | None) -> str:
     return text
 
 
-__all__ = ["KNOB_UNITS", "compact", "config", "is_normalised", "knob", "ms", "number", "objective", "objective_name",
-           "objective_text", "objective_title", "reason", "req_per_usd", "round_sig", "rps",
+__all__ = ["KNOB_UNITS", "compact", "config", "knob", "ms", "number", "objective_name", "objective_text",
+           "objective_title", "reason", "req_per_usd", "round_sig", "rps", "rps_per_usd", "rps_per_usd_cell",
            "seconds", "sig", "usd", "usd_per_hour"]

@@ -1,7 +1,7 @@
 """What a search optimises: one home for the objective, its unit, and the trade-off the user sees.
 
-- ``rps-per-usd`` (the default, Falcon's): requests per dollar, the runner's ``value`` (a replay
-  table's normalised RPS/$, or requests per $ measured live).
+- ``rps-per-usd`` (the default, Falcon's): requests per dollar, a trial's ``rps_per_usd`` (a replay
+  table's normalised RPS/$, or requests per $ measured live: the trial states which).
 - ``usd-for-load``: the cost per hour of carrying a stated load of L requests/s inside the
   constraints: ``ceil(L / RPS)`` copies of the configuration at its price (SageMaker Inference
   Recommender, Vidur-Search). The cheapest answer is not always the best RPS/$ one.
@@ -33,13 +33,15 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from services.domain.figures import unit_text
+
 RPS_PER_USD, USD_FOR_LOAD, ENERGY, P99 = "rps-per-usd", "usd-for-load", "energy-per-request", "p99"
 OBJECTIVES: tuple[str, ...] = (RPS_PER_USD, USD_FOR_LOAD, ENERGY, P99)
 HOURS_PER_MONTH = 730.0
 
 # objective -> (the trial's figure it is computed from, the CLI flag, what that figure is)
 FIGURES: dict[str, tuple[str, str]] = {
-    RPS_PER_USD: ("value", "the objective value"),
+    RPS_PER_USD: ("rps_per_usd", "RPS/$"),
     USD_FOR_LOAD: ("rps", "RPS"),
     P99: ("p99_ms", "p99 latency"),
     ENERGY: ("energy_j_per_request", "energy per request"),
@@ -60,7 +62,8 @@ class Trial(Protocol):
     index: int
     config: Mapping[str, Any]
     status: str
-    value: float | None
+    rps_per_usd: float | None
+    rps_per_usd_unit: str | None
     rps: float | None
     p99_ms: float | None
     stability_cv: float | None
@@ -143,15 +146,17 @@ class Objective:
     def knowledge(self) -> Literal["direct", "transformed", "none"]:
         return KNOWLEDGE[self.name]
 
-    def unit(self, backend_kind: str | None = None) -> str:
+    def unit(self, rps_per_usd_unit: str | None = None) -> str:
+        """The objective's unit, short; ``rps_per_usd_unit``: RPS/$'s, as the search's results state
+        it (services/domain/figures.py; None: requests per $)."""
         if self.name == RPS_PER_USD:
-            return "norm. RPS/$" if backend_kind == "replay" else "req/$"
+            return unit_text(rps_per_usd_unit)[0]
         return {USD_FOR_LOAD: "$/h", P99: "ms", ENERGY: "J/request"}[self.name]
 
-    def describe(self, backend_kind: str | None = None) -> str:
+    def describe(self, rps_per_usd_unit: str | None = None) -> str:
         """What is optimised, in words, with its unit and direction."""
         if self.name == RPS_PER_USD:
-            return "normalised RPS/$ (the table's best = 1)" if backend_kind == "replay" else "requests per $"
+            return unit_text(rps_per_usd_unit)[1]
         if self.name == USD_FOR_LOAD:
             return f"$ per hour to carry {_number(self.load_rps)} RPS (replicas x price; lower is better)"
         if self.name == P99:
@@ -165,7 +170,7 @@ class Objective:
         if not trial.ok:
             return None
         if self.name == RPS_PER_USD:
-            return trial.value
+            return trial.rps_per_usd
         if self.name == USD_FOR_LOAD:
             n = replicas_for(self.load_rps, trial.rps)       # type: ignore[arg-type]
             return None if n is None or price_per_hour is None else -(n * float(price_per_hour))
@@ -305,7 +310,7 @@ def best_per_objective(chosen: Objective, trials: Sequence[Trial], price: Callab
     for o in objectives_for(chosen, trials):
         scored = [(v, t) for t in trials if meets(t) and (v := o.value(t, price(t))) is not None]
         if scored:
-            out[o.name] = max(scored, key=lambda vt: (vt[0], vt[1].value or 0.0, -vt[1].index))[1]
+            out[o.name] = max(scored, key=lambda vt: (vt[0], vt[1].rps_per_usd or 0.0, -vt[1].index))[1]
     return out
 
 

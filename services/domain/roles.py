@@ -48,5 +48,35 @@ class KnobRoles:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) != getattr(DEFAULT_ROLES, f.name)}
 
+    def by_role(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` with every knob that plays a role under the role's default name (what the
+        code that applies a role reads: the serving mapping, the live backend, runner adverts),
+        the other knobs as they are named: ``{bs: 8, cpus: 2}`` with ``batch: bs`` ->
+        ``{batchsize: 8, cpus: 2}``. A knob named like another role's default that plays no role
+        here keeps its name only where no role knob takes that name."""
+        renamed = {getattr(self, f.name): getattr(DEFAULT_ROLES, f.name) for f in fields(self)
+                   if getattr(self, f.name) != getattr(DEFAULT_ROLES, f.name)}
+        if not renamed:
+            return dict(config)
+        out = {k: v for k, v in config.items() if k not in renamed}
+        out.update({renamed[k]: v for k, v in config.items() if k in renamed})
+        return out
+
+    def default_name(self, knob: str) -> str:
+        """The default name of the role ``knob`` plays (``bs`` -> ``batchsize`` with ``batch: bs``);
+        a knob that plays no role: its own name."""
+        for f in fields(self):
+            if getattr(self, f.name) == knob:
+                return str(getattr(DEFAULT_ROLES, f.name))
+        return knob
+
+    def space_name(self, default_name: str) -> str:
+        """The space's name for the knob whose role's default name is ``default_name`` (the name
+        itself for a knob that plays no role): what messages about ``by_role`` configs say."""
+        for f in fields(self):
+            if getattr(DEFAULT_ROLES, f.name) == default_name:
+                return str(getattr(self, f.name))
+        return default_name
+
 
 DEFAULT_ROLES = KnobRoles()

@@ -7,7 +7,9 @@ Knobs (names agreed for served trials): ``cpus`` (serving cores), ``batchsize`` 
 ``max_batch_size``: the largest batch the dynamic batcher forms), ``queue_delay_us`` (the dynamic
 batcher's ``max_queue_delay_microseconds``), ``replicas`` (``instance_group`` count),
 ``precision`` (fp32 | fp16 | int8: the ONNX file served), ``graph_opt`` (ONNX Runtime's graph
-optimisation level). Missing knobs take the defaults below.
+optimisation level). Missing knobs take the defaults below. These are the knob roles' default
+names (``services/domain/roles.py``): a space that names a role's knob otherwise (``batch: bs``)
+is read through its roles first (``KnobRoles.by_role``, as the live backend does).
 
 The load generator sends requests of ``client_batch`` samples (1: each request one sample, as
 Triton Model Analyzer does), so that the dynamic batcher, not the client, forms the batches up to
@@ -19,12 +21,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from services.domain.roles import DEFAULT_ROLES
+
 GRAPH_OPT_LEVELS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "fp16", "int8")
 # ONNX Runtime's names for the graph optimisation levels (onnxruntime.GraphOptimizationLevel)
 ORT_LEVEL = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
              "all": "ORT_ENABLE_ALL"}
-SERVING_KNOBS = ("cpus", "batchsize", "queue_delay_us", "replicas", "precision", "graph_opt")
+SERVING_KNOBS = (DEFAULT_ROLES.cpus, DEFAULT_ROLES.batch, DEFAULT_ROLES.queue_delay, DEFAULT_ROLES.replicas,
+                 DEFAULT_ROLES.precision, DEFAULT_ROLES.graph_opt)
 DEFAULTS: Mapping[str, Any] = {"cpus": 1, "batchsize": 1, "queue_delay_us": 0, "replicas": 1,
                                "precision": "fp32", "graph_opt": "all"}
 MAX_QUEUE_DELAY_US = 10_000_000

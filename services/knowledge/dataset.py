@@ -76,7 +76,7 @@ def observed_rows(space: Space, earlier: Sequence[Sequence[Any]], trials: Sequen
     for t in trials:
         if t.ok:                                # so it has a value
             config = space.canonical(t.config)
-            measured.setdefault(space.key(config), (config, []))[1].append(float(t.value))
+            measured.setdefault(space.key(config), (config, []))[1].append(float(t.rps_per_usd))
     for key, (config, values) in measured.items():
         rows[key] = [*(config[k] for k in space.names), sum(values) / len(values)]
     return sorted(rows.values(), key=lambda r: [str(x) for x in r[:-1]])

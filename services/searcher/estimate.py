@@ -76,7 +76,7 @@ Value = Callable[[TrialResult], "float | None"]
 
 
 def _measured(t: TrialResult) -> float | None:
-    return t.value
+    return t.rps_per_usd
 
 
 def _reported(t: TrialResult) -> float | None:
@@ -102,7 +102,7 @@ def estimate(space: Space, trials: Sequence[TrialResult], eligible: Callable[[Tr
         return []
 
     def order(e: Estimate) -> tuple[float, float, int]:
-        return -e.value, -(e.trial.value or 0.0), e.trial.index
+        return -e.value, -(e.trial.rps_per_usd or 0.0), e.trial.index
     if not noisy([t for t, _ in ok], spread):
         out = [Estimate(_first_best(ts, eligible), v := float(np.mean([y for _, y in ts])), v, v, len(ts))
                for ts in chosen.values()]

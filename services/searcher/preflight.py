@@ -170,18 +170,20 @@ def runner_problems(spec: SearchSpec, runners: Sequence[RunnerAdvert]) -> list[s
         for knob, allowed in caps.items():
             if knob != "modes":
                 applied.setdefault(knob, []).append(allowed)
+    roles = spec.space.roles
     for k in spec.space.knobs:
         if k.name == gpu_knob:
             continue
-        if k.name not in applied:
+        advertised = roles.default_name(k.name)      # runners advertise the knobs they apply by role
+        if advertised not in applied:
             out.append(f"knob {k.name} cannot be applied by any {kind} runner (they apply "
-                       f"{_listed(sorted(applied))})")
+                       f"{_listed(sorted(roles.space_name(a) for a in applied))})")
             continue
-        verdicts = {v: [_accepts(a, v) for a in applied[k.name]] for v in k.values}
+        verdicts = {v: [_accepts(a, v) for a in applied[advertised]] for v in k.values}
         refused = [v for v, vs in verdicts.items() if vs and all(x is False for x in vs)]
         if refused:
             shown = "; ".join(dict.fromkeys(str(a) if not isinstance(a, list) else _listed(a)
-                                            for a in applied[k.name]))
+                                            for a in applied[advertised]))
             out.append(f"{k.name} value(s) {_listed(refused)} cannot be applied by any {kind} runner "
                        f"(allowed: {shown})")
     measured = {f for r in serving for f in r.measures.get(kind, ())}

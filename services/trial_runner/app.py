@@ -110,7 +110,8 @@ class TrialRunner:
                              ex=RESULT_TTL_S)
         await publisher.publish(result)
         await self.redis.set(TRIAL_PUBLISHED.format(trial_id), 1, ex=RESULT_TTL_S)
-        log.info("search=%s trial=%s status=%s value=%s", event.search_id, trial_id, outcome.status, outcome.value)
+        log.info("search=%s trial=%s status=%s rps_per_usd=%s %s", event.search_id, trial_id, outcome.status,
+                 outcome.rps_per_usd, outcome.rps_per_usd_unit or "")
 
     def _run(self, request: TrialRequested) -> TrialResult:
         kind = request.backend["kind"]

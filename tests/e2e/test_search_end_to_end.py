@@ -49,6 +49,7 @@ def test_search_end_to_end_and_its_audit(local_stack):
     assert result["kops"] == ["conv2d"]
     table = load_model_table(TARGETS / f"reg-{model}.csv")
     assert result["value"] == pytest.approx(table.lookup(result["recommended"])["value"])
+    assert result["rps_per_usd_unit"] == "norm"           # "value" is RPS/$, normalised in a replay search
 
     r = falcon(home, "status", "e2e-resnet", "--json")
     status = json.loads(r.stdout)
@@ -267,7 +268,7 @@ def test_live_search_of_a_zoo_model_profiles_it_with_tvm_measures_it_and_reports
     measured: dict[tuple, list[float]] = {}
     for h in rep["history"]:
         if h["status"] == "ok":
-            measured.setdefault(tuple(sorted(h["config"].items())), []).append(h["value"])
+            measured.setdefault(tuple(sorted(h["config"].items())), []).append(h["rps_per_usd"])
     assert table is not None and len(table.rows) == len(measured) >= 2
     for config, values in measured.items():
         assert table.lookup(dict(config))["value"] == pytest.approx(sum(values) / len(values))

@@ -75,7 +75,7 @@ async def assert_same_as_reference(fs, search_id, seed):
     assert len(trials) == TRIALS == len({t["trial_id"] for t in trials})
     assert [t["config"] for t in trials] == [t.config for t in ref.trials]
     assert result.data["best"]["config"] == ref.best.config
-    assert result.data["best"]["value"] == pytest.approx(ref.best.value)
+    assert result.data["best"]["rps_per_usd"] == pytest.approx(ref.best.rps_per_usd)
     return result
 
 
@@ -134,7 +134,7 @@ async def test_poison_messages_mid_search_change_nothing(fs, cluster):
     await submit(fs, "poison", seed=5)
     await wait_trials(fs, "poison", 2)
     stray = Event("trial-completed", "no-such-search", {
-        "trial_id": "no-such-search/t0", "index": 0, "config": {"cpus": 1}, "status": "ok", "value": 1.0,
+        "trial_id": "no-such-search/t0", "index": 0, "config": {"cpus": 1}, "status": "ok", "rps_per_usd": 1.0, "rps_per_usd_unit": "norm",
         "cost_usd": 0.0, "duration_s": 1.0, "runner": "x"}, "test")
     async with KafkaPublisher(fs) as pub:
         await pub.publish_raw("trial-completed", b"\xde\xad\xbe\xef", key=b"poison")

@@ -23,13 +23,15 @@ with warnings.catch_warnings():     # kafka-python 3.0 reads its protocol files 
     from kafka import KafkaConsumer, KafkaProducer
 
 pytestmark = pytest.mark.integration
-CONTRACT = REPO / "schemas" / "v1"
+CONTRACT = REPO / "schemas"          # v1/, v2/: one folder per version
 
 
-def validator(name: str) -> Draft202012Validator:
-    defs = json.loads((CONTRACT / "defs.json").read_text())
-    registry = Registry().with_resource(defs["$id"], Resource.from_contents(defs))
-    return Draft202012Validator(json.loads((CONTRACT / f"{name}.json").read_text()), registry=registry)
+def validator(name: str, version: int = 1) -> Draft202012Validator:
+    registry = Registry()
+    for path in CONTRACT.glob("v*/defs.json"):
+        defs = json.loads(path.read_text())
+        registry = registry.with_resource(defs["$id"], Resource.from_contents(defs))
+    return Draft202012Validator(json.loads((CONTRACT / f"v{version}" / f"{name}.json").read_text()), registry=registry)
 
 
 def operator_shares(path: Path) -> list[dict]:
@@ -88,9 +90,11 @@ def test_a_client_without_project_code_submits_a_search_and_reads_its_result(inf
     assert result is not None, "no search result within 120 s"
     validator("envelope").validate(result)
     assert result["type"] == "search-completed", result["data"]
-    validator("search-completed").validate(result["data"])
+    assert result["version"] == 2                            # a trial's RPS/$ is rps_per_usd, its unit stated
+    validator("search-completed", result["version"]).validate(result["data"])
     data = result["data"]
     assert len(data["trials"]) == 3 and data["stop_reason"] == "max-trials" and data["backend_kind"] == "replay"
-    assert data["best"]["value"] == max(t["value"] for t in data["trials"] if t["status"] == "ok")
+    assert data["best"]["rps_per_usd"] == max(t["rps_per_usd"] for t in data["trials"] if t["status"] == "ok")
+    assert {t["rps_per_usd_unit"] for t in data["trials"] if t["status"] == "ok"} == {"norm"}     # a table's RPS/$
     assert set(data["best"]["config"]) == {"batchsize", "cpus", "gpumem", "gpupower", "gputype"}
     assert message.key == search_id.encode()                 # results are keyed by search id

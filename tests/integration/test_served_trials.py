@@ -64,7 +64,7 @@ def test_a_served_trial_of_resnet8_on_one_core_gives_the_peak_within_the_slo_and
     d = out.details
     assert d["mode"] == "served" and d["slo_p99_ms"] == 100
     assert out.rps > 0 and 0 < out.p50_ms <= out.p99_ms <= 100
-    assert out.value == pytest.approx(out.rps * 3600 / PRICE)
+    assert out.rps_per_usd == pytest.approx(out.rps * 3600 / PRICE)
     curve = d["curve"]
     assert len(curve) >= 2 and [p["concurrency"] for p in curve] == sorted({p["concurrency"] for p in curve})
     assert all(p["meets_slo"] == (p["p99_ms"] <= 100) for p in curve)

@@ -96,7 +96,7 @@ def test_the_replay_backend_answers_from_a_table_on_s3(s3, tmp_path):
                                                            "trial_seconds": 900.0}, 0.3)
     r = backend.run(t)
     local = read_model_table(str(TARGETS / "reg-gru.csv"))
-    assert r.status == "ok" and r.value == pytest.approx(local.lookup(cfg)["value"])
+    assert r.status == "ok" and r.rps_per_usd == pytest.approx(local.lookup(cfg)["value"])
 
 
 def test_submit_accepts_s3_uris_and_checks_the_space_against_the_remote_table(s3, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import Event
+from schemas.upcast import stated
 from schemas.events import (
     DeadLetter,
     KnowledgeRequested,
@@ -23,7 +24,7 @@ from tools import units
 from tools.app.searches import search_events
 
 # the figures a trial's audit line writes out in their own words (the others: label, value, unit)
-SHOWN = frozenset({"value", "rps", "stability_cv", "p50_ms", "p99_ms", "energy_j_per_request", "mean_power_w"})
+SHOWN = frozenset({"rps_per_usd", "rps", "stability_cv", "p50_ms", "p99_ms", "energy_j_per_request", "mean_power_w"})
 
 
 async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
@@ -31,26 +32,28 @@ async def audit(s: Settings, search_id: str) -> list[dict[str, Any]]:
     the local stack's archive too, so it outlives a restart of the broker)."""
     rows = []
     logged = await search_events(s, search_id)
+    # the search's backend: what a v1 trial result, which does not state its RPS/$ unit, measured in
     kinds = [e.data["spec"]["backend"].get("kind") for _, e in logged if e.type in ("model-submitted", "kops-identified")]
-    normalised = units.is_normalised(kinds[0]) if kinds else None
     for topic, e in logged:
-        rows.append(audit_row(topic, e, normalised))
+        rows.append(audit_row(topic, e, kinds[0] if kinds else None))
     return sorted(rows, key=lambda r: r["ts"])
 
 
-def audit_row(topic: str, e: Event, normalised: bool | None = None) -> dict[str, Any]:
-    """One row of a search's timeline (``falcon audit``; the dashboard shows the same rows)."""
+def audit_row(topic: str, e: Event, backend_kind: str | None = None) -> dict[str, Any]:
+    """One row of a search's timeline (``falcon audit``; the dashboard shows the same rows).
+    ``backend_kind``: the search's, where known (the unit of a v1 trial result's RPS/$)."""
     return {"ts": e.ts, "topic": topic, "type": e.type, "event_id": e.event_id, "causation_id": e.causation_id,
-            "producer": e.producer, "deliveries": 1, "summary": _summary(e, normalised)}
+            "producer": e.producer, "deliveries": 1, "summary": _summary(e, backend_kind)}
 
 
-def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
+def _trial_summary(p: TrialResult, backend_kind: str | None = None) -> str:
     head = f"trial {p.index + 1} {p.status}"          # numbered as the report and the dashboard number it
     if p.status != "ok":
         return head + (f": {units.reason(p.reason)}" if p.reason else "") + (f" (cost {units.usd(p.cost_usd)})"
                                                                              if p.cost_usd else "")
-    figures = [units.objective(p.value, "replay" if normalised else "live") if normalised is not None
-               else f"value={units.sig(p.value or 0)}"]
+    p = stated(p, backend_kind)
+    figures = [units.rps_per_usd(p.rps_per_usd, p.rps_per_usd_unit) if p.rps_per_usd_unit is not None
+               else f"RPS/$ {units.sig(p.rps_per_usd or 0)} (unit not stated)"]
     if p.rps is not None:
         figures.append(units.rps(p.rps) + (f" ±{p.stability_cv * 100:.0f}%" if p.stability_cv is not None else ""))
     if p.p50_ms is not None:
@@ -68,7 +71,7 @@ def _trial_summary(p: TrialResult, normalised: bool | None) -> str:
     return f"{head} " + ", ".join(figures)
 
 
-def _summary(e: Event, normalised: bool | None = None) -> str:
+def _summary(e: Event, backend_kind: str | None = None) -> str:
     try:
         p = e.payload
     except ValueError as exc:
@@ -83,10 +86,10 @@ def _summary(e: Event, normalised: bool | None = None) -> str:
     if isinstance(p, TrialRequested):
         return f"trial {p.index + 1} {units.config(p.config)}"
     if isinstance(p, TrialResult):
-        return _trial_summary(p, normalised)
+        return _trial_summary(p, backend_kind)
     if isinstance(p, SearchCompleted):
-        shown = units.objective_text(p.objective, p.objective_value if p.objective is not None else p.best.value,
-                                     p.backend_kind)
+        shown = units.objective_text(p.objective, p.objective_value if p.objective is not None else p.best.rps_per_usd,
+                                     p.best.rps_per_usd_unit)
         return (f"best {units.config(p.best.config)}: {shown} after {len(p.trials)} "
                 f"trials ({p.stop_reason}), {units.usd(p.spent_usd)} spent")
     if isinstance(p, SearchFailed):

@@ -202,17 +202,18 @@ def same_model(submitted: str, measured: str) -> bool:
 def _intake(name: str, path: Path, kind: str, space: Space | None, notices: list[str]) -> tuple[str, Space | None]:
     """The model's inputs read, its fixed batch dimension made dynamic or the batch knob narrowed
     (live searches: a replay search reads its batch sizes from a table)."""
-    from tools.intake import BATCH_KNOB, fit_batch_knob, make_batch_dynamic, read_signature
+    from tools.intake import fit_batch_knob, make_batch_dynamic, read_signature
     sig = read_signature(path)                        # IntakeError: not an ONNX model (exit 2)
     notices.append(f"model {name}: inputs {sig.text()}")
     fixed = sig.fixed_batch
-    if kind != "live" or fixed is None or space is None or BATCH_KNOB not in space.names \
-            or list(space.knob(BATCH_KNOB).values) == [fixed]:
+    batch = space.roles.batch if space is not None else ""      # the space's batch knob (its role)
+    if kind != "live" or fixed is None or space is None or batch not in space.names \
+            or list(space.knob(batch).values) == [fixed]:
         return str(path), space
     dynamic, why = make_batch_dynamic(path, home() / "models", sig)
     if dynamic is not None:
         notices.append(f"model {name}: its batch dimension was fixed at {fixed}; made it dynamic ({why}) in "
-                       f"{dynamic}, which is what the search runs, so every {BATCH_KNOB} of the space can be tried")
+                       f"{dynamic}, which is what the search runs, so every {batch} of the space can be tried")
         return str(dynamic.resolve()), space
     narrowed, note = fit_batch_knob(space, fixed, name)   # IntakeError: the knob does not offer that size
     notices.append(f"{note} (the graph does not allow a dynamic batch: {why})")
@@ -252,10 +253,12 @@ def result_summary(event: Event[SearchCompleted | SearchFailed]) -> dict[str, An
     r = event.payload
     if isinstance(r, SearchCompleted):
         obj = r.objective
-        natural = r.objective_value if obj is not None else r.best.value
+        natural = r.objective_value if obj is not None else r.best.rps_per_usd
+        unit = r.best.rps_per_usd_unit
+        # "value": the recommendation's RPS/$ (its name before the field was rps_per_usd), in "rps_per_usd_unit"
         out = {"search_id": event.search_id, "status": "completed", "recommended": r.best.config,
-               "value": r.best.value, "objective": units.objective_title(obj, r.backend_kind),
-               "value_text": units.objective_text(obj, natural, r.backend_kind), "rps": r.best.rps,
+               "value": r.best.rps_per_usd, "rps_per_usd_unit": unit, "objective": units.objective_title(obj, unit),
+               "value_text": units.objective_text(obj, natural, unit), "rps": r.best.rps,
                "p99_ms": r.best.p99_ms, "trials": len(r.trials),
                "spent_usd": units.round_sig(r.spent_usd), "spent_text": units.usd(units.round_sig(r.spent_usd)),
                "stop_reason": r.stop_reason, "kops": r.kops, "strategy": r.strategy}

@@ -146,8 +146,8 @@ def cmd_report(a: argparse.Namespace) -> int:
     out_dir = Path(a.out or home() / "reports" / slug(a.search_id))
     s = write_report(st, out_dir, loaded.knowledge, wall_s=loaded.wall_s, baseline=baseline)
     rec = s["recommended"]
-    kind = s["backend"]
-    figures = [] if not rec else [rec.get("objective_text") or units.objective(rec["value"], kind),
+    figures = [] if not rec else [rec.get("objective_text") or units.rps_per_usd(rec["rps_per_usd"],
+                                                                                   rec["rps_per_usd_unit"]),
                                   units.rps(rec["rps"]) if rec["rps"] is not None else None,
                                   f"p99 {units.ms(rec['p99_ms'])}" if rec["p99_ms"] is not None else None,
                                   units.usd_per_hour(rec["usd_per_hour"])]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from services.domain.objectives import replicas_for
+from services.domain.roles import DEFAULT_ROLES, KnobRoles
 from services.domain.serving import ServingConfig, ServingConfigError, serving_config
 
 FORMATS = ("triton", "kserve", "k8s", "compose")
@@ -96,6 +97,7 @@ class Recommendation:
     served: bool = True                       # measured served behind Triton (else in-process, closed loop)
     deviation: Mapping[str, Any] | None = None   # a lower precision's outputs against fp32 (the trial's figure)
     sizing_rps: float | None = None           # the noise-robust peak replicas are sized on (None: rps)
+    roles: KnobRoles = DEFAULT_ROLES          # the space's knob roles: which of ``config`` is the batch, ...
 
     @property
     def peak_for_sizing(self) -> float:
@@ -103,6 +105,11 @@ class Recommendation:
         above the measurement (a lucky measurement would under-provision)."""
         assert self.rps
         return min(self.rps, self.sizing_rps) if self.sizing_rps else self.rps
+
+    @property
+    def applied(self) -> dict[str, Any]:
+        """``config`` by role (the roles' default names: what the serving mapping reads)."""
+        return self.roles.by_role(self.config)
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,7 @@ def size(rec: Recommendation, fmt: str, load_rps: float | None, headroom: float 
     n = replicas_for(load_rps, target) if load_rps else 1
     assert n is not None
     if fmt == "compose":
-        s = serving(rec.config)
+        s = serving(rec.applied)
         host = rec.space_max_cpus or s.cpus
         fit = 1 if s.gputype else max(1, host // s.cpus)
         if n > fit:
@@ -264,11 +271,11 @@ def header_lines(rec: Recommendation, sizing: Sizing | None, fmt: str) -> list[s
     if sizing is not None:
         lines.append(f"sizing: {sizing.text()}")
     if rec.deviation:
-        lines.append(f"precision {rec.config.get('precision')}: outputs moved from fp32 by at most "
+        lines.append(f"precision {rec.applied.get('precision')}: outputs moved from fp32 by at most "
                      f"{rec.deviation.get('max_abs', 0):.3g} (relative L2 {rec.deviation.get('rel_l2', 0):.3g}) on "
                      f"the trial's inputs")
-    power = rec.config.get(GPU_POWER)
-    if has_gpu(rec.config) and power not in (None, 100, "none"):
+    power = rec.applied.get(GPU_POWER)
+    if has_gpu(rec.applied) and power not in (None, 100, "none"):
         lines.append(f"GPU power cap {power}% of the board's TDP: not a Triton or Kubernetes setting; set it on the "
                      f"node (nvidia-smi -pl) or the measured figures do not hold")
     lines += list(rec.notes)
@@ -347,7 +354,7 @@ def config_pbtxt(name: str, rec: Recommendation, s: Serving, backend: str) -> st
 def triton_files(rec: Recommendation, sizing: Sizing | None, fmt: str, model_py: str,
                  root: str = "model_repository") -> tuple[str, dict[str, str], str]:
     name = model_name(rec.model)
-    s = serving(rec.config)
+    s = serving(rec.applied)
     base = f"{root}/{name}"
     notes = [f"model file: {base}/1/{MODEL_FILE} ({s.config.precision}"
              + (f"; from {rec.model_uri}" if rec.model_uri else "") + ")",

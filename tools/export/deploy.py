@@ -86,7 +86,7 @@ def _labels(name: str, rec: Recommendation) -> dict[str, str]:
 
 
 def kserve_doc(rec: Recommendation, sizing: Sizing, name: str, storage_uri: str) -> dict[str, Any]:
-    s = serving(rec.config)
+    s = serving(rec.applied)
     predictor: dict[str, Any] = {
         "minReplicas": sizing.replicas, "maxReplicas": sizing.max_replicas,
         "scaleMetric": "rps", "scaleTarget": max(1, int(sizing.target_rps)),
@@ -109,7 +109,7 @@ def kserve_doc(rec: Recommendation, sizing: Sizing, name: str, storage_uri: str)
 
 
 def k8s_docs(rec: Recommendation, sizing: Sizing, name: str, claim: str) -> list[dict[str, Any]]:
-    s = serving(rec.config)
+    s = serving(rec.applied)
     labels = _labels(name, rec)
     selector = {"app.kubernetes.io/name": name}
     container: dict[str, Any] = {
@@ -174,7 +174,7 @@ def cpu_target_percent(sizing: Sizing) -> int:
 
 
 def compose_doc(rec: Recommendation, sizing: Sizing, name: str) -> dict[str, Any]:
-    s = serving(rec.config)
+    s = serving(rec.applied)
     n = sizing.replicas
 
     def ports(host: int, container: int) -> str:
@@ -212,7 +212,7 @@ def export(rec: Recommendation, fmt: str, model_py: str, load_rps: float | None 
     else:
         sizing = None if fmt == "triton" else size(rec, fmt, load_rps, headroom, max_replicas)
     name, files, dest = triton_files(rec, sizing, fmt, model_py)
-    s = serving(rec.config)
+    s = serving(rec.applied)
     if fmt == "kserve":
         assert sizing is not None
         uri = storage_uri or f"pvc://{claim}/{model_name(rec.search_id)}"

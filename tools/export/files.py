@@ -74,7 +74,7 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
         notes = ("NOTE: the trials ran in-process (closed loop, one batch in flight, no server), not served behind "
                  "Triton: the RPS is batch / batch latency and the p99 a batch's latency; measure the recommendation "
                  "served before relying on the sizing",)
-    cpus = next((k.values for k in state.spec.space.knobs if k.name == "cpus"), None)
+    cpus = next((k.values for k in state.spec.space.knobs if k.name == state.spec.space.roles.cpus), None)
     est = estimate_data(state)
     sizing_rps = robust_rps(state, best, est)
     return Recommendation(
@@ -82,13 +82,13 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
         backend_kind=kind, trial=best.index + 1, rps=best.rps, p99_ms=best.p99_ms, usd_per_hour=hourly,
         date=date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), p50_ms=best.p50_ms,
         slo_p99_ms=state.spec.constraints.slo_p99_ms or details.get("slo_p99_ms"),
-        sizing_rps=sizing_rps, estimate=est, estimate_unit=state.spec.objective.unit(kind),
+        sizing_rps=sizing_rps, estimate=est, estimate_unit=state.spec.objective.unit(state.rps_per_usd_unit),
         measured_at=(f"concurrency {peak['concurrency']} (requests of 1 sample)" if peak.get("concurrency")
                      else None),
         inputs=inputs, outputs=outputs, model_uri=state.spec.model.get("uri"),
         model_bytes=model.stat().st_size if model is not None else None,
         space_max_cpus=max(int(c) for c in cpus) if cpus else None, notes=notes, served=_served(best),
-        deviation=details.get("output_deviation"))
+        deviation=details.get("output_deviation"), roles=state.spec.space.roles)
 
 
 def robust_rps(state: SearchState, best: TrialResult, est: Mapping[str, Any] | None) -> float | None:
@@ -151,7 +151,7 @@ def build(state: SearchState, fmt: str, cache_dir: Path, load_rps: float | None 
     rec = recommendation(state, model, date)
     assert rec is not None
     e = export(rec, fmt, MODEL_PY.read_text(), load_rps, headroom, max_replicas, storage_uri)
-    return e, precision_file(model, serving(rec.config).config.precision, cache_dir / "precision")
+    return e, precision_file(model, serving(rec.applied).config.precision, cache_dir / "precision")
 
 
 def write(e: Export, model: Path, out_dir: Path) -> list[Path]:

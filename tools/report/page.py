@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import jinja2
 
 from services.domain import objectives
+from services.domain.figures import NORMALISED, unit_text
 from services.domain.objectives import HOURS_PER_MONTH, Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
@@ -30,10 +31,6 @@ def rps_text(r: Mapping[str, Any]) -> str:
     return units.rps(r["rps"]) + (f" ±{cv * 100:.0f}%" if cv is not None and r["rps"] is not None else "")
 
 
-def objective_cell(v: float | None, kind: str) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.3f}" if units.is_normalised(kind) else units.req_per_usd(v)
 
 
 def energy_text(r: Mapping[str, Any]) -> str:
@@ -47,9 +44,10 @@ def _monthly(m: Any) -> str:
     return "-" if not m else f"{units.usd(m[1])} ({m[0]} replica{'s' if m[0] != 1 else ''})"
 
 
-def _baseline_rows(b: Mapping[str, Any], rec: Mapping[str, Any], kind: str) -> list[tuple[str, str, str]]:
+def _baseline_rows(b: Mapping[str, Any], rec: Mapping[str, Any], unit: str) -> list[tuple[str, str, str]]:
     load = b.get("load_rps")
-    return [("objective", objective_cell(b["value"], kind), objective_cell(rec["value"], kind)),
+    return [("objective", units.rps_per_usd_cell(b["rps_per_usd"], unit),
+             units.rps_per_usd_cell(rec["rps_per_usd"], rec.get("rps_per_usd_unit") or unit)),
             ("RPS", rps_text(b), rps_text(rec)),
             ("p99 latency", units.ms(b.get("p99_ms")), units.ms(rec.get("p99_ms"))),
             ("$/hour", units.usd_per_hour(b["usd_per_hour"]), units.usd_per_hour(rec["usd_per_hour"])),
@@ -67,7 +65,7 @@ def _estimate(e: Mapping[str, Any] | None, s: Mapping[str, Any]) -> dict[str, An
     obj = Objective.from_dict(s.get("objective_spec")) if s.get("objective_spec") else Objective()
 
     def text(v: float) -> str:
-        return units.objective_text(obj, v, s["backend"])
+        return units.objective_text(obj, v, s["rps_per_usd_unit"])
     return {"value": text(e["value"]), "low": text(e["low"]), "high": text(e["high"]),
             "measurements": int(e["measurements"])}
 
@@ -105,24 +103,27 @@ def _recommendation_figures(rec: Mapping[str, Any]) -> list[str]:
 
 def render_html(s: Mapping[str, Any], images: Mapping[str, str]) -> str:
     kind = s["backend"]
+    unit = s["rps_per_usd_unit"]            # the unit the search's trials state their RPS/$ in
     obj = Objective.from_dict(s.get("objective_spec"))
     rec = s["recommended"]
     b = s.get("baseline")
     columns = (["objective"] if not obj.is_default and obj.name != objectives.RPS_PER_USD else []) + \
         (["energy"] if any(r.get("energy_j_per_request") is not None for r in s["history"]) else [])
     return _ENV.get_template("report.html").render(
-        s=s, kind=kind, rec=rec, load=s.get("load_rps"), columns=columns, normalised=units.is_normalised(kind),
-        obj_unit=obj.unit(kind), obj_head="norm. RPS/$" if units.is_normalised(kind) else "req/$",
+        s=s, kind=kind, rec=rec, load=s.get("load_rps"), columns=columns, normalised=unit == NORMALISED,
+        obj_unit=obj.unit(unit), obj_head=unit_text(unit)[0],
         facts=_facts(s), figures=_recommendation_figures(rec) if rec else [],
-        rec_objective=(rec.get("objective_text") or units.objective(rec["value"], kind)) if rec else None,
+        rec_objective=(rec.get("objective_text") or units.rps_per_usd(rec["rps_per_usd"], rec["rps_per_usd_unit"]))
+        if rec else None,
         estimate=_estimate(s.get("estimate"), s), hours=f"{HOURS_PER_MONTH:.0f}",
-        baseline=b, baseline_rows=_baseline_rows(b, rec, kind) if b and b.get("gain") is not None and rec else [],
+        baseline=b, baseline_rows=_baseline_rows(b, rec, unit) if b and b.get("gain") is not None and rec else [],
         chosen=s["objective_spec"]["name"], history_by_trial={r["trial"]: r for r in s["history"]},
         pareto_title=PARETO_TITLE, pareto_image=images.get(PARETO_TITLE),
         served_title=SERVED_TITLE, served_image=images.get(SERVED_TITLE),
         rec_served=rec.get("served") if rec else None, served_text=served_text, split_text=split_text,
         images=[(title, src) for title, src in images.items() if title not in (PARETO_TITLE, SERVED_TITLE)],
-        objective_label=objective_label, objective_cell=lambda v: objective_cell(v, kind), rps_text=rps_text,
+        objective_label=objective_label, rps_text=rps_text,
+        objective_cell=lambda r: units.rps_per_usd_cell(r["rps_per_usd"], r.get("rps_per_usd_unit") or unit),
         energy_text=energy_text, no_runner_up=no_runner_up(s),
         constrained=any(v is not None for v in (s.get("constraints") or {}).values()))
 
@@ -162,7 +163,7 @@ def write_report(state: SearchState, out_dir: Path, knowledge: Knowledge | None 
     images: dict[str, str] = {}
     plot_progress(state, out_dir / "progress.png", knowledge)
     obj = state.spec.objective
-    images[f"Best {_value_label(s['backend'], obj if not obj.is_default else None)} so far vs trial"
+    images[f"Best {_value_label(s['rps_per_usd_unit'], obj if not obj.is_default else None)} so far vs trial"
            .replace("normalised RPS/$ (table's best = 1)", "normalised RPS/$")] = "progress.png"
     if state.trials:
         kx, ky = plot_path(state, out_dir / "path.png")

@@ -10,6 +10,7 @@ import numpy as np
 
 from schemas.events import TrialResult
 from services.domain import objectives
+from services.domain.figures import NORMALISED
 from services.domain.objectives import Objective
 from services.knowledge import Knowledge
 from services.searcher.search import SearchState
@@ -28,7 +29,7 @@ def _plt() -> Any:
     return plt
 
 
-def _value_formatter(kind: str, obj: Objective | None = None) -> Any:
+def _value_formatter(unit: str, obj: Objective | None = None) -> Any:
     from matplotlib.ticker import FuncFormatter
     if obj is not None and obj.name == objectives.USD_FOR_LOAD:
         return FuncFormatter(lambda v, _: units.usd_per_hour(v))
@@ -36,19 +37,19 @@ def _value_formatter(kind: str, obj: Objective | None = None) -> Any:
         return FuncFormatter(lambda v, _: units.ms(v))
     if obj is not None and obj.name == objectives.ENERGY:
         return FuncFormatter(lambda v, _: f"{units.sig(v, 3)} J")
-    if units.is_normalised(kind):
+    if unit == NORMALISED:
         return FuncFormatter(lambda v, _: f"{v:.2f}")
     return FuncFormatter(lambda v, _: units.number(v, 3).replace(" million", "M").replace(" billion", "B"))
 
 
-def _value_label(kind: str, obj: Objective | None = None) -> str:
+def _value_label(unit: str, obj: Objective | None = None) -> str:
     if obj is not None and obj.name == objectives.USD_FOR_LOAD:
         return f"$/hour for {units.rps(obj.load_rps)}"
     if obj is not None and obj.name == objectives.P99:
         return "p99 latency"
     if obj is not None and obj.name == objectives.ENERGY:
         return "energy per request"
-    return "normalised RPS/$ (table's best = 1)" if units.is_normalised(kind) else "requests per $"
+    return "normalised RPS/$ (table's best = 1)" if unit == NORMALISED else "requests per $"
 
 
 def _natural(state: SearchState, t: TrialResult) -> float:
@@ -64,7 +65,7 @@ def _array(values: list[float | None] | None) -> np.ndarray:
 def plot_progress(state: SearchState, path: Path, knowledge: Knowledge | None = None) -> None:
     from matplotlib.ticker import MaxNLocator
     plt = _plt()
-    kind = str(state.spec.backend.get("kind"))
+    unit = state.rps_per_usd_unit
     obj = state.spec.objective
     fig, ax = plt.subplots(figsize=(10, 4.2))
     x = np.arange(1, len(state.trials) + 1)
@@ -95,8 +96,8 @@ def plot_progress(state: SearchState, path: Path, knowledge: Knowledge | None = 
         for i, f in enumerate(failed):
             ax.axvline(f, color="tab:red", alpha=0.25, lw=6, label="failed trial" if i == 0 else None)
     ax.set_xlabel("trial")
-    ax.set_ylabel(_value_label(kind, obj) + ("" if obj.maximise else " (lower is better)"))
-    ax.yaxis.set_major_formatter(_value_formatter(kind, obj))
+    ax.set_ylabel(_value_label(unit, obj) + ("" if obj.maximise else " (lower is better)"))
+    ax.yaxis.set_major_formatter(_value_formatter(unit, obj))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(state.trials):
         ax.set_xlim(0.5, len(state.trials) + 0.5)
@@ -134,7 +135,7 @@ def path_knobs(state: SearchState) -> tuple[str, str]:
 
 def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
     plt = _plt()
-    kind = str(state.spec.backend.get("kind"))
+    unit = state.rps_per_usd_unit
     kx, ky = path_knobs(state)
     space = state.spec.space
     xs, ys = list(space.knob(kx).values), list(space.knob(ky).values)
@@ -182,8 +183,8 @@ def plot_path(state: SearchState, path: Path) -> tuple[str, str]:
             ax.annotate(",".join(numbers), (px, py), xytext=(7, 5), textcoords="offset points", fontsize=8,
                         zorder=6, ha="left", va="bottom", color="tab:red", fontweight="bold")
         if done.any():
-            cb = fig.colorbar(sc, ax=ax, format=_value_formatter(kind, obj), pad=0.02)
-            cb.set_label(_value_label(kind, obj))
+            cb = fig.colorbar(sc, ax=ax, format=_value_formatter(unit, obj), pad=0.02)
+            cb.set_label(_value_label(unit, obj))
         best = state.best
         if best is not None:
             bx, by = p[best.index]
@@ -228,7 +229,7 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> st
     offline knowledge covers the space; else the curve this search measured along the knob its
     trials tell apart most. Returns what the right-hand panels show."""
     plt = _plt()
-    kind = str(state.spec.backend.get("kind"))
+    unit = state.rps_per_usd_unit
     ops = sorted(state.operators, key=lambda o: -float(o.get("time_share") or 0))[:10]
     curves = [] if knowledge is None else [(op, knowledge.operators[op]) for op in state.kops
                                            if op in knowledge.operators]
@@ -269,8 +270,8 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> st
         ax = axes[0][1]
         ax.plot([str(v) for v in levels], means, "-o", color="tab:blue")
         ax.set_xlabel(knob)
-        ax.set_ylabel(f"best {_value_label(kind, state.spec.objective)} measured")
-        ax.yaxis.set_major_formatter(_value_formatter(kind, state.spec.objective))
+        ax.set_ylabel(f"best {_value_label(unit, state.spec.objective)} measured")
+        ax.yaxis.set_major_formatter(_value_formatter(unit, state.spec.objective))
         ax.set_title(f"Measured in this search along {knob}\n(no offline KOP curve covers this space)", fontsize=9)
         ax.grid(alpha=0.3)
         shown = "measured"

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from schemas.events import TrialResult
 from services.domain import objectives
 from services.domain.falcon_data import DataError
-from services.domain.figures import TRIAL_FIGURES
+from services.domain.figures import NORMALISED, TRIAL_FIGURES
 from services.domain.objectives import Objective
 from services.domain.space import Space, SpaceError
 from services.platform.tables import read_model_table
@@ -84,7 +84,7 @@ def parse_config(text: str, space: Space) -> dict[str, Any]:
 class Baseline:
     """The configuration the user runs today and what is known about it."""
     config: dict[str, Any]
-    value: float | None
+    rps_per_usd: float | None          # in the search's unit (its trials', or the replay table's: normalised)
     rps: float | None
     p50_ms: float | None
     p99_ms: float | None
@@ -100,7 +100,7 @@ class Baseline:
         load = load_rps or state.spec.objective.load_rps or state.spec.constraints.min_rps
         for t in state.trials:
             if t.ok and space.key(t.config) == space.key(config):
-                return cls(config, t.value, t.rps, t.p50_ms, t.p99_ms, hourly, f"trial {t.index + 1} of this search",
+                return cls(config, t.rps_per_usd, t.rps, t.p50_ms, t.p99_ms, hourly, f"trial {t.index + 1} of this search",
                            load or t.rps)
         table = state.spec.backend.get("table")
         if state.spec.backend.get("kind") == "replay" and table:
@@ -118,22 +118,21 @@ class Baseline:
 def comparison(state: SearchState, best: TrialResult | None, base: Baseline) -> dict[str, Any]:
     """The recommendation against the baseline, both ways: RPS/$, $ per million requests and the
     monthly cost at the stated load."""
-    kind = str(state.spec.backend.get("kind"))
     out: dict[str, Any] = {**asdict(base), "usd_per_million_requests": None, "monthly": None,
                            "recommended_monthly": None, "gain": None, "monthly_saving": None, "verdict": None}
     if base.rps:
         out["usd_per_million_requests"] = base.usd_per_hour / (base.rps * 3600) * 1e6
-    if best is None or base.value is None or best.value is None or base.value <= 0:
-        out["verdict"] = ("no comparison: " + ("no recommendation" if best is None or best.value is None
+    if best is None or base.rps_per_usd is None or best.rps_per_usd is None or base.rps_per_usd <= 0:
+        out["verdict"] = ("no comparison: " + ("no recommendation" if best is None or best.rps_per_usd is None
                                                else f"the baseline is {base.source}"))
         return out
-    out["gain"] = best.value / base.value
+    out["gain"] = best.rps_per_usd / base.rps_per_usd
     rec_hourly = state.spec.prices.hourly(best.config)
     b, r = monthly_cost(base.rps, base.usd_per_hour, base.load_rps), monthly_cost(best.rps, rec_hourly, base.load_rps)
     if b and r:
         out["monthly"], out["recommended_monthly"] = b, r
         out["monthly_saving"] = b[1] - r[1]
-    name = "requests per dollar" if not units.is_normalised(kind) else "normalised RPS/$"
+    name = "normalised RPS/$" if state.rps_per_usd_unit == NORMALISED else "requests per dollar"
     verdict = f"{out['gain']:.2f}x the {name}"
     if out["monthly_saving"] is not None:
         verb = "saves" if out["monthly_saving"] >= 0 else "costs"
@@ -218,6 +217,7 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
     ranked = state.ranked()
     best = ranked[0] if ranked else None
     kind = str(state.spec.backend.get("kind"))
+    unit = state.rps_per_usd_unit
     obj = state.spec.objective
     load = stated_load(state, baseline)
     by_index = {t.trial_id: t.index + 1 for t in state.trials}
@@ -228,9 +228,10 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         monthly = monthly_cost(f.rps, f.usd_per_hour, load)
         return {"trial": t.index + 1, "config": dict(t.config),
                 **{name: getattr(t, name) for name in TRIAL_FIGURES},        # every measured figure
+                "rps_per_usd_unit": t.rps_per_usd_unit,
                 "usd_per_hour": f.usd_per_hour, "usd_per_million_requests": f.usd_per_million,
                 "duration_s": t.duration_s, "cost_usd": t.cost_usd, "served": served(t.details),
-                "objective_value": natural, "objective_text": units.objective_text(obj, natural, kind),
+                "objective_value": natural, "objective_text": units.objective_text(obj, natural, unit),
                 "monthly": None if monthly is None else {"replicas": monthly[0], "usd": monthly[1]}}
 
     trade = trade_offs(state, best)
@@ -239,11 +240,12 @@ def summary(state: SearchState, wall_s: float | None = None, baseline: Baseline 
         t = next(x for x in state.trials if x.trial_id == tid)
         o = obj if name == obj.name else Objective(name, obj.load_rps)
         per_objective[name] = {"trial": by_index[tid], "config": dict(t.config),
-                               "text": units.objective_text(o, o.natural(o.value(t, state.hourly(t))), kind)}
+                               "text": units.objective_text(o, o.natural(o.value(t, state.hourly(t))), unit)}
     return {
         "search_id": state.search_id, "model": state.spec.model["name"], "status": state.status,
         "stop_reason": state.stop_reason, "strategy": state.spec.strategy, "kops": list(state.kops),
-        "backend": kind, "objective": units.objective_title(obj, kind), "objective_spec": obj.to_dict(),
+        "backend": kind, "rps_per_usd_unit": unit, "objective": units.objective_title(obj, unit),
+        "objective_spec": obj.to_dict(),
         "load_rps": load, "notices": trade["notices"], "best_per_objective": per_objective,
         "pareto": [{**p.to_dict(), "trial": p.index + 1} for p in trade["pareto"]],
         "hardware": _hardware(state), "measurement": _measurement(state), "wall_s": wall_s,
@@ -295,13 +297,14 @@ def overview(st: SearchState) -> dict[str, Any]:
     picks its fields): status, trials, the best so far in the objective's unit, what it cost."""
     best = st.best
     kind = str(st.spec.backend.get("kind"))
+    unit = st.rps_per_usd_unit
     obj = st.spec.objective
     natural = obj.natural(st.objective_value(best)) if best else None
     return {"search_id": st.search_id, "model": st.spec.model.get("name"), "status": st.status,
             "strategy": st.spec.strategy, "trials": len(st.trials), "max_trials": st.spec.stop.max_trials,
-            "backend": kind, "objective": obj.name, "objective_title": units.objective_title(obj, kind),
-            "best_value": best.value if best else None, "best_objective": natural,
-            "best_text": units.objective_text(obj, natural, kind),   # also with no best yet ("-")
+            "backend": kind, "objective": obj.name, "objective_title": units.objective_title(obj, unit),
+            "best_value": best.rps_per_usd if best else None, "rps_per_usd_unit": unit, "best_objective": natural,
+            "best_text": units.objective_text(obj, natural, unit),   # also with no best yet ("-")
             "best_config": best.config if best else None, "best_rps": best.rps if best else None,
             "best_p99_ms": best.p99_ms if best else None, "spent_usd": st.spent_usd,
             "stop_reason": st.stop_reason, "pending": [p.trial_id for p in st.pending], "parallel": st.parallel,

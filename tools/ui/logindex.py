@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from schemas import Event
 from schemas.events import DeadLetter, ModelSubmitted, SearchCompleted, SearchFailed, TrialResult
+from schemas.upcast import stated
 from services.platform.bus import LoggedEvent, ensure_topics, read_events
 from services.platform.settings import Settings
 from services.platform.topics import ALL_TOPICS
@@ -44,6 +45,7 @@ class SearchLog:
     submitted: float | None = None        # epoch seconds of model-submitted
     result: dict[str, Any] | None = None  # the first search-results event: {"type", "reason"}
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)   # trial id -> what trial-completed said
+    backend_kind: str | None = None       # the submission's (the unit of a v1 trial result's RPS/$)
 
     def timeline(self) -> list[dict[str, Any]]:
         return sorted(self.rows.values(), key=lambda r: r["ts"])
@@ -126,7 +128,7 @@ class LogIndex:
         if row is not None:
             row["deliveries"] += deliveries
             return
-        s.rows[e.event_id] = {**audit_row(topic, e), "deliveries": deliveries}
+        s.rows[e.event_id] = {**audit_row(topic, e, s.backend_kind), "deliveries": deliveries}
         try:
             p = e.payload
         except ValueError:
@@ -134,8 +136,11 @@ class LogIndex:
         if isinstance(p, ModelSubmitted) and s.submitted is None:
             s.model, s.strategy, s.max_trials = str(p.spec.model.get("name")), p.spec.strategy, p.spec.stop.max_trials
             s.submitted = epoch(e.ts)
+            s.backend_kind = p.spec.backend.get("kind")
         elif isinstance(p, TrialResult):
-            s.trials.setdefault(p.trial_id, {"ts": e.ts, "index": p.index, "status": p.status, "value": p.value,
+            p = stated(p, s.backend_kind)
+            s.trials.setdefault(p.trial_id, {"ts": e.ts, "index": p.index, "status": p.status,
+                                             "rps_per_usd": p.rps_per_usd, "rps_per_usd_unit": p.rps_per_usd_unit,
                                              "reason": p.reason, "runner": p.runner})
         elif isinstance(p, (SearchCompleted, SearchFailed)) and s.result is None:
             s.result = {"type": e.type, "ts": e.ts,

@@ -171,8 +171,9 @@ def detail(st: SearchState, created: float, s: SearchLog | None) -> dict[str, An
         recommendation = {**r, "estimate": e if believed else None,
                           "interval": None if cv is None or r["rps"] is None else {
                               "cv": cv, "rps": [r["rps"] * (1 - cv), r["rps"] * (1 + cv)],
-                              "value": [e["low"], e["high"]] if believed else
-                              None if r["value"] is None else [r["value"] * (1 - cv), r["value"] * (1 + cv)]}}
+                              "rps_per_usd": [e["low"], e["high"]] if believed else
+                              None if r["rps_per_usd"] is None else
+                              [r["rps_per_usd"] * (1 - cv), r["rps_per_usd"] * (1 + cv)]}}
     return {**row(st, created, s), "seed": st.spec.seed, "kops": list(st.kops), "operators": operators,
             "constraints": rep["constraints"], "budget_usd": st.spec.stop.budget_usd,
             "target_value": st.spec.stop.target_value, "history": history, "best_so_far": series,

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from schemas import Event
 from schemas.events import SearchCancelled, TrialRequested, TrialResult
+from schemas.upcast import stated
 from services.searcher.preflight import Facts, spec_problems
 from services.domain.pricing import PricingError
 from services.domain.space import SpaceError
@@ -103,6 +104,8 @@ def accept_trial(state: SearchState, result: TrialResult) -> SearchState | Decis
         return Decision(state, ignored=f"trial result outside the space: {exc}")
     if state.spec.space.key(config) != state.spec.space.key(requested.config):
         return Decision(state, ignored=f"trial {result.trial_id} reports another configuration than requested")
+    # a v1 result does not state its RPS/$ unit: the search's backend measured it, in its unit
+    result = stated(result, state.spec.backend.get("kind"))
     return replace(state, trials=state.trials + (replace(result, config=config),),
                    pending=tuple(p for p in state.pending if p.trial_id != result.trial_id))
 
@@ -224,7 +227,8 @@ def _next(state: SearchState, knowledge: Knowledge | None = None) -> Decision:
         index = len(state.trials) + len(state.pending) + len(requests)
         requests.append(TrialRequested(f"{state.search_id}/t{index}", index, config, spec.model, spec.backend,
                                        hourly, runner_class(str(spec.backend["kind"]), config, spec.prices.gpu_knob),
-                                       parallel=state.parallel, predicted=dict(state.predicted) or None))
+                                       parallel=state.parallel, predicted=dict(state.predicted) or None,
+                                       roles=spec.space.roles.to_dict() or None))
     if not requests:
         return _stop(state, "budget")
     return Decision(replace(state, pending=state.pending + tuple(requests)), requests=tuple(requests))

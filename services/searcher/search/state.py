@@ -1,7 +1,7 @@
 """A search's state: the trials so far, those in flight, the outbox of the last decision, and
 what follows from them (feasibility, the objective per trial, the recommendation). Stored in
 Redis by the searcher's shell (``services/searcher/store.py``), with the migrations of older
-stored shapes in :meth:`SearchState.from_dict`."""
+stored shapes in :meth:`SearchState.from_dict` (e.g. trials stored with v1's ``value``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from functools import cached_property
 from typing import Any, Literal, Mapping
 
 from schemas.events import TrialRequested, TrialResult
+from schemas.upcast import trial_row_v2
+from services.domain.figures import RpsPerUsdUnit, stated_unit
 from services.domain.pricing import PricingError
 from services.domain.spec import SearchSpec
 from services.searcher.estimate import Estimate, estimate
@@ -108,6 +110,13 @@ class SearchState:
         return [None if not t.ok else (v if v is not None and not self.violations(t) else floor)
                 for t, v in zip(self.trials, values)]
 
+    @property
+    def rps_per_usd_unit(self) -> RpsPerUsdUnit:
+        """The unit of its trials' RPS/$, as they state it; a search with no result stating one yet:
+        the unit its backend measures in (services/domain/figures.py ``stated_unit``)."""
+        return next((t.rps_per_usd_unit for t in self.trials if t.rps_per_usd_unit is not None),
+                    stated_unit(self.spec.backend.get("kind")))
+
     def has_trial(self, trial_id: str) -> bool:
         return any(t.trial_id == trial_id for t in self.trials)
 
@@ -130,7 +139,10 @@ class SearchState:
         p = d.get("pending") or []
         pending = [p] if isinstance(p, Mapping) else list(p)       # one dict: stored before parallel trials
         return cls(search_id=d["search_id"], spec=spec, kops=tuple(d["kops"]), operators=tuple(d["operators"]),
-                   trials=tuple(TrialResult.from_data(t) for t in d["trials"]),
+                   # stored before results stated their RPS/$ unit: value -> rps_per_usd, in the
+                   # unit of the search's backend
+                   trials=tuple(TrialResult.from_data(trial_row_v2(t, spec.backend.get("kind")))
+                                for t in d["trials"]),
                    pending=tuple(TrialRequested.from_data({"model": spec.model, "backend": spec.backend, **x})
                                  for x in pending),
                    status=d["status"], stop_reason=d.get("stop_reason"), outbox=tuple(d.get("outbox", ())),

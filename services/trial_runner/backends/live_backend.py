@@ -26,8 +26,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Mapping
 
+from services.domain.figures import REQ_PER_USD
+from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain.space_rules import SpaceError
 from services.platform.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
 from services.platform.model_files import ModelFileError, model_path
@@ -35,9 +39,11 @@ from services.trial_runner import energy
 from services.trial_runner.backends.base import TrialBackend
 from services.trial_runner.stress import GRAPH_OPT
 
-CPU_KNOB, BATCH_KNOB, OPT_KNOB = "cpus", "batchsize", "graph_opt"
-GPU_KNOBS = ("gputype", "gpumem", "gpupower")
-SERVED_KNOBS = ("queue_delay_us", "replicas", "precision")     # applied by served trials only
+# the knobs it applies, by role (the roles' default names: a space naming them otherwise is read
+# through its roles, KnobRoles.by_role)
+CPU_KNOB, BATCH_KNOB, OPT_KNOB = DEFAULT_ROLES.cpus, DEFAULT_ROLES.batch, DEFAULT_ROLES.graph_opt
+GPU_KNOBS = (DEFAULT_ROLES.gpu, DEFAULT_ROLES.gpu_mem, DEFAULT_ROLES.gpu_power)
+SERVED_KNOBS = (DEFAULT_ROLES.queue_delay, DEFAULT_ROLES.replicas, DEFAULT_ROLES.precision)   # served trials only
 DEFAULT_MEASURE_S = 3.0
 MODES = ("served", "closed-loop")
 DEFAULT_SLO_P99_MS = 100.0
@@ -99,14 +105,19 @@ class LiveBackend(TrialBackend):
         return any(str(gpu).lower() in name.lower().split() or str(gpu).lower() == name.lower()
                    for name in self.gpus)
 
-    def refusal(self, config: Mapping[str, Any], mode: str = "served") -> str | None:
-        """Why this machine cannot apply ``config`` in ``mode``; None when it can."""
+    def refusal(self, config: Mapping[str, Any], mode: str = "served",
+                roles: KnobRoles = DEFAULT_ROLES) -> str | None:
+        """Why this machine cannot apply ``config`` in ``mode``; None when it can. ``roles``: the
+        space's knob roles (which knob is the batch, the cores, ...): this backend applies roles,
+        whatever the space calls their knobs."""
         if mode not in MODES:
             return f"live mode {mode!r} is not one of {list(MODES)}"
+        config = roles.by_role(config)
         served = mode == "served"
         for knob in config:
             if knob not in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *GPU_KNOBS, *(SERVED_KNOBS if served else ())):
-                applies = [CPU_KNOB, BATCH_KNOB, OPT_KNOB, *(SERVED_KNOBS if served else ())]
+                applies = [roles.space_name(k)
+                           for k in (CPU_KNOB, BATCH_KNOB, OPT_KNOB, *(SERVED_KNOBS if served else ()))]
                 return f"knob {knob!r} cannot be applied by the live backend's {mode} trials (they apply " \
                        f"{', '.join(applies)})"
         gpu = config.get("gputype")
@@ -147,10 +158,22 @@ class LiveBackend(TrialBackend):
         return [p for p in ort.get_available_providers() if p != "CPUExecutionProvider"]
 
     def run(self, trial: TrialRequested) -> TrialResult:
+        """The trial measured, its knobs applied by their roles (the request carries the space's
+        roles that differ from the defaults: a space may call its batch knob ``bs``)."""
+        try:
+            roles = KnobRoles.from_dict(trial.roles)
+        except SpaceError as exc:
+            return trial.failed(str(exc))
         mode = str(trial.backend.get("mode", "served"))
-        why = self.refusal(trial.config, mode)
+        why = self.refusal(trial.config, mode, roles)
         if why:
             return trial.failed(why)
+        # below, every knob with a role goes by the role's default name (what the serving mapping,
+        # the stress test and the advert read); the result names the configuration as requested
+        result = self._run(replace(trial, config=roles.by_role(trial.config)), mode)
+        return replace(result, config=dict(trial.config))
+
+    def _run(self, trial: TrialRequested, mode: str) -> TrialResult:
         try:
             model = model_path(str(trial.model.get("uri") or ""), self.max_model_bytes, self.download_dir)
         except ModelFileError as exc:
@@ -185,7 +208,7 @@ class LiveBackend(TrialBackend):
         if out["status"] != "ok":
             return trial.result("failed", duration_s=duration, cost_usd=cost, reason=out["reason"])
         value = requests_per_dollar(out["rps"], trial.price_per_hour)
-        return trial.result("ok", value=value, duration_s=duration, cost_usd=cost, rps=out["rps"],
+        return trial.result("ok", rps_per_usd=value, rps_per_usd_unit=REQ_PER_USD, duration_s=duration, cost_usd=cost, rps=out["rps"],
                             p50_ms=out["p50_ms"], p99_ms=out["p99_ms"], stability_cv=out["cv"],
                             energy_j_per_request=out.get("energy_j_per_request"),
                             mean_power_w=out.get("mean_power_w"),
@@ -247,7 +270,8 @@ class LiveBackend(TrialBackend):
         finally:
             run.stop()
         duration = time.monotonic() - t0
-        return trial.result("ok", value=requests_per_dollar(m.peak.rps, trial.price_per_hour), duration_s=duration,
+        return trial.result("ok", rps_per_usd=requests_per_dollar(m.peak.rps, trial.price_per_hour),
+                            rps_per_usd_unit=REQ_PER_USD, duration_s=duration,
                             cost_usd=trial.price_per_hour * duration / 3600.0, rps=m.peak.rps, p50_ms=m.peak.p50_ms,
                             p99_ms=m.peak.p99_ms, stability_cv=m.stability_cv,
                             details=details(m, sc, slo, cores, self.client_cores, deviation))

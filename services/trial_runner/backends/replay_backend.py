@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from services.domain.falcon_data import DataError, ModelTable
-from services.domain.figures import FIGURES, OPTIONAL_COLUMNS, Figure, row_key
+from services.domain.figures import FIGURES, NORMALISED, OPTIONAL_COLUMNS, Figure, row_key
 from services.platform.tables import read_model_table
 from services.platform.uris import is_remote
 from services.domain.spec import DEFAULT_TRIAL_SECONDS
@@ -75,4 +75,4 @@ class ReplayBackend(TrialBackend):
             return None if v is None else float(v) * factor ** f.throughput_power if f.throughput_power else v
         measured = {f.name: scaled(f) for f in FIGURES if f.on_trial and f.column}
         return trial.result("ok", cost_usd=cost, duration_s=duration,
-                            **{**measured, "value": float(row["value"]) * factor, "stability_cv": cv})
+                            **{**measured, "rps_per_usd_unit": NORMALISED, "stability_cv": cv})

@@ -27,8 +27,9 @@ def schema_of(kind: str) -> dict:
     with that definition's properties."""
     schema = json.loads((SCHEMA_DIR / f"v{SUPPORTED_VERSIONS[kind][-1]}" / f"{kind}.json").read_text())
     ref = schema.get("$ref", "")
-    if ref.startswith("urn:falcon:defs:v1#/$defs/"):
-        defs = json.loads((SCHEMA_DIR / "v1" / "defs.json").read_text())["$defs"]
+    if ref.startswith("urn:falcon:defs:v"):
+        version = ref.removeprefix("urn:falcon:defs:v").split("#")[0]
+        defs = json.loads((SCHEMA_DIR / f"v{version}" / "defs.json").read_text())["$defs"]
         schema = {**defs[ref.rsplit("/", 1)[1]], **{k: v for k, v in schema.items() if k != "$ref"}}
     return schema
 
@@ -49,7 +50,7 @@ def test_class_fields_are_the_schema_properties(kind):
 
 def result(**kw) -> TrialResult:
     return TrialResult(**{"trial_id": "s/t0", "index": 0, "config": dict(PAPER_SPACE.config_at(7)), "status": "ok",
-                          "value": 0.7, "cost_usd": 0.1, "duration_s": 900.0, "runner": "r1", "rps": 120.5,
+                          "rps_per_usd": 0.7, "rps_per_usd_unit": "norm", "cost_usd": 0.1, "duration_s": 900.0, "runner": "r1", "rps": 120.5,
                           "p99_ms": 31.0, "stability_cv": 0.04, "details": {"threads": 2}, **kw})
 
 
@@ -71,7 +72,7 @@ def test_a_payload_survives_the_wire(payload):
 def test_a_trial_request_answers_with_the_one_result_type():
     req = TrialRequested("s/t2", 2, {"cpus": 1}, {"name": "m", "format": "onnx"}, {"kind": "live"}, 0.1, "live-cpu")
     assert req.failed("refused").reason == "refused" and req.failed("x").trial_id == "s/t2"
-    ok = req.result("ok", value=3.0, rps=10.0, stability_cv=0.1)
+    ok = req.result("ok", rps_per_usd=3.0, rps_per_usd_unit="req/$", rps=10.0, stability_cv=0.1)
     assert isinstance(ok, TrialResult) and ok.ok and ok.index == 2 and ok.stability_cv == 0.1
 
 

@@ -10,7 +10,7 @@ from tests.helpers import spec
 
 
 def trial_completed(**over):
-    data = {"trial_id": "s1/t0", "index": 0, "config": PAPER_SPACE.config_at(7), "status": "ok", "value": 0.5,
+    data = {"trial_id": "s1/t0", "index": 0, "config": PAPER_SPACE.config_at(7), "status": "ok", "rps_per_usd": 0.5, "rps_per_usd_unit": "norm",
             "rps": None, "p50_ms": None, "p99_ms": None, "cost_usd": 0.2, "duration_s": 900.0, "reason": None,
             "runner": "r1"}
     data.update(over)
@@ -51,8 +51,8 @@ def test_garbage_is_rejected_with_a_reason(raw, reason):
 
 def test_unknown_version_and_type_are_rejected():
     d = trial_completed().as_dict()
-    with pytest.raises(SchemaError, match="unsupported version 2"):
-        schemas.decode(msgpack.packb({**d, "version": 2}))
+    with pytest.raises(SchemaError, match="unsupported version 3"):
+        schemas.decode(msgpack.packb({**d, "version": 3}))
     with pytest.raises(SchemaError, match="unknown event type"):
         schemas.decode(msgpack.packb({**d, "type": "trial-exploded"}))
 

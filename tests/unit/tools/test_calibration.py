@@ -158,7 +158,7 @@ def _measure(req: TrialRequested, item, scale=1.0):
     c = req.config
     rps = scale * 1000 * (1 + np.log2(c["batchsize"])) * (1.4 if c["graph_opt"] == "all" else 1.0) \
         * c["cpus"] ** 0.8
-    return req.result("ok", value=rps * 3600 / req.price_per_hour, duration_s=3.0, cost_usd=1e-5, rps=rps,
+    return req.result("ok", rps_per_usd_unit="req/$", rps_per_usd=rps * 3600 / req.price_per_hour, duration_s=3.0, cost_usd=1e-5, rps=rps,
                       p50_ms=1.0, p99_ms=2.0, stability_cv=0.02)
 
 
@@ -200,7 +200,7 @@ def test_the_tables_are_falcon_data_and_become_knowledge(tmp_path, home):
     p = plan(ops=("conv2d", "dense"), shapes=1, points=12)
     results = {i.model: list(_state(p, i, trials=12).trials) for i in p.items}
     results[p.items[1].model][3] = results[p.items[1].model][3].__class__(
-        **{**results[p.items[1].model][3].__dict__, "status": "failed", "value": None, "reason": "oom"})
+        **{**results[p.items[1].model][3].__dict__, "status": "failed", "rps_per_usd": None, "reason": "oom"})
     w = cal.write_tables(p, results, tmp_path / "tables")
     fp = LIVE.fingerprint()[:8]
     assert w.sources == [f"cal-conv2d-c16-32px-{fp}", f"cal-dense-seq32-d128-{fp}"]
@@ -220,7 +220,7 @@ def test_the_tables_are_falcon_data_and_become_knowledge(tmp_path, home):
 def test_a_model_without_a_successful_trial_publishes_nothing(tmp_path, home):
     p = plan(ops=("dense",), shapes=2, points=6)
     ok = list(_state(p, p.items[0], trials=6).trials)
-    failed = [t.__class__(**{**t.__dict__, "status": "failed", "value": None}) for t in ok]
+    failed = [t.__class__(**{**t.__dict__, "status": "failed", "rps_per_usd": None}) for t in ok]
     with pytest.raises(cal.CalibrationError, match="no trial of op-dense-seq1-d256 succeeded"):
         cal.write_tables(p, {p.items[0].model: ok, p.items[1].model: failed}, tmp_path / "tables")
     assert not (tmp_path / "tables").exists()

@@ -338,7 +338,7 @@ def test_the_cli_refuses_a_replay_recommendation_and_writes_nothing(monkeypatch,
 
 def test_the_cli_refuses_a_search_without_recommendation(monkeypatch, model, tmp_path, capsys):
     st = served_search(model)
-    none = replace(st, trials=tuple(replace(t, status="failed", value=None, reason="server did not start")
+    none = replace(st, trials=tuple(replace(t, status="failed", rps_per_usd=None, reason="server did not start")
                                     for t in st.trials), status="completed", stop_reason="max-trials")
     rc = run_cli(monkeypatch, none, st.search_id, "--format", "triton", "--out", str(tmp_path / "out"))
     err = capsys.readouterr().err.strip()

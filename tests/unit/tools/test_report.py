@@ -41,11 +41,11 @@ def test_summary_states_the_recommendation_in_serving_terms():
     st = searched(spec(max_trials=8))
     s = summary(st)
     rec = s["recommended"]
-    assert rec["config"] == st.best.config and rec["value"] == st.best.value
+    assert rec["config"] == st.best.config and rec["rps_per_usd"] == st.best.rps_per_usd
     hourly = st.spec.prices.hourly(st.best.config)
     assert rec["usd_per_hour"] == pytest.approx(hourly)
     assert rec["usd_per_million_requests"] == pytest.approx(hourly / (st.best.rps * 3600) * 1e6)
-    assert len(s["runners_up"]) == 3 and all(r["value"] <= rec["value"] for r in s["runners_up"])
+    assert len(s["runners_up"]) == 3 and all(r["rps_per_usd"] <= rec["rps_per_usd"] for r in s["runners_up"])
     assert len(s["history"]) == 8 and s["history"][0]["status"] == "failed"
 
 
@@ -100,24 +100,24 @@ def test_numbers_carry_units_and_never_scientific_notation(tmp_path):
     text = re.sub(r"<[^>]+>", " ", page.split("</style>")[1])
     assert not SCIENTIFIC.search(text), SCIENTIFIC.search(text)
     best = live.best
-    assert f"{units.number(best.value)} req/$" in text and " million req/$" in text
+    assert f"{units.number(best.rps_per_usd)} req/$" in text and " million req/$" in text
     assert units.rps(best.rps) in text and "RPS" in text and " ms" in text
     assert "p50" in text and "1 minute and 35 seconds" in text           # p50 and the search's wall time
     assert "3 s of closed-loop stress test per trial" in text and "box:1" in text   # measurement and hardware
     replay = searched(spec(max_trials=4))
     write_report(replay, tmp_path / "replay")
     page = html.unescape((tmp_path / "replay" / "report.html").read_text())
-    assert f"{replay.best.value:.3f} norm. RPS/$" in page and "normalised RPS/$ (the table's best = 1)" in page
+    assert f"{replay.best.rps_per_usd:.3f} norm. RPS/$" in page and "normalised RPS/$ (the table's best = 1)" in page
     assert "req/$" not in page                    # a normalised number is never labelled as requests per dollar
 
 
 def test_baseline_comparison_states_the_saving_both_ways(tmp_path):
     live = live_search(max_trials=6)
-    worst = min((t for t in live.trials if t.ok), key=lambda t: t.value)
+    worst = min((t for t in live.trials if t.ok), key=lambda t: t.rps_per_usd)
     s = write_report(live, tmp_path, baseline=Baseline.of(live, worst.config, load_rps=5000.0))
     b, best = s["baseline"], live.best
     assert b["source"] == f"trial {worst.index + 1} of this search"
-    assert b["gain"] == pytest.approx(best.value / worst.value)
+    assert b["gain"] == pytest.approx(best.rps_per_usd / worst.rps_per_usd)
     replicas = -(-5000 // worst.rps)
     assert b["monthly"] == [replicas, pytest.approx(replicas * live.spec.prices.hourly(worst.config) * 730)] or \
         b["monthly"] == (replicas, pytest.approx(replicas * live.spec.prices.hourly(worst.config) * 730))
@@ -131,7 +131,7 @@ def test_a_replay_baseline_is_read_from_the_table_and_bad_configs_are_refused():
     st = searched(spec(max_trials=4))
     cfg = parse_config("batchsize=16, cpus=2, gpumem=1.6, gpupower=100, gputype=V100", st.spec.space)
     base = Baseline.of(st, cfg)
-    assert base.source == "the replay table" and base.value == pytest.approx(TABLE.lookup(cfg)["value"])
+    assert base.source == "the replay table" and base.rps_per_usd == pytest.approx(TABLE.lookup(cfg)["value"])
     with pytest.raises(SpaceError, match="not a configuration of the search's space"):
         parse_config("cpus=2,gputype=V100", st.spec.space)
 
@@ -199,9 +199,9 @@ def test_failed_trials_are_explained_in_words_and_numbered_as_everywhere(tmp_pat
     assert "met the constraints" not in page                      # no constraint was set: the others failed
     assert "All 4 other trials failed" in page
     # the audit numbers the trials as the report's tables do (trial 1 is index 0, t0)
-    assert _trial_summary(st.trials[0], False).startswith("trial 1 failed: input data_0")
-    assert "ValueError" not in _trial_summary(st.trials[0], False)
-    assert _trial_summary(st.trials[2], False).startswith("trial 3 ok")
+    assert _trial_summary(st.trials[0]).startswith("trial 1 failed: input data_0")
+    assert "ValueError" not in _trial_summary(st.trials[0])
+    assert _trial_summary(st.trials[2]).startswith("trial 3 ok")
 
 
 def test_the_runner_up_note_names_a_constraint_only_when_one_was_set():

@@ -48,7 +48,7 @@ def test_a_search_page_renders_user_text_escaped(state, parts):
 
 
 def test_the_trial_table_shows_the_reports_figures_and_the_failures(state, parts):
-    failed = replace(state.trials[1], status="failed", value=None, reason="runner said <no>")
+    failed = replace(state.trials[1], status="failed", rps_per_usd=None, reason="runner said <no>")
     st = replace(state, trials=(state.trials[0], failed, *state.trials[2:]))
     data = detail(st, 1.0e9, None)
     assert [h["trial"] for h in data["history"]] == [1, 2, 3, 4, 5]
@@ -57,7 +57,7 @@ def test_the_trial_table_shows_the_reports_figures_and_the_failures(state, parts
     assert html.count("<tr") == 6 and "runner said &lt;no&gt;" in html
     assert data["best_so_far"][1][2] is None                  # a failed trial has no value dot on the chart
     assert data["best_so_far"][1][3] is not None              # but a red mark on its floor
-    assert data["best_so_far"][-1][1] == st.best.value
+    assert data["best_so_far"][-1][1] == st.best.rps_per_usd
 
 
 def test_the_recommendation_carries_its_interval_from_the_measured_spread(state):
@@ -66,7 +66,7 @@ def test_the_recommendation_carries_its_interval_from_the_measured_spread(state)
     assert rec["interval"]["rps"] == pytest.approx([90.0, 110.0])
     # the objective's interval is the search's estimate of the recommendation (posterior, 95%)
     est = noisy.recommendation
-    assert rec["interval"]["value"] == pytest.approx([est.low, est.high])
+    assert rec["interval"]["rps_per_usd"] == pytest.approx([est.low, est.high])
     assert rec["estimate"]["measurements"] == est.measurements and est.low < est.value < est.high
     assert detail(state, 1.0e9, None)["recommendation"]["interval"] is None      # a table without a spread
     running = replace(state, status="running")
@@ -77,7 +77,7 @@ def test_the_chart_and_the_report_draw_one_best_so_far_curve(state):
     """A noisy search's best so far is the recommendation's estimate, on the dashboard as in the
     report, not the luckiest single measurement; an exact one is the best measurement."""
     from tools.report.summary import best_so_far
-    lucky = replace(state.trials[0], value=state.trials[0].value * 3)          # one measurement far too high
+    lucky = replace(state.trials[0], rps_per_usd=state.trials[0].rps_per_usd * 3)          # one measurement far too high
     noisy = replace(state, trials=tuple(replace(t, rps=100.0, stability_cv=0.3) for t in (lucky, *state.trials[1:])))
     chart = [b for _, b, *_ in detail(noisy, 1.0e9, None)["best_so_far"]]
     curve = best_so_far(noisy)
@@ -85,7 +85,7 @@ def test_the_chart_and_the_report_draw_one_best_so_far_curve(state):
     assert chart[-1] < max(curve.measured)                     # not the lucky measurement
     exact = [b for _, b, *_ in detail(state, 1.0e9, None)["best_so_far"]]
     assert curve.estimate is not None and best_so_far(state).estimate is None
-    assert exact == best_so_far(state).measured and exact[-1] == state.best.value
+    assert exact == best_so_far(state).measured and exact[-1] == state.best.rps_per_usd
 
 
 def test_the_list_and_falcon_status_show_one_overview_of_a_search(state):
@@ -137,7 +137,7 @@ def test_a_trial_result_in_the_log_shows_before_the_searcher_records_it(parts):
     log = SearchLog()
     data = detail(d.state, 1.0e9, log)
     assert "in flight: trial 1" in str(parts.inflight(data))
-    log.trials[d.request.trial_id] = {"ts": "", "index": 0, "status": "failed", "value": None,
+    log.trials[d.request.trial_id] = {"ts": "", "index": 0, "status": "failed", "rps_per_usd": None,
                                       "reason": "OOM <killed>", "runner": "r"}
     html = str(parts.inflight(detail(d.state, 1.0e9, log)))
     assert "trial 1 finished: failed" in html and "OOM &lt;killed&gt;" in html and "recording" in html
@@ -280,10 +280,10 @@ def test_the_dashboard_prints_the_product_s_units_not_exponents_or_zero_costs(st
     """A live search's req/$ in the millions and CPU trials costing millionths of a dollar: the
     dashboard said 5.14e+06, $0.00 spent and 0.000 per trial; the report said 5.14 million and
     $0.000071."""
-    live = [replace(t, value=5.14e6 + i, cost_usd=7.1e-6 * (i + 1),
+    live = [replace(t, rps_per_usd=5.14e6 + i, rps_per_usd_unit="req/$", cost_usd=7.1e-6 * (i + 1),
                     reason=None if t.status == "ok" else "ValueError: fixed at 1")
             for i, t in enumerate(state.trials)]
-    failed = replace(live[1], status="failed", value=None, reason="ValueError: input data_0's batch is fixed at 1")
+    failed = replace(live[1], status="failed", rps_per_usd=None, reason="ValueError: input data_0's batch is fixed at 1")
     st = replace(state, trials=(live[0], failed, *live[2:]))
     data = detail(st, 1.0e9, None)
     html = str(parts.summary(data)) + str(parts.trials(data)) + str(parts.search_row(row(st, 1.0e9, None)))

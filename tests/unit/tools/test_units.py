@@ -17,10 +17,11 @@ def test_formats(fn, x, text):
     assert fn(x) == text
 
 
-def test_the_objective_says_which_one_it_is():
-    assert units.objective(0.99712, "replay") == "0.997 norm. RPS/$"
-    assert units.objective(1.93e8, "live") == "193 million req/$"
-    assert "table's best" in units.objective_name("replay") and units.objective_name("live") == "requests per $"
+def test_rps_per_usd_says_which_unit_its_result_states():
+    assert units.rps_per_usd(0.99712, "norm") == "0.997 norm. RPS/$"
+    assert units.rps_per_usd(1.93e8, "req/$") == "193 million req/$"
+    assert units.rps_per_usd_cell(0.99712, "norm") == "0.997" and units.rps_per_usd_cell(None, "norm") == "-"
+    assert "table's best" in units.objective_name("norm") and units.objective_name("req/$") == "requests per $"
 
 
 def test_knobs_show_their_units_and_a_baseline_may_be_written_with_them():

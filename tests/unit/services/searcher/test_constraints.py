@@ -38,11 +38,11 @@ def test_the_recommendation_meets_the_slo_and_the_best_infeasible_trial_is_not_r
     st = drive(replace(spec(max_trials=40, strategy="random"), constraints=Constraints(slo_p99_ms=70)))
     assert st.status == "completed"
     assert st.best.p99_ms <= 70 and st.best.config["batchsize"] == 32      # the largest batch within the SLO
-    assert max(t.value for t in st.trials) > st.best.value                  # a faster one exists, over the SLO
+    assert max(t.rps_per_usd for t in st.trials) > st.best.rps_per_usd                  # a faster one exists, over the SLO
     data = completed(st).to_data()
     assert data["infeasible"] and all("SLO" in why for why in data["infeasible"].values())
     assert len(data["runners_up"]) == 3 and all(r["p99_ms"] <= 70 for r in data["runners_up"])
-    assert [r["value"] for r in data["runners_up"]] == sorted((r["value"] for r in data["runners_up"]), reverse=True)
+    assert [r["rps_per_usd"] for r in data["runners_up"]] == sorted((r["rps_per_usd"] for r in data["runners_up"]), reverse=True)
 
 
 def test_an_impossible_constraint_fails_the_search_with_the_reason():
@@ -53,6 +53,6 @@ def test_an_impossible_constraint_fails_the_search_with_the_reason():
 def test_infeasible_trials_are_told_to_the_strategy_as_the_worst_value_seen():
     st = drive(replace(spec(max_trials=8, strategy="random"), constraints=Constraints(slo_p99_ms=20)))
     told = st.observed_values()
-    floor = min(t.value for t in st.trials)
+    floor = min(t.rps_per_usd for t in st.trials)
     for t, v in zip(st.trials, told):
-        assert v == (t.value if t.p99_ms <= 20 else floor)
+        assert v == (t.rps_per_usd if t.p99_ms <= 20 else floor)

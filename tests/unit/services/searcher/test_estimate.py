@@ -96,10 +96,10 @@ def test_the_search_re_measures_a_noisy_leader_as_a_real_trial_and_reports_the_e
     measured = [trial(0, 1, 0.5, .1), trial(1, 4, 0.9, .1), trial(2, 8, 0.91, .1), trial(3, 64, 0.5, .1)]
     request = TrialRequested("s/t4", 4, {"batchsize": 128}, s.model, s.backend, 0.4)
     state = SearchState("s", s, (), (), trials=tuple(measured), pending=(request,))
-    d = record_trial(state, request.result("ok", value=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    d = record_trial(state, request.result("ok", rps_per_usd=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
     again = d.request               # 4 and 8 are within 10% noise of each other: one is measured again
     assert again is not None and again.index == 5 and again.config["batchsize"] in (4, 8)
-    d = record_trial(d.state, again.result("ok", value=0.88, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    d = record_trial(d.state, again.result("ok", rps_per_usd=0.88, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
     st = d.state
     assert d.finished and len(st.trials) == 6 and abs(st.spent_usd - 0.6) < 1e-9   # paid like any trial
     twice = next(e for e in st.estimates if e.trial.config == again.config)
@@ -116,7 +116,7 @@ def test_a_plain_replay_never_spends_a_trial_re_measuring_the_same_row():
     measured = [trial(0, 1, 0.5, .1), trial(1, 4, 0.9, .1), trial(2, 8, 0.91, .1), trial(3, 64, 0.5, .1)]
     request = TrialRequested("s/t4", 4, {"batchsize": 128}, s.model, s.backend, 0.4)
     state = SearchState("s", s, (), (), trials=tuple(measured), pending=(request,))
-    d = record_trial(state, request.result("ok", value=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
+    d = record_trial(state, request.result("ok", rps_per_usd=0.4, cost_usd=0.1, duration_s=900.0, stability_cv=.1))
     assert d.request.config["batchsize"] not in (1, 4, 8, 64, 128)
 
 
@@ -150,7 +150,7 @@ def test_the_models_expectation_is_a_prior_that_misleading_trials_outweigh():
     assert 0.8 < e8.value < 0.9 and e8.low < e8.value < e8.high
     wrong = dict(zip(keys, [.9, .2, .95, .3, .1, .95, .2, .9]))      # off by far more than the noise
     believed = {e.trial.config["batchsize"]: e.value for e in estimate(LINE, measured, lambda t: True, wrong)}
-    assert all(abs(believed[t.config["batchsize"]] - t.value) < 0.05 for t in measured)
+    assert all(abs(believed[t.config["batchsize"]] - t.rps_per_usd) < 0.05 for t in measured)
 
 
 def test_one_or_two_configurations_are_worth_what_they_measured_with_the_noise_as_interval():

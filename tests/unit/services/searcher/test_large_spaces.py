@@ -33,7 +33,7 @@ def search(space, strategy, trials, knowledge=None, seed=0):
     d = start_search("s", spec, ["conv2d", "relu"], OPS, knowledge)
     while d.request is not None:
         v = objective(d.request.config) if "gpumem" in space.names else 1.0 + 0.01 * d.request.index
-        r = d.request.result("ok", value=v) if v is not None else d.request.failed("does not start")
+        r = d.request.result("ok", rps_per_usd=v) if v is not None else d.request.failed("does not start")
         d = record_trial(d.state, r, knowledge)
     return d.state
 
@@ -45,7 +45,7 @@ def test_a_search_over_a_hundred_thousand_configurations_runs_through_the_produc
     assert len(state.trials) == 10 and state.status == "completed"
     assert len({space.key(t.config) for t in state.trials}) == 10   # never the same configuration twice
     # the knobs no table has are tuned too: the cost model says int8 on a T4 pays, and it does
-    assert state.best.config["precision"] != "fp32" and state.best.value > 1.0
+    assert state.best.config["precision"] != "fp32" and state.best.rps_per_usd > 1.0
     # a configuration that failed to start is never followed by one of its neighbours
     for before, after in zip(state.trials, state.trials[1:]):
         if not before.ok:

@@ -43,7 +43,7 @@ def test_search_stops_at_max_trials_and_recommends_the_best_seen():
     st = d.state
     assert d.finished and st.status == "completed" and st.stop_reason == "max-trials"
     assert len(st.trials) == 6 and len({TABLE.space.key(t.config) for t in st.trials}) == 6
-    assert st.best.value == max(t.value for t in st.trials)
+    assert st.best.rps_per_usd == max(t.rps_per_usd for t in st.trials)
     assert st.spent_usd == sum(t.cost_usd for t in st.trials)
 
 

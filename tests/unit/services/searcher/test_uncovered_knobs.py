@@ -54,7 +54,7 @@ def search(space, knowledge, objective, trials, seed=0):
     d = start_search("s", spec, kops, ops, knowledge)
     while d.request is not None:
         v = objective(d.request.config)
-        r = d.request.result("ok", value=v) if v is not None else d.request.failed("does not start")
+        r = d.request.result("ok", rps_per_usd=v) if v is not None else d.request.failed("does not start")
         d = record_trial(d.state, r, knowledge)
     return d.state
 
@@ -156,7 +156,7 @@ def test_a_search_of_a_hundred_thousand_configurations_with_two_uncovered_knobs_
     assert len(state.trials) == 12 and state.status == "completed"
     assert len({space.key(t.config) for t in state.trials}) == 12
     optimum = max(objective(space.config_at(i)) for i in range(0, space.size))
-    assert state.best.value >= 0.9 * optimum
+    assert state.best.rps_per_usd >= 0.9 * optimum
     lines = completed(state).notices
     assert [n for n in ("queue_delay_us", "threads") if any(f"uncovered knob {n} " in x for x in lines)] == \
         ["queue_delay_us", "threads"]

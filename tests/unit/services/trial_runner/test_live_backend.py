@@ -51,7 +51,7 @@ def test_a_live_trial_measures_rps_latency_stability_and_cost(tmp_path, resnet8)
     out = backend.run(spec(resnet8, {"cpus": 1, "batchsize": 4, "graph_opt": "all"}))
     assert out.status == "ok", out.reason
     assert out.rps > 0 and 0 < out.p50_ms <= out.p99_ms
-    assert out.value == pytest.approx(requests_per_dollar(out.rps, PRICE))
+    assert out.rps_per_usd == pytest.approx(requests_per_dollar(out.rps, PRICE)) and out.rps_per_usd_unit == "req/$"
     assert out.cost_usd == pytest.approx(PRICE * out.duration_s / 3600)
     assert out.stability_cv >= 0 and out.details["compile_cached"] is False and out.details["threads"] == 1
     again = backend.run(spec(resnet8, {"cpus": 1, "batchsize": 8, "graph_opt": "all"}))

@@ -18,7 +18,8 @@ def trial(config, table=TABLE, seconds=900.0):
 def test_answers_from_the_table_with_simulated_duration_and_cost():
     out = ReplayBackend().run(trial(CFG))
     row = next(r for r in TABLE.read_text().splitlines() if r.startswith("128,5,1.6,50,V100,"))
-    assert out.status == "ok" and out.value == pytest.approx(float(row.split(",")[-1]))
+    assert out.status == "ok" and out.rps_per_usd == pytest.approx(float(row.split(",")[-1]))
+    assert out.rps_per_usd_unit == "norm"                # a table's RPS/$, normalised to its best
     assert out.duration_s == 900.0
     assert out.cost_usd == pytest.approx(DEFAULT_PRICES.hourly(CFG) * 0.25)
 
