@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from services.domain.pricing import DEFAULT_PRICES
+from services.domain.serving import LIVE_MODES
 from services.domain.space import Space
 from schemas.events import TrialRequested
 from services.trial_runner.backends import LiveBackend
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", type=Path, default=Path("deploy/config/live-cpu-space.yaml"))
     p.add_argument("--out", type=Path, default=Path("bench/live"))
     p.add_argument("--measure-s", type=float, default=2.0, help="closed-loop mode: seconds per measurement")
-    p.add_argument("--mode", choices=("served", "closed-loop"), default="closed-loop",
+    p.add_argument("--mode", choices=LIVE_MODES, default="closed-loop",
                    help="live trial mode (served: Triton + perf_analyzer, the peak RPS within --slo-p99-ms; "
                         "use --space deploy/config/live-served-space.yaml)")
     p.add_argument("--slo-p99-ms", type=float, default=100.0)

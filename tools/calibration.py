@@ -37,6 +37,7 @@ import numpy as np
 
 from schemas.events import TrialResult
 from services.domain.falcon_data import VALUE_COLUMN, model_table_from_rows
+from services.domain.serving import LIVE_MODES
 from tools.app.submit import DEFAULT_SLO_P99_MS, SERVED_TRIAL_S
 from services.domain.pricing import PriceCatalogue
 from services.domain.space import Config, Space
@@ -51,7 +52,6 @@ STRATEGY = "design"          # the calibration searches' strategy (the treebuild
 DEFAULT_POINTS = 16
 DEFAULT_MEASURE_S = 2.0
 OVERHEAD_S = 4.0             # a live trial's process start and warm-up, on top of its measurement (as submit)
-MODES = ("served", "closed-loop")   # what a live trial measures (docs/served-trials.md); served as submit
 # the KOPs of the zoo's profiled models (bench/results/profiles.txt: resnet8/18 conv2d; bert-tiny/base,
 # gru dense; mobilenet-v2-tiny conv2d, add, clip)
 ZOO_KOPS = ("conv2d", "dense", "add", "clip")
@@ -245,8 +245,8 @@ def make_plan(space: Space, prices: PriceCatalogue, hardware: HardwareCatalogue,
     if backend != "live":
         raise CalibrationError(f"a calibration measures on live runners: --backend live, not {backend!r} "
                                "(replay trials only repeat a table someone measured)")
-    if mode not in MODES:
-        raise CalibrationError(f"--live-mode {mode!r}: {' or '.join(MODES)}")
+    if mode not in LIVE_MODES:
+        raise CalibrationError(f"--live-mode {mode!r}: {' or '.join(LIVE_MODES)}")
     if not math.isfinite(slo_p99_ms) or slo_p99_ms <= 0:
         raise CalibrationError(f"--slo-p99-ms must be a positive number of milliseconds, not {slo_p99_ms}")
     if points < 1:

@@ -23,6 +23,9 @@ from typing import Any, Mapping
 
 from services.domain.roles import DEFAULT_ROLES
 
+# what a live trial measures: a Triton deployment stressed to its peak within the SLO, or the
+# in-process closed loop (docs/served-trials.md); served is the default
+LIVE_MODES = ("served", "closed-loop")
 GRAPH_OPT_LEVELS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "fp16", "int8")
 # ONNX Runtime's names for the graph optimisation levels (onnxruntime.GraphOptimizationLevel)

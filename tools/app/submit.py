@@ -24,6 +24,7 @@ from services.searcher.preflight import Facts
 from services.domain.pricing import PriceCatalogue
 from services.platform.runners import RunnerAdvert, read_adverts
 from services.platform.settings import Settings
+from services.domain.serving import LIVE_MODES
 from services.domain.space import Space
 from services.platform.tables import read_model_table
 from services.domain.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS, Constraints, SearchSpec, StopRules
@@ -107,8 +108,8 @@ def build_submission(o: SubmitOptions, runners: Sequence[RunnerAdvert] | None = 
     if o.zoo:
         from tools.zoo import export_onnx
         model_file, fmt = str(export_onnx(o.zoo, home() / "models" / f"{slug(o.zoo)}.onnx")), "onnx"
-    if o.live_mode not in ("served", "closed-loop"):
-        raise SubmissionError(f"--live-mode {o.live_mode!r}: served or closed-loop")
+    if o.live_mode not in LIVE_MODES:
+        raise SubmissionError(f"--live-mode {o.live_mode!r}: {' or '.join(LIVE_MODES)}")
     space_file = o.space or ((SERVED_SPACE if o.live_mode == "served" else LIVE_SPACE) if kind == "live" else None)
     space = Space.from_file(space_file) if space_file else None
     prices = PriceCatalogue.from_file(o.prices) if o.prices else None

@@ -26,6 +26,7 @@ from services.platform.connections import redis_client
 from services.domain.pricing import DEFAULT_PRICES, PriceCatalogue
 from services.platform.runners import RunnerAdvert
 from services.platform.settings import Settings
+from services.domain.serving import LIVE_MODES
 from services.domain.space import Space
 from services.knowledge.hardware import DEFAULT_HARDWARE, HardwareCatalogue
 from services.knowledge.store import KnowledgeStore
@@ -387,7 +388,7 @@ def register(sub: Any) -> None:
                    "their names, comma-separated")
     c.add_argument("--points", type=positive_int, default=cal.DEFAULT_POINTS,
                    help="design points (configurations) measured per model")
-    c.add_argument("--live-mode", choices=cal.MODES, default="served",
+    c.add_argument("--live-mode", choices=LIVE_MODES, default="served",
                    help="served (default): each point a Triton deployment stressed up to its peak within the SLO; "
                         "closed-loop: the in-process loop (docs/served-trials.md)")
     c.add_argument("--slo-p99-ms", type=positive, default=cal.DEFAULT_SLO_P99_MS,

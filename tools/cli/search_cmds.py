@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from services.domain.objectives import OBJECTIVES, Objective
+from services.domain.serving import LIVE_MODES
 from services.domain.spec import DEFAULT_KOP_THRESHOLD, DEFAULT_TRIAL_SECONDS
 from services.searcher.strategies import STRATEGIES
 from tools import units
@@ -216,7 +217,7 @@ def register(sub: Any) -> None:
                         "(default: replay when --replay-table is given)")
     c.add_argument("--replay-table", help="measurement table csv the replay backend answers from (a path or a "
                    "file://, s3:// or https:// URI)")
-    c.add_argument("--live-mode", choices=("served", "closed-loop"), default="served",
+    c.add_argument("--live-mode", choices=LIVE_MODES, default="served",
                    help="live trials: served (Triton + perf_analyzer, the peak RPS within the p99 SLO, default "
                         f"{DEFAULT_SLO_P99_MS:g} ms) or closed-loop (one batch in flight in one process: fast, no "
                         "server); docs/served-trials.md")

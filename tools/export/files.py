@@ -92,10 +92,10 @@ def recommendation(state: SearchState, model: Path | None, date: str | None = No
 
 
 def robust_rps(state: SearchState, best: TrialResult, est: Mapping[str, Any] | None) -> float | None:
-    """The peak RPS a deployment is sized on: not the recommended configuration's best (luckiest)
-    measurement but the search's noise-robust figure, where that is lower. For RPS/$ (a fixed price
-    per configuration) that is the measured peak scaled by the estimate over the measurement (the
-    posterior mean shrinks a lucky draw); for another objective, the mean peak of the
+    """The search's noise-robust estimate of the recommended configuration's peak RPS (the sizing
+    never goes above the measurement: :attr:`Recommendation.peak_for_sizing`). For RPS/$ (a fixed
+    price per configuration) it is the measured peak scaled by the estimate over the measurement
+    (the posterior mean shrinks a lucky draw); for another objective, the mean peak of the
     configuration's measurements."""
     if not best.rps or best.rps <= 0:
         return best.rps
@@ -103,11 +103,9 @@ def robust_rps(state: SearchState, best: TrialResult, est: Mapping[str, Any] | N
     if objective.name == RPS_PER_USD and est and est.get("trial_id") == best.trial_id:
         measured = objective.natural(state.objective_value(best))
         value = est.get("value")
-        if measured and measured > 0 and value is not None and 0 < value < measured:
-            return best.rps * value / measured
-        return best.rps
+        return best.rps * value / measured if measured and measured > 0 and value and value > 0 else best.rps
     same = [t.rps for t in state.trials if t.ok and t.rps and dict(t.config) == dict(best.config)]
-    return min(best.rps, sum(same) / len(same)) if same else best.rps
+    return sum(same) / len(same) if same else best.rps
 
 
 def local_model(state: SearchState, cache_dir: Path) -> Path | None:

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from services.domain.figures import REQ_PER_USD
 from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain.serving import LIVE_MODES
 from services.domain.space_rules import SpaceError
 from services.platform.topics import is_no_gpu
 from schemas.events import TrialRequested, TrialResult
@@ -45,7 +46,6 @@ CPU_KNOB, BATCH_KNOB, OPT_KNOB = DEFAULT_ROLES.cpus, DEFAULT_ROLES.batch, DEFAUL
 GPU_KNOBS = (DEFAULT_ROLES.gpu, DEFAULT_ROLES.gpu_mem, DEFAULT_ROLES.gpu_power)
 SERVED_KNOBS = (DEFAULT_ROLES.queue_delay, DEFAULT_ROLES.replicas, DEFAULT_ROLES.precision)   # served trials only
 DEFAULT_MEASURE_S = 3.0
-MODES = ("served", "closed-loop")
 DEFAULT_SLO_P99_MS = 100.0
 
 
@@ -110,8 +110,8 @@ class LiveBackend(TrialBackend):
         """Why this machine cannot apply ``config`` in ``mode``; None when it can. ``roles``: the
         space's knob roles (which knob is the batch, the cores, ...): this backend applies roles,
         whatever the space calls their knobs."""
-        if mode not in MODES:
-            return f"live mode {mode!r} is not one of {list(MODES)}"
+        if mode not in LIVE_MODES:
+            return f"live mode {mode!r} is not one of {list(LIVE_MODES)}"
         config = roles.by_role(config)
         served = mode == "served"
         for knob in config:
