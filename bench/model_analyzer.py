@@ -8,7 +8,7 @@ reaches within 2% of the best?
 
 Model Analyzer (PyPI ``triton-model-analyzer``, in a virtualenv of its own: ``--ma-venv``, default
 ``.venv-ma``) profiles the same model (resnet8's ONNX file, run by ONNX Runtime inside Triton's
-Python backend: ``tools/export/triton_model.py``, the model ``falcon export`` writes) on the same
+Python backend: ``services/trial_runner/triton_model.py``, the model ``falcon export`` writes) on the same
 Triton (PyTriton's bundled ``tritonserver`` 2.51.0, ``--triton-launch-mode local``), with the same
 perf_analyzer (tritonclient 2.51.0), the server pinned to core 0 and perf_analyzer to core 1 (as
 served trials are), requests of one sample with zero inputs, over its own knobs: max_batch_size
@@ -242,7 +242,7 @@ def prepare(work: Path, serving, onnx: Path | None) -> None:
             from tools.zoo import export_onnx
             export_onnx(MODEL, onnx)
     shutil.copy(onnx, model / "1" / "model.onnx")
-    shutil.copy(REPO / "tools" / "export" / "triton_model.py", model / "1" / "model.py")
+    shutil.copy(REPO / "services" / "trial_runner" / "triton_model.py", model / "1" / "model.py")
     (model / "config.pbtxt").write_text(f"""name: "{MODEL}"
 backend: "python"
 max_batch_size: {max(BATCHES)}

@@ -81,19 +81,6 @@ class ServingConfig:
                 cfg["optimization"] = {"graph": {"level": level}}
         return cfg
 
-    def triton_pbtxt(self, name: str, platform_backend: str = "onnxruntime") -> str:
-        """The same settings as a config.pbtxt for a Triton model repository (no inputs/outputs:
-        Triton's ORT backend reads them from the ONNX file)."""
-        c = self.triton_model_config(name, platform_backend)
-        lines = [f'name: "{name}"', f'backend: "{platform_backend}"', f"max_batch_size: {self.max_batch_size}",
-                 f"dynamic_batching {{ max_queue_delay_microseconds: {self.queue_delay_us} }}",
-                 f"instance_group [ {{ count: {self.instances} kind: {c['instance_group'][0]['kind']} }} ]"]
-        for key, val in c.get("parameters", {}).items():
-            lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{val["string_value"]}" }} }}')
-        if "optimization" in c:
-            lines.append(f"optimization {{ graph {{ level: {c['optimization']['graph']['level']} }} }}")
-        return "\n".join(lines) + "\n"
-
 
 def _int(knobs: Mapping[str, Any], name: str, low: int, high: int | None = None) -> int:
     raw = knobs.get(name, DEFAULTS[name])

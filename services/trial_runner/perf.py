@@ -53,7 +53,6 @@ class PerfAnalyzer:
     env: ServingEnv
     model: str
     url: str                     # host:port of Triton's HTTP endpoint
-    token: str                   # PyTriton's access token (statistics are behind it)
     registry: Path
     cores: Sequence[int] = ()
     client_batch: int = 1
@@ -64,7 +63,7 @@ class PerfAnalyzer:
 
     def command(self, concurrency: int, out: Path, request_count: int | None = None) -> list[str]:
         cmd = [str(self.env.perf_analyzer), "-m", self.model, "-u", self.url, "-i", "http",
-               "-H", f"triton-access-token:{self.token}", "-b", str(self.client_batch),
+               "-b", str(self.client_batch),
                "--concurrency-range", str(concurrency), "--percentile=99", "-f", str(out), "--verbose-csv",
                # zeros: valid for every input (random int64 would index past a token embedding)
                "--input-data", "zero"]

@@ -1,9 +1,9 @@
 """Processes a served trial starts (the Triton server, perf_analyzer) and how none outlives it.
 
 Three guards: each runs in a process group of its own, killed as a group when the trial ends;
-each asks the kernel for a signal when the runner dies (``setpriv --pdeathsig``, and the serving
-process's own prctl + a SIGTERM handler that kills its group), so ``kill -9`` of the runner takes
-them down; and every group is recorded in a directory, so a runner starting on the machine kills
+each asks the kernel for a signal when the runner dies (``setpriv --pdeathsig``: SIGTERM for
+Triton, which then unloads the model and stops its Python-backend stubs; SIGKILL for
+perf_analyzer), so ``kill -9`` of the runner takes them down; and every group is recorded in a directory, so a runner starting on the machine kills
 the groups a dead runner left (a check at start, :func:`reap_leftovers`)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import IO, Sequence
 
 from services.platform.processes import alive
 
-MARKERS = ("triton_serve", "tritonserver", "perf_analyzer", "triton_python_backend_stub")
+MARKERS = ("tritonserver", "perf_analyzer", "triton_python_backend_stub")
 ACTIVE: set[int] = set()      # groups this process runs now (never reaped as leftovers)
 
 
@@ -63,7 +63,7 @@ def stub_dirs(pids: list[int]) -> set[str]:
 
 
 def kill_group(pgid: int, grace_s: float = 2.0) -> None:
-    """SIGTERM the group (the serving process then kills its own group), SIGKILL what is left;
+    """SIGTERM the group (Triton unloads the model and stops its stubs), SIGKILL what is left;
     then delete the stubs' scratch directories."""
     dirs = stub_dirs(group_members(pgid))
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 1.0)):
@@ -78,25 +78,6 @@ def kill_group(pgid: int, grace_s: float = 2.0) -> None:
             time.sleep(0.05)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def kill_own_group() -> None:
-    """From inside a group's leader (its SIGTERM handler): SIGKILL every other member, delete the
-    stubs' scratch directories, then SIGKILL the group (the caller included)."""
-    pgid = os.getpgid(0)
-    others = [p for p in group_members(pgid) if p != os.getpid()]
-    dirs = stub_dirs(others)
-    for pid in others:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end and [p for p in group_members(pgid) if p != os.getpid()]:
-        time.sleep(0.02)
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    os.killpg(pgid, signal.SIGKILL)
 
 
 @dataclass

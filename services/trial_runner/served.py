@@ -1,6 +1,10 @@
 """A served trial: deploy the model in Triton with the configuration applied, stress it with
 perf_analyzer raising the load until p99 passes the SLO, and report the peak throughput within it.
 
+The deployment is the model repository entry ``falcon export`` ships (:mod:`model_repo`), served
+by Triton itself (nvidia-pytriton's bundled ``tritonserver``, Python backend running ONNX
+Runtime), so what a trial measures is what the export deploys.
+
 The I/O shell around two pure parts: :mod:`services.domain.serving` (knobs -> Triton/ORT
 settings) and :mod:`services.trial_runner.peak_load` (which loads to measure). Wall time is
 bounded (start, each load level and the whole sweep have limits) and reported split into start
@@ -9,11 +13,11 @@ one-line reason, and the server is stopped whatever happens (see :mod:`procs` fo
 
 from __future__ import annotations
 
-import json
-import secrets
-import socket
+import re
 import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -24,12 +28,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from services.domain.serving import ServingConfig
+from services.trial_runner.model_repo import ModelIOError, backend_dir, write_entry
 from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
 from services.trial_runner.perf import PerfAnalyzer
 from services.trial_runner.procs import Group, start_group
 from services.trial_runner.serving_env import TRITON_VERSION, ServingEnv
 
 MODEL_NAME = "model"
+EXIT_TIMEOUT_S = 3          # Triton's own wait for in-flight requests at shutdown
 
 
 class ServedTrialFailed(RuntimeError):
@@ -94,26 +100,27 @@ def one_line(text: str, limit: int = 400) -> str:
     return " | ".join(ln.strip() for ln in str(text).splitlines() if ln.strip())[:limit]
 
 
-def _tail_reason(server_log: Path, stdout_log: Path) -> str:
-    """The server's own account of why it stopped: its JSON failure line, else Triton's last error."""
-    for line in reversed(stdout_log.read_text(errors="replace").splitlines() if stdout_log.is_file() else []):
-        if line.startswith("{"):
-            try:
-                out = json.loads(line)
-            except ValueError:
-                continue
-            if out.get("status") == "failed":
-                return one_line(str(out.get("reason")).split("Traceback")[0])
+def _log_line(line: str) -> str:
+    """One of Triton's log lines as a reason: its message without the log prefix, the Python
+    traceback it embeds (escaped newlines), and the trial's scratch path."""
+    msg = line.split("] ", 1)[-1].split("\\n")[0].strip().strip('"')
+    return one_line(re.sub(r"/\S*/repo/" + MODEL_NAME + r"/1/", "", msg))
+
+
+def _tail_reason(server_log: Path) -> str:
+    """The server's own account of why it stopped: the model's load error (the Python model's
+    exception where it raised one), else Triton's last error line."""
     lines = server_log.read_text(errors="replace").splitlines() if server_log.is_file() else []
+    for ln in lines:                         # e.g. "failed to load 'model' version 1: ... Error: ..."
+        if "failed to load" in ln or ("Stub process" in ln and "error" in ln.lower()):
+            return _log_line(ln)
     errors = [ln for ln in lines if ln.startswith("E") or "Error" in ln or "error" in ln]
-    return one_line((errors or lines or ["no output"])[-1])
+    return _log_line((errors or lines or ["no output"])[-1])
 
 
-def _ready(port: int, token: str) -> bool:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready",
-                                 headers={"triton-access-token": token})
+def _ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(req, timeout=1.0) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready", timeout=1.0) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -126,53 +133,59 @@ class ServedTrial:
         self.serving_cores, self.client_cores = list(serving_cores), list(client_cores)
         self.registry = state_dir / "groups"
         self.dir = state_dir / "trials" / uuid.uuid4().hex[:12]
-        self.token = secrets.token_urlsafe(16)
         self.server: Group | None = None
-        # PyTriton's Unix sockets live in the workspace: a path short enough for sun_path (108 bytes)
+        # scratch for the Python backend's model copies and its stubs' shared memory files
         self.workspace = Path(tempfile.mkdtemp(prefix="falcon-served-"))
 
     def _start(self) -> int:
-        """Launch the server; returns its HTTP port once the model is ready."""
+        """Write the model repository entry (the one ``falcon export`` ships) and start Triton on
+        it; returns its HTTP port once the model is ready."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        http, grpc, metrics = free_ports(3)
-        req = {"model": str(self.model), "name": MODEL_NAME, "config": self.config.as_dict(), "http_port": http,
-               "grpc_port": grpc, "metrics_port": metrics, "token": self.token, "cores": self.serving_cores,
-               "workspace": str(self.workspace / "w")}
-        out, err = (self.dir / "serve.out").open("w"), (self.dir / "serve.log").open("w")
         try:
-            # TMPDIR: PyTriton's model store (/tmp/folder*) lands in the scratch space deleted after the trial
-            self.server = start_group([str(self.env.python), "-m", "services.trial_runner.triton_serve",
-                                       json.dumps(req)], self.registry, self.env.env(TMPDIR=str(self.workspace)),
-                                      out, err,
-                                      self.serving_cores, pdeathsig="TERM",
+            write_entry(self.dir / "repo", MODEL_NAME, self.model, self.config)
+        except ModelIOError as exc:
+            raise ServedTrialFailed(str(exc)) from None
+        try:
+            backends = backend_dir(self.env.site, self.env.python_version, self.registry.parent / "triton-backends")
+        except OSError as exc:
+            raise ServedTrialFailed(f"the Triton server cannot be laid out: {exc}") from None
+        http, = free_ports(1)
+        argv = [str(self.env.tritonserver), f"--model-repository={self.dir / 'repo'}",
+                f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http}",
+                "--allow-grpc=false", "--allow-metrics=false", "--exit-on-error=true", "--log-verbose=0",
+                "--strict-model-config=true", f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
+        out = (self.dir / "serve.log").open("w")
+        try:
+            # TMPDIR: the Python backend's copies of the model (/tmp/folder*) land in the trial's scratch
+            # space, deleted after it; SIGTERM when the runner dies (Triton then unloads and exits)
+            self.server = start_group(argv, self.registry, self.env.env(TMPDIR=str(self.workspace)), out,
+                                      subprocess.STDOUT, self.serving_cores, pdeathsig="TERM",
                                       cleanup=[self.dir, self.workspace])
         finally:
             out.close()
-            err.close()
         end = time.monotonic() + self.opts.start_timeout_s
         while time.monotonic() < end:
             if self.server.proc.poll() is not None:
                 raise ServedTrialFailed(f"the Triton server did not start (exit {self.server.proc.returncode}): "
-                                        f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
-            if _ready(http, self.token):
+                                        f"{_tail_reason(self.dir / 'serve.log')}")
+            if _ready(http):
                 return http
             time.sleep(0.2)
         raise ServedTrialFailed(f"the Triton server did not get the model ready within "
-                                f"{self.opts.start_timeout_s:.0f} s: "
-                                f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
+                                f"{self.opts.start_timeout_s:.0f} s: {_tail_reason(self.dir / 'serve.log')}")
 
     def _alive_or_fail(self) -> None:
         assert self.server is not None
         if self.server.proc.poll() is not None:
             raise LoadError(f"the Triton server died under load (exit {self.server.proc.returncode}): "
-                            f"{_tail_reason(self.dir / 'serve.log', self.dir / 'serve.out')}")
+                            f"{_tail_reason(self.dir / 'serve.log')}")
 
     def run(self) -> ServedMeasurement:
         t0 = time.monotonic()
         try:
             port = self._start()
             t_ready = time.monotonic()
-            pa = PerfAnalyzer(self.env, MODEL_NAME, f"127.0.0.1:{port}", self.token, self.registry,
+            pa = PerfAnalyzer(self.env, MODEL_NAME, f"127.0.0.1:{port}", self.registry,
                               self.client_cores, self.config.client_batch, self.opts.interval_ms,
                               self.opts.stability_pct, self.opts.max_trials)
             try:

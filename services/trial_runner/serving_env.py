@@ -1,5 +1,5 @@
 """Where the serving stack of served trials is (one place): the serving virtualenv with PyTriton's
-Triton Inference Server and perf_analyzer, and the library path both need.
+bundled Triton Inference Server and perf_analyzer, and the library path both need.
 
 ``.venv-serving`` at the repository root (``scripts/setup.sh`` installs it from
 ``deploy/requirements-serving.txt``), or ``$FALCON_SERVING_VENV``. It is a virtualenv of its own
@@ -27,6 +27,8 @@ class ServingEnv:
     perf_analyzer: Path
     tritonserver: Path
     libdirs: tuple[str, ...]           # LD_LIBRARY_PATH entries: libcudart.so.12, the interpreter's libpython
+    site: Path                         # the serving venv's site-packages
+    python_version: str                # X.Y of the serving interpreter (the Python backend stub's)
 
     @classmethod
     def find(cls, venv: str | Path | None = None) -> "ServingEnv":
@@ -46,20 +48,24 @@ class ServingEnv:
             if not need.exists():
                 raise ServingStackMissing(f"{what} is missing from {root}: {hint}")
         try:
-            libdir = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
-                                    capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
+            libdir, version = subprocess.run(
+                [str(python), "-c", "import sys, sysconfig; print(sysconfig.get_config_var('LIBDIR')); "
+                 "print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+                capture_output=True, text=True, timeout=30, check=True).stdout.split()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             raise ServingStackMissing(f"the serving interpreter {python} does not run ({exc}): {hint}") from None
-        return cls(root, python, perf, server, (str(cudart), libdir))
+        return cls(root, python, perf, server, (str(cudart), libdir), site, version)
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment for tritonserver/perf_analyzer/the serving process: the library path
-        (libcudart for perf_analyzer; the interpreter's own libpython, else Triton's Python backend
-        stub loads Debian's and fails with "'_thread.RLock' object has no attribute
-        '_recursion_count'"), the project on PYTHONPATH."""
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+        """The environment for tritonserver and perf_analyzer: the library path (libcudart for
+        perf_analyzer; the server's own libraries, nvidia_pytriton.libs; the interpreter's own
+        libpython, else Triton's Python backend stub loads Debian's and fails with
+        "'_thread.RLock' object has no attribute '_recursion_count'") and the serving venv first
+        on PATH (the stub's embedded Python then finds the venv's numpy and onnxruntime)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")}
         old = env.get("LD_LIBRARY_PATH")
-        env["LD_LIBRARY_PATH"] = ":".join([*self.libdirs, *([old] if old else [])])
-        env["PYTHONPATH"] = str(REPO)
+        env["LD_LIBRARY_PATH"] = ":".join([str(self.site / "nvidia_pytriton.libs"), *self.libdirs,
+                                           *([old] if old else [])])
+        env["PATH"] = ":".join([str(self.venv / "bin"), env.get("PATH", "/usr/bin:/bin")])
         env.update(extra)
         return env

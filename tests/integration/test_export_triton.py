@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.trial_runner.model_repo import backend_dir
 from services.trial_runner.serving_env import ServingEnv, ServingStackMissing
 from tools.export.files import build, write
 from tests.unit.tools.test_export import served_search, tiny_onnx
@@ -80,19 +80,13 @@ def test_the_exported_triton_entry_loads_in_triton_and_serves_requests(tmp_path,
     assert {k: v for k, v in native.items() if k not in ("backend", "default_model_filename")} == \
         {k: v for k, v in python.items() if k != "backend"}            # one configuration, two backends
 
-    # the real server: the served trials' tritonserver, its Python backend and the stub for the venv's Python
-    bundled = SERVING.tritonserver.parents[1]
-    server = tmp_path / "tritonserver"
-    shutil.copytree(bundled, server, ignore=shutil.ignore_patterns("python_backend_stubs"))
-    version = serving_python("import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')").strip()
-    shutil.copy(bundled / "python_backend_stubs" / version / "triton_python_backend_stub", server / "backends" / "python")
-    env = SERVING.env(PATH=f"{SERVING.venv / 'bin'}:{os.environ['PATH']}")
-    # the copied binary no longer finds the libraries beside the wheel through its RPATH
-    env["LD_LIBRARY_PATH"] = f"{bundled.parents[1] / 'nvidia_pytriton.libs'}:{env['LD_LIBRARY_PATH']}"
+    # the real server: the served trials' own tritonserver, backend directory and environment
+    backends = backend_dir(SERVING.site, SERVING.python_version, tmp_path / "backends")
+    env = SERVING.env()
     port, grpc, metrics = free_port(), free_port(), free_port()
     log = (tmp_path / "triton.log").open("w")
-    proc = subprocess.Popen([str(server / "bin" / "tritonserver"), f"--model-repository={repo}",
-                             "--model-config-name=python-ort", f"--backend-directory={server / 'backends'}",
+    proc = subprocess.Popen([str(SERVING.tritonserver), f"--model-repository={repo}",
+                             "--model-config-name=python-ort", f"--backend-directory={backends}",
                              f"--http-port={port}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
                              "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--allow-metrics=false",
                              "--exit-timeout-secs=5"],

@@ -1,5 +1,6 @@
-"""Served trials through the real stack: a Triton server (PyTriton's bundled tritonserver) with
-the model in ONNX Runtime, perf_analyzer raising the load, the peak within the SLO. Needs the
+"""Served trials through the real stack: a Triton server (PyTriton's bundled tritonserver) serving
+the model repository entry the export ships (ONNX Runtime in the Python backend), perf_analyzer
+raising the load, the peak within the SLO. Needs the
 serving stack scripts/setup.sh installs into .venv-serving (no broker or Redis)."""
 
 import json
@@ -40,7 +41,7 @@ def served(model, config, **opts):
 
 def leftovers(path_part: str) -> list[str]:
     """Live processes (zombies aside) of ours: a server whose command line names ``path_part`` (its
-    state directory) or PyTriton's scratch space, or a perf_analyzer this test process started."""
+    state directory) or the trial's scratch space, or a perf_analyzer this test process started."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -105,6 +106,7 @@ def test_bad_input_gives_failed_trials_with_reasons_and_the_runner_goes_on(backe
                                                       helper.make_opsetid("no.such.domain", 1)]), str(unloadable))
     r = backend.run(served(unloadable, {"cpus": 1}))
     assert r.status == "failed" and "Triton server did not start" in r.reason and "\n" not in r.reason
+    assert "NoSuchOp" in r.reason, r.reason                  # the load error, as Triton's log gives it
     r = backend.run(served(resnet8, {"cpus": 1, "batchsize": 1}, slo_p99_ms=0.05))
     assert r.status == "failed" and "no load meets the p99 SLO of 0.05 ms" in r.reason
     r = backend.run(served(resnet8, {"cpus": 1, "precision": "fp16"}))
@@ -160,7 +162,7 @@ def test_a_server_that_dies_under_load_is_a_failed_trial_with_the_reason(backend
     while time.monotonic() < deadline and server is None:     # the server, once perf_analyzer loads it
         infos = [json.loads(rec.read_text()) for rec in set(registry.glob("*.json")) - before]
         if any(i["argv0"].endswith("perf_analyzer") for i in infos):
-            server = next((i["pgid"] for i in infos if i["argv0"].endswith("python")), None)
+            server = next((i["pgid"] for i in infos if i["argv0"].endswith("tritonserver")), None)
         time.sleep(0.05)
     assert server is not None, "the trial never loaded its server"
     os.killpg(server, signal.SIGKILL)

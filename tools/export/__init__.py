@@ -5,5 +5,6 @@ and its measured figures in, file texts out): the first holds the types, the siz
 the Triton model configuration, the second the KServe InferenceService, the Kubernetes Deployment +
 Service + HPA, the compose file and :func:`~tools.export.deploy.export`, which builds any format; the CLI (``tools/cli/export_cmds.py``) and the
 dashboard's download endpoint are the shell that reads the search and writes the files.
-``triton_model.py`` is the Triton Python-backend model the export ships beside the ONNX file
-(it is copied, never imported here). See docs/export.md."""
+The Python-backend ``model.py`` the export ships beside the ONNX file is the served trials' own
+(``services/trial_runner/triton_model.py``, copied, never imported), and the Triton model
+configuration is theirs too (``services/domain/triton_repo.py``). See docs/export.md."""

@@ -24,7 +24,6 @@ autoscaler keeps at least those and targets the same per-replica load."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from typing import Any, Mapping
 
 from services.domain.objectives import replicas_for
 from services.domain.roles import DEFAULT_ROLES, KnobRoles
+from services.domain import triton_repo
 from services.domain.serving import ServingConfig, ServingConfigError, serving_config
+from services.domain.triton_repo import MODEL_FILE, PYTHON_CONFIG, Tensor
 
 FORMATS = ("triton", "kserve", "k8s", "compose")
 DEFAULT_HEADROOM = 0.3          # each replica runs at 70% of the peak RPS measured within the SLO
@@ -42,8 +43,6 @@ SCALE_UP_FACTOR = 2             # the autoscaler may grow to twice the replicas 
 # the server nvidia-pytriton 0.7.0 bundles (the server the served trials and the export's test
 # use); the image has the ONNX Runtime backend that config.pbtxt names.
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
-PYTHON_CONFIG = "python-ort"    # configs/<this>.pbtxt: the Python-backend variant
-MODEL_FILE = "model.onnx"       # the ONNX Runtime backend's default file name
 KSERVE_RUNTIME = "kserve-tritonserver"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 LIVE_KINDS = ("live", "served")   # trial backends that deployed the model (replay answers from a table)
@@ -61,14 +60,6 @@ GPU_PRODUCT = {"T4": "Tesla-T4", "V100": "Tesla-V100-SXM2-16GB", "M60": "Tesla-M
 
 class ExportRefused(ValueError):
     """The search cannot be exported as asked (one line: why, and what to do)."""
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """A model input or output as Triton declares it: dims without the batch dimension."""
-    name: str
-    data_type: str               # TYPE_FP32, TYPE_INT64, ...
-    dims: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -289,66 +280,10 @@ def commented(rec: Recommendation, sizing: Sizing | None, fmt: str, body: str) -
 # ---- triton -------------------------------------------------------------------------------
 
 
-class Enum(str):
-    """A protobuf enum value (written bare: KIND_CPU, TYPE_FP32)."""
-
-
-def _scalar(v: Any) -> str:
-    if isinstance(v, Enum):
-        return str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    return json.dumps(str(v))
-
-
-def pbtxt(fields: Mapping[str, Any], indent: str = "") -> str:
-    """Protobuf text format of a model configuration given as a dict (maps such as
-    ``parameters`` are written as repeated key/value entries, as protobuf wants them)."""
-    out = []
-    for key, v in fields.items():
-        if key == "parameters":
-            out += [f'{indent}parameters {{ key: {json.dumps(k)} value {{ string_value: '
-                    f'{json.dumps(str(p["string_value"]))} }} }}' for k, p in v.items()]
-        elif isinstance(v, Mapping):
-            out.append(f"{indent}{key} {{\n{pbtxt(v, indent + '  ')}{indent}}}")
-        elif isinstance(v, (list, tuple)) and v and isinstance(v[0], Mapping):
-            items = [f"{indent}  {{\n{pbtxt(x, indent + '    ')}{indent}  }}" for x in v]
-            out.append(f"{indent}{key} [\n" + ",\n".join(items) + f"\n{indent}]")
-        elif isinstance(v, (list, tuple)):
-            out.append(f"{indent}{key}: [ {', '.join(_scalar(x) for x in v)} ]")
-        else:
-            out.append(f"{indent}{key}: {_scalar(v)}")
-    return "".join(line + "\n" for line in out)
-
-
-def model_config(name: str, rec: Recommendation, s: Serving, backend: str) -> dict[str, Any]:
-    """Triton's model configuration for ``backend`` (onnxruntime or python): the served trials'
-    mapping (``ServingConfig.triton_model_config``, with its ONNX Runtime settings on either
-    backend) plus what a model repository needs beside it: the inputs and outputs, the GPU of a
-    GPU instance group, ONNX Runtime's GPU memory limit, and the knob values it was made from."""
-    cfg = s.config.triton_model_config(name, "onnxruntime")
-    cfg["backend"] = backend
-    if backend == "onnxruntime":
-        cfg["default_model_filename"] = MODEL_FILE
-    cfg["input"] = [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in rec.inputs]
-    cfg["output"] = [{"name": t.name, "data_type": Enum(t.data_type), "dims": list(t.dims)} for t in rec.outputs]
-    groups = [{**g, "kind": Enum(g["kind"]), **({"gpus": [0]} if s.gputype else {})} for g in cfg["instance_group"]]
-    params = {**cfg.pop("parameters", {}), "graph_opt": {"string_value": s.config.graph_opt},
-              "precision": {"string_value": s.config.precision}}
-    if s.gpu_mem_bytes:
-        params["gpu_mem_limit"] = {"string_value": str(s.gpu_mem_bytes)}
-    order = ["name", "backend", "default_model_filename", "max_batch_size", "input", "output", "dynamic_batching"]
-    out = {k: cfg[k] for k in order if k in cfg}
-    out["instance_group"] = groups
-    out.update({k: v for k, v in cfg.items() if k not in out})
-    out["parameters"] = params
-    return out
-
-
 def config_pbtxt(name: str, rec: Recommendation, s: Serving, backend: str) -> str:
-    return pbtxt(model_config(name, rec, s, backend))
+    """The entry's configuration for ``backend``: the one a served trial deploys
+    (:func:`services.domain.triton_repo.model_config`)."""
+    return triton_repo.config_pbtxt(name, s.config, rec.inputs, rec.outputs, backend, s.gpu_mem_bytes)
 
 
 def triton_files(rec: Recommendation, sizing: Sizing | None, fmt: str, model_py: str,

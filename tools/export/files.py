@@ -20,32 +20,15 @@ from tools.export.artefacts import (
     DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, Export, ExportRefused, Recommendation, Tensor, refusal, serving,
 )
 from tools.export.deploy import export
-
-MODEL_PY = Path(__file__).with_name("triton_model.py")
-# ONNX TensorProto element types -> Triton data types
-TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
-                7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32",
-                13: "TYPE_UINT64", 16: "TYPE_BF16"}
-
+from services.trial_runner import model_repo
+from services.trial_runner.model_repo import MODEL_PY
 
 def onnx_io(path: Path) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """The model's inputs and outputs as Triton declares them (the first dimension is the batch;
-    a named or unknown dimension is -1). Initialisers listed as inputs are not inputs."""
-    import onnx
+    """The model's inputs and outputs as Triton declares them (the served trials' reading)."""
     try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:       # noqa: BLE001 - onnx raises DecodeError and others for a bad file
-        raise ExportRefused(f"the model file {path} cannot be read as ONNX: {exc}") from None
-    inits = {i.name for i in m.graph.initializer}
-
-    def tensor(v: Any) -> Tensor:
-        t = v.type.tensor_type
-        if t.elem_type not in TRITON_TYPES:
-            raise ExportRefused(f"the model's tensor {v.name!r} has an ONNX type ({t.elem_type}) Triton cannot serve")
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
-        return Tensor(v.name, TRITON_TYPES[t.elem_type], dims[1:])
-    return (tuple(tensor(v) for v in m.graph.input if v.name not in inits),
-            tuple(tensor(v) for v in m.graph.output))
+        return model_repo.onnx_io(path)
+    except model_repo.ModelIOError as exc:
+        raise ExportRefused(str(exc)) from None
 
 
 def _served(t: TrialResult) -> bool:

@@ -11,6 +11,7 @@ import pytest
 
 from schemas.events import TrialRequested
 from services.domain.serving import ServingConfigError, serving_config
+from services.domain.triton_repo import Tensor, config_pbtxt
 from services.trial_runner.backends import LiveBackend
 from services.trial_runner.perf import parse_perf_csv, perf_error
 from services.trial_runner.precision import precision_refusal
@@ -33,13 +34,17 @@ def test_knobs_map_to_tritons_model_settings():
     assert cfg["max_batch_size"] == 8 and cfg["backend"] == "python"
     assert cfg["dynamic_batching"] == {"max_queue_delay_microseconds": 2000}
     assert cfg["instance_group"] == [{"count": 2, "kind": "KIND_CPU"}]
-    pbtxt = sc.triton_pbtxt("resnet8")
+    io = ([Tensor("x", "TYPE_FP32", (3, 32, 32))], [Tensor("y", "TYPE_FP32", (10,))])
+    pbtxt = config_pbtxt("resnet8", sc, *io, "onnxruntime")
     assert 'backend: "onnxruntime"' in pbtxt and "max_batch_size: 8" in pbtxt
-    assert "max_queue_delay_microseconds: 2000" in pbtxt and "count: 2 kind: KIND_CPU" in pbtxt
-    assert 'key: "intra_op_thread_count" value: { string_value: "1" }' in pbtxt
-    assert "optimization { graph { level: -1 } }" in pbtxt          # Triton's ORT backend: -1 = basic
-    assert "level: 2" in serving_config({"graph_opt": "disabled"}).triton_pbtxt("m")
-    assert "optimization" not in serving_config({"graph_opt": "all"}).triton_pbtxt("m")   # its default: all
+    assert "max_queue_delay_microseconds: 2000" in pbtxt and "count: 2" in pbtxt and "kind: KIND_CPU" in pbtxt
+    assert 'parameters { key: "intra_op_thread_count" value { string_value: "1" } }' in pbtxt
+    assert "optimization {\n  graph {\n    level: -1\n" in pbtxt          # Triton's ORT backend: -1 = basic
+    assert "level: 2" in config_pbtxt("m", serving_config({"graph_opt": "disabled"}), *io, "onnxruntime")
+    assert "optimization" not in config_pbtxt("m", serving_config({"graph_opt": "all"}), *io, "onnxruntime")
+    python = config_pbtxt("m", sc, *io, "python")                      # what a served trial deploys
+    assert 'backend: "python"' in python and 'key: "graph_opt" value { string_value: "basic" }' in python
+    assert 'dims: [ 3, 32, 32 ]' in python and "default_model_filename" not in python
     defaults = serving_config({})
     assert (defaults.cores, defaults.max_batch_size, defaults.instances, defaults.precision) == (1, 1, 1, "fp32")
 
@@ -111,7 +116,7 @@ def test_a_group_left_by_a_dead_runner_is_killed_at_start_and_a_live_runners_is_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     # a stand-in for a server: its command line names it (the marker the reaper checks)
-    argv = [sys.executable, "-c", "import time; time.sleep(60)", "triton_serve"]
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "tritonserver"]
     orphan = start_group(argv, registry, dict(os.environ), subprocess.DEVNULL, subprocess.DEVNULL,
                          cleanup=[scratch])
     kept = start_group(argv, registry, dict(os.environ), subprocess.DEVNULL, subprocess.DEVNULL)
