@@ -1,14 +1,14 @@
 """Triton Python-backend model: ONNX Runtime with the settings of this model's configuration.
 
-Written by ``falcon export`` beside ``model.onnx``; Triton loads it when the model runs on the
-Python backend (``tritonserver --model-config-name=python-ort``: configs/python-ort.pbtxt), as
-the served trials ran. It reads the same fields Triton's ONNX Runtime backend reads from the
-configuration (optimization.graph.level, the intra_op_thread_count / inter_op_thread_count /
-gpu_mem_limit parameters), so both backends apply one configuration; the graph_opt parameter (the
-knob's value) wins over the level where both are given. Triton's dynamic batcher
-hands ``execute`` the requests it gathered (up to max_batch_size, waiting at most
-max_queue_delay_microseconds): they run as one ONNX Runtime call. Needs numpy and onnxruntime
-(onnxruntime-gpu on a GPU) in the Python that runs the backend's stub."""
+A served trial deploys it beside ``model.onnx`` (``services/trial_runner/model_repo.py``) and
+``falcon export`` ships it; Triton loads it when the model runs on the Python backend (an exported
+entry: ``tritonserver --model-config-name=python-ort``, configs/python-ort.pbtxt). It reads the
+same fields Triton's ONNX Runtime backend reads from the configuration (optimization.graph.level,
+the intra_op_thread_count / inter_op_thread_count / gpu_mem_limit parameters), so both backends
+apply one configuration; the graph_opt parameter (the knob's value) wins over the level where both
+are given. Triton's dynamic batcher hands ``execute`` the requests it gathered (up to
+max_batch_size, waiting at most max_queue_delay_microseconds): they run as one ONNX Runtime call.
+Needs numpy and onnxruntime (onnxruntime-gpu on a GPU) in the Python that runs the backend's stub."""
 
 import json
 import os
@@ -39,7 +39,10 @@ class TritonPythonModel:
             cuda = {"device_id": int(args.get("model_instance_device_id") or 0)}
             if params.get("gpu_mem_limit"):
                 cuda["gpu_mem_limit"] = int(params["gpu_mem_limit"])
-            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+            # TensorRT first where this ONNX Runtime has it (int8 on a GPU needs it), then CUDA
+            trt = [("TensorrtExecutionProvider", {"device_id": cuda["device_id"]})] \
+                if "TensorrtExecutionProvider" in ort.get_available_providers() else []
+            providers = [*trt, ("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, opts, providers=providers)
         self.inputs = [i["name"] for i in config["input"]]
