@@ -119,3 +119,14 @@ def test_the_searcher_service_starts_a_search_with_no_kops_and_keeps_the_notice(
     assert state.notices[0] == NOTICE           # the profiler's first, then any the searcher adds
     assert [e.type for e in events if e.type == "trial-requested"] == ["trial-requested"]
     assert not any(isinstance(e.payload, SearchCompleted) or e.type == "search-failed" for e in events)
+
+
+def test_the_report_of_a_search_without_kops_says_why(tmp_path):
+    from dataclasses import replace
+
+    from tools.report import write_report
+    st = run_search("no-kops", spec("gru", max_trials=4, strategy="falcon"), [], [], ReplayBackend(), knowledge())
+    s = write_report(replace(st, notices=(NOTICE,)), tmp_path, knowledge())
+    html = (tmp_path / "report.html").read_text()
+    assert s["kops"] == [] and s["notices"][0] == NOTICE
+    assert "cannot import gru.onnx (OpNotImplemented" in html and (tmp_path / "kops.png").stat().st_size > 0
