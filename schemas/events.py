@@ -74,14 +74,17 @@ class ModelSubmitted(Payload):
 @dataclass(frozen=True)
 class KopsIdentified(Payload):
     type: ClassVar[str] = "kops-identified"
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"notices"})
     spec: SearchSpec
     operators: list[dict[str, Any]]
     kops: list[str]
     threshold: float
+    notices: list[str] | None = None     # e.g. TVM cannot import the model: no operators, no KOPs
 
     @classmethod
     def from_data(cls, d: Mapping[str, Any]) -> "KopsIdentified":
-        return cls(SearchSpec.from_dict(d["spec"]), list(d["operators"]), list(d["kops"]), float(d["threshold"]))
+        return cls(SearchSpec.from_dict(d["spec"]), list(d["operators"]), list(d["kops"]), float(d["threshold"]),
+                   [str(n) for n in d["notices"]] if d.get("notices") is not None else None)
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,29 @@ async def trial_runs(settings: Any, search_id: str) -> dict[str, int]:
                 if k.decode().startswith(search_id + "/")}
     finally:
         await redis.aclose()
+
+
+HIDDEN, FEATURES, SEQ = 8, 4, 5      # gru_onnx: hidden units, input features, sequence length
+
+
+def gru_onnx(path: Path, symbolic_features: bool = False) -> Path:
+    """A tiny ONNX GRU (ONNX Runtime serves it; TVM 0.27's Relax ONNX frontend has no GRU)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("W", TensorProto.FLOAT, [1, 3 * HIDDEN, FEATURES],
+                           rng.standard_normal(3 * HIDDEN * FEATURES).astype(np.float32).ravel().tolist())
+    r = helper.make_tensor("R", TensorProto.FLOAT, [1, 3 * HIDDEN, HIDDEN],
+                           rng.standard_normal(3 * HIDDEN * HIDDEN).astype(np.float32).ravel().tolist())
+    features = "features" if symbolic_features else FEATURES
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", SEQ, features])
+    # batch first, as torch's batch_first GRU exports: ONNX's GRU takes [seq, batch, features]
+    nodes = [helper.make_node("Transpose", ["X"], ["Xt"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["Xt", "W", "R"], ["", "Y_h"], hidden_size=HIDDEN)]
+    y_h = helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "batch", HIDDEN])
+    graph = helper.make_graph(nodes, "gru", [x], [y_h], initializer=[w, r])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -2,7 +2,9 @@
 
 The operator profile either comes with the submission (e.g. falcon-data operators.csv) or is
 measured here with Apache TVM from the model file (ONNX, or a trusted torch.export archive); a
-model that cannot be read, imported or compiled ends the search with search-failed and why."""
+file that is not a usable model ends the search with search-failed and why. A valid model that
+TVM itself cannot import, compile or run (an operator its frontend lacks, e.g. ONNX GRU) is still
+searched: kops-identified with no operators and no KOPs, and a notice that says why."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from services.platform.bus import Publisher, create_app, run_worker, subscribe
 from services.platform.model_files import MODEL_FILE_FORMATS, check_model_file
 from services.platform.settings import Settings
 from services.profiler.kops import ProfileError, aggregate, identify_kops
-from services.profiler.tvm_profile import profile_model
+from services.profiler.tvm_profile import TvmCannotProfile, profile_model
 
 SERVICE = "profiler"
 PROFILE_FORMATS = ("falcon-profile",)     # model formats whose operators arrive with the submission
@@ -37,8 +39,12 @@ def profile_submission(submitted: ModelSubmitted, settings: Settings) -> KopsIde
         if fmt in PROFILE_FORMATS:
             raise ProfileError(f"model {spec.model['name']!r} of format {fmt!r} came without its operator profile")
         if path is not None:
-            prof = profile_model(str(path), 1, settings.profile_target, budget_s=settings.profile_budget_s,
-                                 trust_pickle=settings.trust_torch_archives, fmt=fmt)
+            try:
+                prof = profile_model(str(path), 1, settings.profile_target, budget_s=settings.profile_budget_s,
+                                     trust_pickle=settings.trust_torch_archives, fmt=fmt)
+            except TvmCannotProfile as exc:   # its format's parser read it: servable, only not profilable
+                log.warning("%s", exc)
+                return KopsIdentified(spec, [], [], spec.kop_threshold, [exc.notice()])
             operators = prof.operators()
             log.info("profiled %s with TVM: compile %.1fs, %d runs, CV %s", path.name, prof.compile_s, prof.runs,
                      prof.run_cv)

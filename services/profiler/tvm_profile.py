@@ -37,6 +37,32 @@ class ProfilerError(ValueError):
     """The model cannot be imported, compiled or run: a reason a person can act on."""
 
 
+class TvmCannotProfile(ProfilerError):
+    """TVM itself cannot import, compile or run a model that its format's parser read (an operator
+    its frontend lacks, a lowering it cannot do): the model may still be servable, only its
+    operator profile is out of reach. ``stage``: import, compile or run."""
+
+    def __init__(self, model: str, stage: str, exc: BaseException, target: str | None = None) -> None:
+        lines = str(exc).strip().splitlines()
+        self.model, self.stage = model, stage
+        self.why = f"{type(exc).__name__}: {(lines[-1] if lines else '').strip()[:300]}".rstrip(": ")
+        super().__init__(f"TVM cannot {stage} {model}{f' for {target}' if target else ''}: {self.why}")
+
+    def notice(self) -> str:
+        """One line for the search's notices: what TVM could not do, and that the search goes on."""
+        return (f"TVM {tvm_version()} cannot {self.stage} {self.model} ({self.why}): searching without "
+                f"operator knowledge (no KOPs, so no KOP curves or trees)")
+
+
+def tvm_version() -> str:
+    """'0.27' for apache-tvm 0.27.0.post1 (the installed TVM's major.minor)."""
+    try:
+        from importlib.metadata import version
+        return ".".join(version("apache-tvm").split(".")[:2])
+    except Exception:   # noqa: BLE001 — a name for a message; never worth an error
+        return "(unknown version)"
+
+
 @dataclass
 class OpCall:
     """One operator call site of the model's main function."""
@@ -137,9 +163,7 @@ def _relax_from_onnx(path: Path, batch: int) -> Any:
     try:
         return from_onnx(onnx.load(str(path)), shape_dict=shapes, keep_params_in_input=False)
     except Exception as exc:   # noqa: BLE001 — TVM raises many kinds; the user needs the reason
-        msg = str(exc).strip().splitlines()
-        raise ProfilerError(f"TVM cannot import {path.name}: {type(exc).__name__}: "
-                            f"{(msg[-1] if msg else '')[:300]}") from None
+        raise TvmCannotProfile(path.name, "import", exc) from None
 
 
 def _relax_from_torch_export(path: Path, trust_pickle: bool) -> Any:
@@ -158,7 +182,10 @@ def _relax_from_torch_export(path: Path, trust_pickle: bool) -> Any:
     except Exception as exc:   # noqa: BLE001
         raise ProfilerError(f"{path.name} is not a torch.export archive: {type(exc).__name__}: "
                             f"{str(exc)[:200]}") from None
-    return from_exported_program(ep, keep_params_as_input=False)
+    try:
+        return from_exported_program(ep, keep_params_as_input=False)
+    except Exception as exc:   # noqa: BLE001 — torch read it: an operator TVM's frontend lacks
+        raise TvmCannotProfile(path.name, "import", exc) from None
 
 
 def load_relax(model: str | Path | Any, batch: int = 1, trust_pickle: bool = False, fmt: str | None = None
@@ -333,8 +360,12 @@ def profile_model(model: str | Path | Any, batch: int = 1, target: str = "llvm",
                             "apache-tvm-ffi==0.1.14.post1)")
     mod, found_name = load_relax(model, batch, trust_pickle, fmt)
     name = name or found_name
-    lowered = lower_unfused(mod)
-    prof = Profile(name, batch, target, static_calls(lowered), import_s=time.perf_counter() - t0)
+    try:
+        lowered = lower_unfused(mod)
+        calls = static_calls(lowered)
+    except Exception as exc:   # noqa: BLE001 — imported, but an operator TVM cannot lower (legalise)
+        raise TvmCannotProfile(name, "compile", exc) from None
+    prof = Profile(name, batch, target, calls, import_s=time.perf_counter() - t0)
     if not prof.calls:
         raise ProfilerError(f"{name}: no operators found in the model's main function")
     if measure:
@@ -344,10 +375,12 @@ def profile_model(model: str | Path | Any, batch: int = 1, target: str = "llvm",
         except ProfilerError:
             raise
         except Exception as exc:   # noqa: BLE001
-            raise ProfilerError(f"TVM cannot compile {name} for {target}: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}") from None
+            raise TvmCannotProfile(name, "compile", exc, target) from None
         prof.compile_s = time.perf_counter() - t1
-        prof.op_seconds, prof.runs, prof.run_cv = time_operators(ex, target, example_inputs(lowered),
-                                                                 budget_s=budget_s)
+        try:
+            prof.op_seconds, prof.runs, prof.run_cv = time_operators(ex, target, example_inputs(lowered),
+                                                                     budget_s=budget_s)
+        except Exception as exc:   # noqa: BLE001 — TVM compiled it but its runtime fails on it
+            raise TvmCannotProfile(name, "run", exc, target) from None
         prof.latency_s = sum(prof.op_seconds.values())
     return prof

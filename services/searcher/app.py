@@ -220,7 +220,8 @@ class SearcherHandlers:
         def decide(state: SearchState | None, knowledge: Knowledge | None) -> Decision:
             if state is not None:
                 return Decision(state, duplicate=True)
-            decision = start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge, facts)
+            decision = start_search(event.search_id, begun.spec, begun.kops, begun.operators, knowledge, facts,
+                                    begun.notices or ())
             if notice is None:
                 return decision
             return replace(decision, state=replace(decision.state, notices=(*decision.state.notices, notice)))

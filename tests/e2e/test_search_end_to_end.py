@@ -14,7 +14,7 @@ from services.platform.bus import KafkaPublisher
 from services.domain.falcon_data import load_model_table
 from services.platform.settings import Settings
 from services.knowledge.store import KnowledgeStore
-from tests.helpers import DATA, PROFILES, TARGETS, run_falcon, spec
+from tests.helpers import DATA, PROFILES, TARGETS, gru_onnx, run_falcon, spec
 from tools import localstack, units
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +125,21 @@ def test_a_file_that_is_not_a_model_fails_the_search(local_stack, tmp_path):
     publish_from_another_client(settings, "e2e-not-a-model", ModelSubmitted(other, None))
     r = falcon(home, "watch", "e2e-not-a-model", "--timeout", "60", "--interval", "0.5")
     assert r.returncode == 1 and "not an ONNX model" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_model_tvm_cannot_import_is_searched_without_operator_knowledge(local_stack, tmp_path):
+    """A valid ONNX GRU (TVM 0.27's ONNX frontend has no GRU): no KOPs, a notice, and a recommendation."""
+    home, _ = local_stack
+    r = falcon(home, "submit", "gru", "--model-file", str(gru_onnx(tmp_path / "gru.onnx")), "--replay-table",
+               str(TARGETS / "reg-gru.csv"), "--max-trials", "3", "--search-id", "e2e-no-kops", "--wait", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["status"] == "completed" and result["trials"] == 3 and result["kops"] == []
+    notice = next(n for n in result["notices"] if "cannot import gru.onnx" in n)
+    assert "GRU" in notice and "searching without operator knowledge" in notice
+    for args in (("watch", "e2e-no-kops", "--timeout", "30"), ("status", "e2e-no-kops")):
+        r = falcon(home, *args)
+        assert r.returncode == 0 and notice in r.stdout, r.stdout + r.stderr
 
 
 def test_falcon_mcts_bo_search_over_kafka_matches_the_in_process_run(local_stack):

@@ -31,7 +31,8 @@ def state_summary(st: SearchState) -> dict[str, Any]:
             "best_text": o["best_text"], "best_value": o["best_value"], "rps_per_usd_unit": o["rps_per_usd_unit"],
             "best_objective": o["best_objective"], "best_config": o["best_config"], "best_rps": o["best_rps"],
             "best_p99_ms": o["best_p99_ms"], "spent_usd": units.round_sig(o["spent_usd"]),
-            "stop_reason": o["stop_reason"], "pending": o["pending"], "parallel": o["parallel"], "kops": o["kops"]}
+            "stop_reason": o["stop_reason"], "pending": o["pending"], "parallel": o["parallel"], "kops": o["kops"],
+            "notices": o["notices"]}
 
 
 async def search_rows(s: Settings, search_id: str | None) -> list[dict[str, Any]]:

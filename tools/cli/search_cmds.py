@@ -83,6 +83,8 @@ def cmd_status(a: argparse.Namespace) -> int:
     text = "\n".join(status_line(r) for r in rows) or "no searches"
     if a.search_id and rows and rows[0]["best_config"]:
         text += f"\n  best configuration: {units.config(rows[0]['best_config'])}"
+    if a.search_id and rows:
+        text += "".join(f"\n  {n}" for n in rows[0]["notices"])
     out(rows if not a.search_id else rows[0], a.json, text)
     return EXIT_OK
 
@@ -105,6 +107,9 @@ def cmd_watch(a: argparse.Namespace) -> int:
         rows = asyncio.run(search_rows(s, a.search_id))
         if rows:
             r = rows[0]
+            if seen < 0:         # once: what the search's user should know (e.g. no operator knowledge)
+                for n in r["notices"]:
+                    print(n, flush=True)
             if r["trials"] != seen:
                 seen = r["trials"]
                 bar = "#" * r["trials"] + "." * max(0, r["max_trials"] - r["trials"])

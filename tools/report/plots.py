@@ -272,7 +272,8 @@ def plot_kops(state: SearchState, knowledge: Knowledge | None, path: Path) -> st
         ax.set_xlabel(knob)
         ax.set_ylabel(f"best {_value_label(unit, state.spec.objective)} measured")
         ax.yaxis.set_major_formatter(_value_formatter(unit, state.spec.objective))
-        ax.set_title(f"Measured in this search along {knob}\n(no offline KOP curve covers this space)", fontsize=9)
+        why = "no offline KOP curve covers this space" if state.kops else "the model has no KOPs"
+        ax.set_title(f"Measured in this search along {knob}\n({why})", fontsize=9)
         ax.grid(alpha=0.3)
         shown = "measured"
     fig.tight_layout()

@@ -308,7 +308,7 @@ def overview(st: SearchState) -> dict[str, Any]:
             "best_config": best.config if best else None, "best_rps": best.rps if best else None,
             "best_p99_ms": best.p99_ms if best else None, "spent_usd": st.spent_usd,
             "stop_reason": st.stop_reason, "pending": [p.trial_id for p in st.pending], "parallel": st.parallel,
-            "kops": list(st.kops)}
+            "kops": list(st.kops), "notices": list(st.notices)}
 
 
 @dataclass(frozen=True)

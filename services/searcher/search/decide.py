@@ -59,12 +59,15 @@ def validate_spec(spec: SearchSpec, facts: Facts | None = None) -> list[str]:
 
 def start_search(search_id: str, spec: SearchSpec, kops: Sequence[str],
                  operators: Sequence[Mapping[str, Any]], knowledge: Knowledge | None = None,
-                 facts: Facts | None = None) -> Decision:
+                 facts: Facts | None = None, notices: Sequence[str] = ()) -> Decision:
     """``knowledge``: what the offline dataset says about the spec's space (treebuilder), if any;
     ``facts``: the replay table and runner adverts, as the shell could read them (they also set
-    how many trials run at once when the spec does not say: see :func:`resolve_parallel`)."""
+    how many trials run at once when the spec does not say: see :func:`resolve_parallel`);
+    ``notices``: the profiler's, for the search's user (e.g. no KOPs: TVM could not import the model).
+    No ``kops`` nor ``operators`` is a search without operator knowledge, not an error."""
     problems = validate_spec(spec, facts)
-    state = SearchState(search_id, spec, tuple(kops), tuple(operators), parallel=resolve_parallel(spec, facts))
+    state = SearchState(search_id, spec, tuple(kops), tuple(operators), parallel=resolve_parallel(spec, facts),
+                        notices=tuple(notices))
     if problems:
         return Decision(replace(state, status="failed", stop_reason="; ".join(problems)), finished=True)
     return _next(state, knowledge)

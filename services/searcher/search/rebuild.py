@@ -63,7 +63,8 @@ def rebuild_states(events: Iterable[Event],
         recorded = next((p.parallel for p in started if isinstance(p, TrialRequested) and p.parallel), None)
         parallel = resolve_parallel(spec) if spec.parallel is not None or not started else \
             recorded or len(started)
-        state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators), parallel=parallel)
+        state = SearchState(sid, spec, tuple(begun.kops), tuple(begun.operators), parallel=parallel,
+                            notices=tuple(begun.notices or ()))
         cancel = cancels.get(sid)
         # the cancel took effect when the search had as many trials as its logged result lists
         cancel_effects = effects.get(cancel.event_id, []) if cancel is not None else []
@@ -88,7 +89,7 @@ def rebuild_states(events: Iterable[Event],
                 state = _replay(state, logged)
             else:
                 d = _next(state, knowledge(spec)) if cause.type == "trial-completed" else \
-                    start_search(sid, spec, begun.kops, begun.operators, knowledge(spec))
+                    start_search(sid, spec, begun.kops, begun.operators, knowledge(spec), notices=begun.notices or ())
                 state = with_outbox(d, decision_events(cause, d))
         if cancel is not None and state.status == "running":
             if cancel_effects:

@@ -22,6 +22,9 @@ class PriorOrder(Strategy):
         k = self.ctx.knowledge
         if k is None:
             raise StrategyError("the prior strategy needs offline knowledge (KOP curves)")
+        if not self.ctx.kops:
+            raise StrategyError("the prior strategy ranks configurations by the model's KOP curves, and this model "
+                                "has no KOPs (no operator profile): use falcon, gp-ei, tpe or random")
         grid_score = k.kop_prior(self.ctx.kop_shares())
         cand = self.pool()
         if not len(cand):
