@@ -20,6 +20,7 @@ from services.domain.falcon_data import read_operator_profile
 from services.platform.settings import Settings
 from services.domain.space import Space
 from services.knowledge.store import KnowledgeStore
+from tests.conftest import keep_logs_on_failure
 from tests.helpers import PROFILES, REPO, TARGETS, run_falcon, spec
 from tools import localstack
 
@@ -30,8 +31,9 @@ LIVE_SPACE = REPO / "deploy" / "config" / "live-cpu-space.yaml"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("first-day-home")
+    keep_logs_on_failure(request, home)
     ports = {"broker_port": localstack.free_port(), "redis_port": localstack.free_port()}
     base = replace(Settings(), session_timeout_s=2.0, heartbeat_s=0.2)
     info = localstack.up(home, base, runners=1, **ports)

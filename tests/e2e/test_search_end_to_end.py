@@ -14,6 +14,7 @@ from services.platform.bus import KafkaPublisher
 from services.domain.falcon_data import load_model_table
 from services.platform.settings import Settings
 from services.knowledge.store import KnowledgeStore
+from tests.conftest import keep_logs_on_failure
 from tests.helpers import DATA, PROFILES, TARGETS, run_falcon, spec
 from tools import localstack, units
 
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
+def local_stack(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("falcon-home")
+    keep_logs_on_failure(request, home)
     base = replace(Settings(), session_timeout_s=2.0, heartbeat_s=0.2)
     info = localstack.up(home, base, runners=2, broker_port=localstack.free_port(), redis_port=localstack.free_port())
     yield home, info.settings(base)
