@@ -88,20 +88,26 @@ def infra(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 @pytest.fixture(scope="module")
 def start_services(infra: Settings, tmp_path_factory: pytest.TempPathFactory,
                    request: pytest.FixtureRequest) -> Iterator[Callable[..., list[subprocess.Popen]]]:
-    """start_services("trial_runner", count=2) -> the processes, once every one is ready."""
+    """start_services("trial_runner", count=2) -> the processes, once every one is ready.
+    ``wait=False``: return at once; the next call that waits (the default) waits for these too, so
+    a module's services start side by side instead of one after the other."""
     logs = tmp_path_factory.mktemp("services")
     keep_logs_on_failure(request, logs)
     procs: list[subprocess.Popen] = []
+    starting: list[tuple[Path, subprocess.Popen]] = []
 
-    def start(name: str, count: int = 1, settings: Settings | None = None) -> list[subprocess.Popen]:
-        started, paths = [], []
+    def start(name: str, count: int = 1, settings: Settings | None = None,
+              wait: bool = True) -> list[subprocess.Popen]:
+        started = []
         for _ in range(count):
             log = logs / f"{name}-{len(procs)}.log"
             p = localstack.start_service(name, settings or infra, log)
             procs.append(p)
             started.append(p)
-            paths.append(log)
-        localstack.wait_ready(paths, started, timeout_s=60)
+            starting.append((log, p))
+        if wait:
+            localstack.wait_ready([log for log, _ in starting], [p for _, p in starting], timeout_s=60)
+            starting.clear()
         return started
 
     start.logs = logs  # type: ignore[attr-defined]
