@@ -101,8 +101,8 @@ def test_calibrate_publishes_knowledge_the_next_search_uses(stack, tmp_path, mon
     model = next((tmp_path / "home" / "calibrations").rglob("op-dense-seq32-d128.onnx"))
     code, out, err = falcon(monkeypatch, capsys, stack, tmp_path / "home", "submit", "my-model", "--model-file",
                             str(model), "--profile", str(profile), "--backend", "live", "--space", str(space_file),
-                            "--live-mode", "closed-loop", "--measure-s", "0.3", "--max-trials", "1", "--seed", str(seed), "--wait", "--json",
-                            "--timeout", "60")
+                            "--live-mode", "closed-loop", "--measure-s", "0.3", "--max-trials", "1",
+                            "--seed", str(seed), "--wait", "--json", "--timeout", "60")
     assert code == 0, err
     result = json.loads(out)
     assert result["recommended"] == expected
