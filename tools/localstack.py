@@ -257,12 +257,13 @@ def down(home: Path) -> list[str]:
     if info is None:
         return []
     stopped = []
-    # services first, then the archiver (it reads on until the broker is quiet), then broker and Redis
+    # the services first (side by side: each stops on its own), then the archiver (it reads on until
+    # the broker is quiet), then broker and Redis
     order = {"archiver": 1, "tansu": 2, "redis": 2}
-    for name, pid in sorted(info.pids.items(), key=lambda kv: order.get(kv[0], 0)):
-        if alive(pid):
-            _kill(pid, grace_s=30.0 if name in ("archiver", "redis") else 5.0)
-            stopped.append(name)
+    for rank in sorted(set(order.get(name, 0) for name in info.pids)):
+        group = {name: pid for name, pid in info.pids.items() if order.get(name, 0) == rank and alive(pid)}
+        _kill_all({pid: 30.0 if name in ("archiver", "redis") else 5.0 for name, pid in group.items()})
+        stopped += sorted(group)
     last = home / "stack.json"
     if last.exists():
         last.replace(home / "stack.last.json")
@@ -270,15 +271,30 @@ def down(home: Path) -> list[str]:
 
 
 def _kill(pid: int, grace_s: float = 5.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    if alive(pid):
+    _kill_all({pid: grace_s})
+
+
+def _kill_all(grace_s: dict[int, float], reap_s: float = 2.0) -> None:
+    """SIGTERM every pid at once, then SIGKILL each one still alive after its grace (seconds);
+    returns once all are gone (or ``reap_s`` after the last SIGKILL)."""
+    start = time.monotonic()
+    pending: dict[int, tuple[float, bool]] = {}      # pid -> (deadline, killed)
+    for pid, grace in grace_s.items():
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGTERM)
+            pending[pid] = (start + grace, False)
         except ProcessLookupError:
             pass
+    while pending:
+        now = time.monotonic()
+        for pid, (deadline, killed) in list(pending.items()):
+            if not alive(pid) or (killed and now >= deadline):
+                del pending[pid]
+            elif now >= deadline:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    pending[pid] = (now + reap_s, True)
+                except ProcessLookupError:
+                    del pending[pid]
+        if pending:
+            time.sleep(0.05)

@@ -23,6 +23,7 @@ import pytest
 from schemas import Event
 from services.platform.bus import KafkaPublisher
 from services.platform.settings import Settings
+from tests.conftest import keep_logs_on_failure
 from tests.helpers import PROFILES, REPO, TARGETS
 from tools import localstack
 
@@ -39,8 +40,9 @@ UPDATES: list[dict] = []                 # every live update the pages applied (
 
 
 @pytest.fixture(scope="module")
-def dash(tmp_path_factory):
+def dash(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("falcon-home")
+    keep_logs_on_failure(request, home)
     base = replace(Settings(), session_timeout_s=2.0, heartbeat_s=0.2, trial_time_scale=TRIAL_REAL_S / 900)
     saved = os.environ.get("FALCON_UI_TOKEN")
     os.environ["FALCON_UI_TOKEN"] = TOKEN            # the dashboard reads it from its environment

@@ -25,9 +25,9 @@ TINY = "knobs:\n  cpus: [1]\n  batchsize: [1, 2, 4]\n  graph_opt: [all]\n"
 
 @pytest.fixture(scope="module")
 def stack(infra, start_services):
-    start_services("profiler")
-    start_services("treebuilder")
-    start_services("searcher")
+    start_services("profiler", wait=False)
+    start_services("treebuilder", wait=False)
+    start_services("searcher", wait=False)
     start_services("trial_runner", settings=replace(infra, runner_classes="replay,live-cpu"))
     return infra
 
@@ -90,6 +90,7 @@ def test_calibrate_publishes_knowledge_the_next_search_uses(stack, tmp_path, mon
 
     # the next search over that space starts from the calibration's knowledge: falcon's first trial is
     # the knowledge's best, on a seed where a search without knowledge would try another configuration
+    # (measured as the calibration was, closed-loop: a served trial would add half a minute, not a check)
     kops, ops = ["dense"], [{"op": "dense", "time_share": 1.0}]
     seed = next(s for s in range(20)
                 if make_strategy("falcon", SearchContext(space, s, tuple(kops), ops, knowledge)).ask()
@@ -100,8 +101,8 @@ def test_calibrate_publishes_knowledge_the_next_search_uses(stack, tmp_path, mon
     model = next((tmp_path / "home" / "calibrations").rglob("op-dense-seq32-d128.onnx"))
     code, out, err = falcon(monkeypatch, capsys, stack, tmp_path / "home", "submit", "my-model", "--model-file",
                             str(model), "--profile", str(profile), "--backend", "live", "--space", str(space_file),
-                            "--measure-s", "0.3", "--max-trials", "1", "--seed", str(seed), "--wait", "--json",
-                            "--timeout", "60")
+                            "--live-mode", "closed-loop", "--measure-s", "0.3", "--max-trials", "1",
+                            "--seed", str(seed), "--wait", "--json", "--timeout", "60")
     assert code == 0, err
     result = json.loads(out)
     assert result["recommended"] == expected

@@ -26,7 +26,7 @@ OPS = [{"op": "conv2d", "time_share": 1.0, "memory_share": None, "flops": None}]
 @pytest.fixture(scope="module")
 def cs(infra, start_services):
     s = replace(infra, trial_time_scale=TRIAL_REAL_S / 900)
-    start_services("searcher", settings=s)
+    start_services("searcher", settings=s, wait=False)
     start_services("trial_runner", settings=s)
     return s
 

@@ -34,7 +34,8 @@ def fs(infra):
 
 @pytest.fixture(scope="module")
 def cluster(fs, start_services):
-    return {"profiler": start_services("profiler", settings=fs), "searcher": start_services("searcher", settings=fs),
+    return {"profiler": start_services("profiler", settings=fs, wait=False),
+            "searcher": start_services("searcher", settings=fs, wait=False),
             "runners": start_services("trial_runner", 2, settings=fs)}
 
 

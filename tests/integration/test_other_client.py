@@ -63,8 +63,8 @@ def submission(search_id: str) -> dict:
 
 
 def test_a_client_without_project_code_submits_a_search_and_reads_its_result(infra, start_services):
-    start_services("profiler")
-    start_services("searcher")
+    start_services("profiler", wait=False)
+    start_services("searcher", wait=False)
     start_services("trial_runner")
     search_id = f"kafka-python-{uuid.uuid4().hex[:8]}"
     event = submission(search_id)

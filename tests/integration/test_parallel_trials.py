@@ -34,7 +34,8 @@ def fs(infra):
 
 @pytest.fixture(scope="module")
 def cluster(fs, start_services):
-    c = {"profiler": start_services("profiler", settings=fs), "searcher": start_services("searcher", settings=fs),
+    c = {"profiler": start_services("profiler", settings=fs, wait=False),
+         "searcher": start_services("searcher", settings=fs, wait=False),
          "runners": start_services("trial_runner", 3, settings=fs)}
     asyncio.run(wait_partitioned(fs, 3))
     return c

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from schemas import Event
 from services.platform.connections import redis_client
@@ -51,13 +51,30 @@ async def search_rows(s: Settings, search_id: str | None) -> list[dict[str, Any]
         await redis.aclose()
 
 
-async def in_log(s: Settings, search_id: str) -> Event | None:
-    """The newest event of this search in the log (archive + broker) that says it exists."""
+# how far along its life an event says a search is (its outcome is final: the searcher keeps the
+# first outcome of a search id and ignores a later submission under it)
+_STAGE = {"model-submitted": 0, "kops-identified": 1, "search-completed": 2, "search-failed": 2}
+
+
+def furthest(events: Iterable[Event]) -> Event | None:
+    """The event that says how far a search got: its outcome if it has one, else its
+    kops-identified, else its submission (the last one at a stage, in log order). Not simply
+    the last event read: events of different topics (a submission and the search-failed it
+    caused) reach the log's readers in no fixed order, e.g. in one fetch from the broker, where
+    the consumer orders the partitions by hash, and the archive keeps them in the order the
+    archiver read them."""
     found = None
-    async for item in history(s, ("model-submitted", "kops-identified", "search-results"), archive_path(home()),
-                              search_id=search_id, idle_s=1.0):
-        found = item.event
+    for e in events:
+        if e.type in _STAGE and (found is None or _STAGE[e.type] >= _STAGE[found.type]):
+            found = e
     return found
+
+
+async def in_log(s: Settings, search_id: str) -> Event | None:
+    """The event of this search in the log (archive + broker) that says how far it got
+    (:func:`furthest`), or None when the log has none."""
+    return furthest([item.event async for item in history(s, ("model-submitted", "kops-identified", "search-results"),
+                                                           archive_path(home()), search_id=search_id, idle_s=1.0)])
 
 
 async def search_events(s: Settings, search_id: str) -> list[tuple[str, Event]]:

@@ -94,6 +94,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
     seen = -1
     deadline = time.monotonic() + a.timeout
     rows = asyncio.run(search_rows(s, a.search_id))
+    logged = None
     if not rows:          # not in the searcher's state: submitted a moment ago, failed early, or unknown
         logged = asyncio.run(in_log(s, a.search_id))
         if logged is None:
@@ -126,8 +127,18 @@ def cmd_watch(a: argparse.Namespace) -> int:
                 print(f"failed: {logged.payload.reason}")        # type: ignore[union-attr]
                 return EXIT_FAILED
         time.sleep(a.interval)
-    print(f"still running after {units.seconds(a.timeout)} (falcon watch again to go on)", file=sys.stderr)
+    print(f"{_not_done(rows, logged)} after {units.seconds(a.timeout)} (falcon watch again to go on)", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _not_done(rows: list[dict[str, Any]], logged: Any) -> str:
+    """What a search that has not ended waits for: the searcher (it is running), or, while the
+    searcher keeps no state of it, the step the event log says comes next."""
+    if rows:
+        return "still running"
+    if logged is not None and logged.type == "kops-identified":
+        return "profiled, but not yet started by the searcher"
+    return "submitted, but not yet profiled (the profiler has not answered)"
 
 
 def cmd_audit(a: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,10 @@ def assert_one_line(p: subprocess.CompletedProcess, cmd: str, address: str) -> N
 def test_with_nothing_running_every_command_names_the_stopped_stack_s_redis(tmp_path):
     redis_port, broker_port = localstack.free_port(), localstack.free_port()
     stopped_stack(tmp_path, redis_port, broker_port)
-    for cmd in commands():
-        assert_one_line(falcon(tmp_path, cmd, *ARGS[cmd]), cmd, f"127.0.0.1:{redis_port}")
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:          # the commands' processes side by side
+        done = dict(zip(commands(), pool.map(lambda cmd: falcon(tmp_path, cmd, *ARGS[cmd]), commands())))
+    for cmd, p in done.items():
+        assert_one_line(p, cmd, f"127.0.0.1:{redis_port}")
 
 
 def test_without_falcon_up_ever_the_default_ports_of_falcon_up_are_named(tmp_path):
