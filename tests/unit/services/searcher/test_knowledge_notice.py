@@ -20,7 +20,6 @@ from services.searcher.store import SearchStore
 from services.searcher.strategies import missing_knowledge_notice
 from services.domain.objectives import Objective
 from tests.helpers import spec
-from tools import localstack
 
 
 class Collect:
@@ -29,15 +28,6 @@ class Collect:
 
     async def publish(self, event: Event, partition: int | None = None) -> None:
         self.events.append(event)
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    port = localstack.free_port()
-    proc = localstack.start_redis(port, tmp_path / "redis.log")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_the_notice_is_for_strategies_that_read_knowledge():

@@ -24,7 +24,6 @@ from services.searcher.strategies import STRATEGIES, SearchContext, make_strateg
 from services.searcher.strategies.falcon import SMOOTHING, Columns
 from services.trial_runner.backends import ReplayBackend
 from tests.helpers import TARGETS, knowledge, spec
-from tools import localstack
 from tools.app.searches import state_summary
 from tools.harness import run_search
 
@@ -82,15 +81,6 @@ def test_the_notice_survives_a_rebuild_from_the_log_and_reaches_the_result():
     plain = begun_event(())
     assert "notices" not in plain.data
     assert rebuild_states([plain])[plain.search_id].notices == ()
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    port = localstack.free_port()
-    proc = localstack.start_redis(port, tmp_path / "redis.log")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
 
 
 class Collect:
