@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from services.platform.bus import ensure_topics
+from services.platform.ports import free_port
 from services.platform.processes import alive
 from services.platform.settings import Settings
 from tools.archive import READY_MARK as ARCHIVER_READY
@@ -46,12 +47,6 @@ def redis_binary() -> str:
     if not found:
         raise StackError("redis-server not found: install Debian's redis-server (scripts/setup.sh does)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout_s: float = 20.0, proc: subprocess.Popen | None = None) -> None:

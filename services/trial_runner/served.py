@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from services.domain.serving import ServingConfig
+from services.platform.ports import free_port
 from services.trial_runner.model_repo import ModelIOError, backend_dir, write_entry
 from services.trial_runner.peak_load import LoadError, LoadPoint, find_peak
 from services.trial_runner.perf import PerfAnalyzer
@@ -64,19 +64,6 @@ class ServedMeasurement:
     wall_s: dict[str, float]
     unstable_levels: list[int] = field(default_factory=list)
     peak_measurements: list[float] = field(default_factory=list)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def batch_refusal(model: Path, max_batch_size: int) -> str | None:
@@ -134,7 +121,7 @@ class ServedTrial:
         self.registry = state_dir / "groups"
         self.dir = state_dir / "trials" / uuid.uuid4().hex[:12]
         self.server: Group | None = None
-        # scratch for the Python backend's model copies and its stubs' shared memory files
+        # scratch (TMPDIR of the server and its stubs), deleted with the trial
         self.workspace = Path(tempfile.mkdtemp(prefix="falcon-served-"))
 
     def _start(self) -> int:
@@ -149,7 +136,7 @@ class ServedTrial:
             backends = backend_dir(self.env.site, self.env.python_version, self.registry.parent / "triton-backends")
         except OSError as exc:
             raise ServedTrialFailed(f"the Triton server cannot be laid out: {exc}") from None
-        http, = free_ports(1)
+        http = free_port()
         argv = [str(self.env.tritonserver), f"--model-repository={self.dir / 'repo'}",
                 f"--backend-directory={backends}", "--http-address=127.0.0.1", f"--http-port={http}",
                 "--allow-grpc=false", "--allow-metrics=false", "--exit-on-error=true", "--log-verbose=0",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.platform.ports import free_port
 from services.trial_runner.model_repo import backend_dir
 from services.trial_runner.serving_env import ServingEnv, ServingStackMissing
 from tools.export.files import build, write
@@ -41,12 +41,6 @@ def serving_python(code: str) -> str:
     out = subprocess.run([str(SERVING.python), "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, body: dict | None = None) -> dict:
