@@ -16,12 +16,13 @@ from services.platform.model_files import ModelFileError, model_path
 from services.domain.objectives import RPS_PER_USD
 from services.domain.pricing import PricingError
 from services.searcher.search import SearchState, estimate_data
+from services.trial_runner import model_repo
+from services.trial_runner.model_repo import MODEL_PY
 from tools.export.artefacts import (
     DEFAULT_HEADROOM, DEFAULT_MAX_REPLICAS, Export, ExportRefused, Recommendation, Tensor, refusal, serving,
 )
 from tools.export.deploy import export
-from services.trial_runner import model_repo
-from services.trial_runner.model_repo import MODEL_PY
+
 
 def onnx_io(path: Path) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """The model's inputs and outputs as Triton declares them (the served trials' reading)."""
